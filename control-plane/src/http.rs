@@ -1,0 +1,145 @@
+//! The apex HTTP surface: the signup form, the signup API, its status endpoint and `/healthz`.
+//! Handlers are thin: extract, one call into the store, map the result.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::model::{SignupAccepted, SignupRequest, SignupStatus, TenantStatus};
+use crate::store::{NewTenant, Store};
+use crate::{passwords, signup};
+
+/// What apex handlers share.
+#[derive(Debug, Clone)]
+pub struct ApexState {
+    pub store: Store,
+    pub base_domain: Arc<str>,
+}
+
+/// The apex router. Mounted by the `silo` binary for requests whose Host is the base domain.
+pub fn router(state: ApexState) -> Router {
+    Router::new()
+        .route("/", get(signup_page))
+        .route("/healthz", get(healthz))
+        .route("/api/v1/signups", post(create_signup))
+        .route("/api/v1/signups/{tenant_id}", get(signup_status))
+        .with_state(state)
+}
+
+const SIGNUP_PAGE: &str = include_str!("signup.html");
+
+async fn signup_page() -> Html<&'static str> {
+    Html(SIGNUP_PAGE)
+}
+
+async fn healthz(State(state): State<ApexState>) -> Response {
+    if state.store.ping().await {
+        (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))).into_response()
+    } else {
+        ApiError::unavailable().into_response()
+    }
+}
+
+/// Maps axum's JSON rejections to our error shape without echoing the body back.
+pub fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Send the request body as JSON with `Content-Type: application/json`.",
+        ),
+        JsonRejection::JsonDataError(_) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "The JSON body is missing a field or has a field of the wrong type; see the API documentation.",
+        ),
+        _ => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "The request body is not valid JSON.",
+        ),
+    }
+}
+
+#[tracing::instrument(name = "create_signup", skip_all, fields(tenant = tracing::field::Empty))]
+async fn create_signup(
+    State(state): State<ApexState>,
+    body: Result<Json<SignupRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<SignupAccepted>), ApiError> {
+    let Json(request) = body.map_err(json_rejection)?;
+    let valid = signup::validate(&request)?;
+    tracing::Span::current().record("tenant", valid.subdomain.as_str());
+    // Fail fast on a taken subdomain before spending time on the password hash.
+    if state
+        .store
+        .tenant_by_slug(&valid.subdomain)
+        .await?
+        .is_some()
+    {
+        return Err(crate::store::StoreError::SubdomainTaken.into());
+    }
+    let password_hash = passwords::hash_async(request.admin_password).await;
+    let tenant_id = state
+        .store
+        .create_tenant_and_enqueue(NewTenant {
+            slug: &valid.subdomain,
+            display_name: &valid.company_name,
+            admin_email: &valid.admin_email,
+            admin_password_hash: &password_hash,
+        })
+        .await?;
+    tracing::info!(%tenant_id, "signup accepted; provisioning enqueued");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(SignupAccepted {
+            tenant_id,
+            subdomain: valid.subdomain,
+            status: TenantStatus::Provisioning,
+            status_url: format!("/api/v1/signups/{tenant_id}"),
+        }),
+    ))
+}
+
+#[tracing::instrument(name = "signup_status", skip_all, fields(%tenant_id))]
+async fn signup_status(
+    State(state): State<ApexState>,
+    headers: HeaderMap,
+    Path(tenant_id): Path<Uuid>,
+) -> Result<Json<SignupStatus>, ApiError> {
+    let tenant = state
+        .store
+        .tenant(tenant_id)
+        .await
+        .map_err(|error| match error {
+            crate::store::StoreError::NotFound => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "signup_not_found",
+                "No signup has that id. Check the status URL you were given.",
+            ),
+            other => other.into(),
+        })?;
+    let port = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .and_then(|host| host.rsplit_once(':'))
+        .map(|(_, port)| format!(":{port}"))
+        .unwrap_or_default();
+    let tenant_url = (tenant.status == TenantStatus::Active)
+        .then(|| format!("http://{}.{}{port}/", tenant.slug, state.base_domain));
+    Ok(Json(SignupStatus {
+        tenant_id: tenant.id,
+        subdomain: tenant.slug,
+        status: tenant.status,
+        step: tenant.provisioning_step,
+        reason: tenant.failure_reason,
+        schema_version: tenant.schema_version,
+        tenant_url,
+    }))
+}

@@ -1,0 +1,20 @@
+//! The control plane: its database and everything that reads or writes it, the sealing of
+//! secrets, settings, the embedded default PostgreSQL, and the apex HTTP API.
+//!
+//! Boundary: this crate depends on no other Silo crate; the router, provisioner and migrator
+//! depend on it, and talk to each other only through its database and its [`model`] types.
+
+pub mod embedded_postgres;
+pub mod error;
+pub mod http;
+pub mod model;
+pub mod passwords;
+pub mod sealing;
+pub mod settings;
+pub mod signup;
+pub mod store;
+
+pub use error::ApiError;
+pub use sealing::{Keyring, Purpose, Sealed};
+pub use settings::Settings;
+pub use store::Store;

@@ -1,0 +1,288 @@
+//! Typed settings in layers: defaults → optional TOML file → `SILO_…` environment variables →
+//! command-line flags (applied by the binary). Secrets are `SecretString`s from the start.
+//!
+//! Invariant: `DATABASE_URL` is never read (it changes how sqlx-based crates build).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Everything a Silo process needs to start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The control-plane database. `None`: start or reuse the embedded cluster in `data_dir`.
+    pub database_url: Option<SecretString>,
+    /// Master keys, newest first (`id:base64key,…`). `None`: use the data dir's key file.
+    pub master_keys: Option<SecretString>,
+    /// The apex domain; tenants live on `<slug>.<base_domain>`.
+    pub base_domain: String,
+    pub http_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub provisioning: ProvisioningSettings,
+    pub router: RouterSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProvisioningSettings {
+    /// How many provisioning jobs one worker process runs at once.
+    pub concurrency: usize,
+    /// Attempts per tenant before it is marked `failed`.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt.
+    pub retry_backoff: Duration,
+    /// How often a worker proves it is alive; a job whose worker missed several is resumed elsewhere.
+    pub heartbeat_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouterSettings {
+    /// How long a resolved tenant is trusted before it is read again.
+    pub tenant_cache_ttl: Duration,
+    /// A tenant's pool is closed after this long without requests.
+    pub pool_idle_timeout: Duration,
+    /// Connections per tenant pool.
+    pub pool_max_size: usize,
+    /// How long a request waits for a tenant database connection.
+    pub connect_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            master_keys: None,
+            base_domain: "localhost".to_owned(),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from(".silo"),
+            provisioning: ProvisioningSettings {
+                concurrency: 4,
+                max_attempts: 5,
+                retry_backoff: Duration::from_millis(500),
+                heartbeat_interval: Duration::from_secs(5),
+            },
+            router: RouterSettings {
+                tenant_cache_ttl: Duration::from_secs(5),
+                pool_idle_timeout: Duration::from_secs(300),
+                pool_max_size: 4,
+                connect_timeout: Duration::from_secs(5),
+            },
+        }
+    }
+}
+
+/// What went wrong while loading settings. Never echoes a secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read the settings file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the settings file {path} is not valid: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("{name} is not valid: {message}")]
+    Variable { name: &'static str, message: String },
+}
+
+/// The TOML file's shape: every field optional, same names as the settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    database_url: Option<SecretString>,
+    master_keys: Option<SecretString>,
+    base_domain: Option<String>,
+    http_addr: Option<SocketAddr>,
+    #[serde(default)]
+    provisioning: FileProvisioning,
+    #[serde(default)]
+    router: FileRouter,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileProvisioning {
+    concurrency: Option<usize>,
+    max_attempts: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    retry_backoff: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    heartbeat_interval: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRouter {
+    #[serde(default, with = "humantime_serde")]
+    tenant_cache_ttl: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pool_idle_timeout: Option<Duration>,
+    pool_max_size: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    connect_timeout: Option<Duration>,
+}
+
+impl Settings {
+    /// Loads defaults, then `config_file` (or `<data_dir>/silo.toml` if present), then the
+    /// environment. `lookup` is the environment, injectable for tests.
+    pub fn load(
+        data_dir: &Path,
+        config_file: Option<&Path>,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, SettingsError> {
+        let mut settings = Settings {
+            data_dir: data_dir.to_owned(),
+            ..Settings::default()
+        };
+        let default_file = data_dir.join("silo.toml");
+        let file_path = match config_file {
+            Some(path) => Some(path.to_owned()),
+            None => default_file.exists().then_some(default_file),
+        };
+        if let Some(path) = file_path {
+            let text = std::fs::read_to_string(&path).map_err(|source| SettingsError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let file: FileSettings =
+                toml::from_str(&text).map_err(|error| SettingsError::File {
+                    path: path.clone(),
+                    message: error.message().to_owned(),
+                })?;
+            settings.apply_file(file);
+        }
+        settings.apply_environment(lookup)?;
+        Ok(settings)
+    }
+
+    fn apply_file(&mut self, file: FileSettings) {
+        if file.database_url.is_some() {
+            self.database_url = file.database_url;
+        }
+        if file.master_keys.is_some() {
+            self.master_keys = file.master_keys;
+        }
+        if let Some(base) = file.base_domain {
+            self.base_domain = base;
+        }
+        if let Some(addr) = file.http_addr {
+            self.http_addr = addr;
+        }
+        let p = &mut self.provisioning;
+        p.concurrency = file.provisioning.concurrency.unwrap_or(p.concurrency);
+        p.max_attempts = file.provisioning.max_attempts.unwrap_or(p.max_attempts);
+        p.retry_backoff = file.provisioning.retry_backoff.unwrap_or(p.retry_backoff);
+        p.heartbeat_interval = file
+            .provisioning
+            .heartbeat_interval
+            .unwrap_or(p.heartbeat_interval);
+        let r = &mut self.router;
+        r.tenant_cache_ttl = file.router.tenant_cache_ttl.unwrap_or(r.tenant_cache_ttl);
+        r.pool_idle_timeout = file.router.pool_idle_timeout.unwrap_or(r.pool_idle_timeout);
+        r.pool_max_size = file.router.pool_max_size.unwrap_or(r.pool_max_size);
+        r.connect_timeout = file.router.connect_timeout.unwrap_or(r.connect_timeout);
+    }
+
+    fn apply_environment(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), SettingsError> {
+        let non_empty = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        if let Some(url) = non_empty("SILO_DATABASE_URL") {
+            self.database_url = Some(SecretString::from(url));
+        }
+        if let Some(keys) = non_empty("SILO_MASTER_KEYS") {
+            self.master_keys = Some(SecretString::from(keys));
+        }
+        if let Some(base) = non_empty("SILO_BASE_DOMAIN") {
+            self.base_domain = base;
+        }
+        if let Some(addr) = non_empty("SILO_HTTP_ADDR") {
+            self.http_addr = addr.parse().map_err(|_| SettingsError::Variable {
+                name: "SILO_HTTP_ADDR",
+                message: format!("`{addr}` is not an address like 127.0.0.1:8080"),
+            })?;
+        }
+        self.base_domain =
+            normalise_base_domain(&self.base_domain).ok_or_else(|| SettingsError::Variable {
+                name: "SILO_BASE_DOMAIN",
+                message: format!("`{}` is not a domain name", self.base_domain),
+            })?;
+        Ok(())
+    }
+}
+
+/// Lower-cases and strips a trailing dot; refuses anything that is not a plausible domain.
+fn normalise_base_domain(raw: &str) -> Option<String> {
+    let domain = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+    let valid = !domain.is_empty()
+        && domain.len() <= 253
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    valid.then_some(domain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn environment_overrides_file_overrides_defaults() {
+        let dir = std::env::temp_dir().join(format!("silo-settings-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("silo.toml"),
+            "base_domain = \"file.example\"\nhttp_addr = \"127.0.0.1:9000\"\n[router]\npool_idle_timeout = \"2m\"\n",
+        )
+        .unwrap();
+        let settings =
+            Settings::load(&dir, None, env(&[("SILO_BASE_DOMAIN", "Env.Example.")])).unwrap();
+        assert_eq!(settings.base_domain, "env.example");
+        assert_eq!(settings.http_addr.port(), 9000);
+        assert_eq!(settings.router.pool_idle_timeout, Duration::from_secs(120));
+        assert!(settings.database_url.is_none());
+        let with_url =
+            Settings::load(&dir, None, env(&[("SILO_DATABASE_URL", "postgres://x")])).unwrap();
+        assert_eq!(
+            with_url.database_url.unwrap().expose_secret(),
+            "postgres://x"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_setting_named() {
+        let dir = std::env::temp_dir();
+        let error =
+            Settings::load(&dir, Some(Path::new("/nonexistent/silo.toml")), env(&[])).unwrap_err();
+        assert!(error.to_string().contains("/nonexistent/silo.toml"));
+        let error = Settings::load(&dir, None, env(&[("SILO_HTTP_ADDR", "nope")])).unwrap_err();
+        assert!(error.to_string().contains("SILO_HTTP_ADDR"));
+        let error =
+            Settings::load(&dir, None, env(&[("SILO_BASE_DOMAIN", "bad domain")])).unwrap_err();
+        assert!(error.to_string().contains("SILO_BASE_DOMAIN"));
+        assert!(
+            Settings::load(&dir, None, env(&[("DATABASE_URL", "postgres://ignored")]))
+                .unwrap()
+                .database_url
+                .is_none()
+        );
+    }
+}

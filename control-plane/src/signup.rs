@@ -1,0 +1,237 @@
+//! Signup validation: what a subdomain, company name, email and password must be, each refusal
+//! with its own stable error code.
+
+use axum::http::StatusCode;
+use secrecy::ExposeSecret as _;
+
+use crate::error::ApiError;
+use crate::model::SignupRequest;
+
+/// Subdomains nobody may sign up for: they name Silo's own services or invite phishing.
+pub const RESERVED_SUBDOMAINS: &[&str] = &[
+    "about",
+    "account",
+    "accounts",
+    "admin",
+    "administrator",
+    "api",
+    "app",
+    "apps",
+    "assets",
+    "auth",
+    "billing",
+    "blog",
+    "cdn",
+    "console",
+    "dashboard",
+    "default",
+    "dev",
+    "docs",
+    "email",
+    "ftp",
+    "help",
+    "imap",
+    "internal",
+    "login",
+    "mail",
+    "metrics",
+    "mx",
+    "ns1",
+    "ns2",
+    "pop",
+    "portal",
+    "postgres",
+    "root",
+    "security",
+    "signup",
+    "silo",
+    "smtp",
+    "staging",
+    "static",
+    "status",
+    "support",
+    "system",
+    "webmail",
+    "www",
+];
+
+/// Minimum admin password length (the strength rules deepen in the provisioner issue).
+pub const MIN_PASSWORD_LENGTH: usize = 10;
+
+/// A signup whose fields passed validation, normalised.
+#[derive(Debug)]
+pub struct ValidSignup {
+    pub subdomain: String,
+    pub company_name: String,
+    pub admin_email: String,
+}
+
+fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+}
+
+/// Checks a subdomain is a DNS label of 3–63 lowercase letters, digits and inner hyphens.
+/// Input is trimmed and lower-cased first, so `Acme` signs up as `acme`.
+pub fn validate_subdomain(raw: &str) -> Result<String, ApiError> {
+    let subdomain = raw.trim().to_ascii_lowercase();
+    let valid = (3..=63).contains(&subdomain.len())
+        && subdomain
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !subdomain.starts_with('-')
+        && !subdomain.ends_with('-')
+        // "xn--" labels are punycode; refusing `--` keeps look-alike names out.
+        && !subdomain.contains("--");
+    if !valid {
+        return Err(unprocessable(
+            "invalid_subdomain",
+            "The subdomain must be 3 to 63 characters of lowercase letters, digits and single \
+             hyphens, starting and ending with a letter or digit.",
+        ));
+    }
+    if RESERVED_SUBDOMAINS.contains(&subdomain.as_str()) {
+        return Err(unprocessable(
+            "reserved_subdomain",
+            format!("The subdomain `{subdomain}` is reserved. Pick another one."),
+        ));
+    }
+    Ok(subdomain)
+}
+
+fn validate_email(raw: &str) -> Result<String, ApiError> {
+    let email = raw.trim().to_owned();
+    let valid = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        });
+    if !valid {
+        return Err(unprocessable(
+            "invalid_email",
+            "The admin email must be an address like name@example.com.",
+        ));
+    }
+    Ok(email)
+}
+
+/// Validates every field of a signup; the first problem found is reported.
+pub fn validate(request: &SignupRequest) -> Result<ValidSignup, ApiError> {
+    let subdomain = validate_subdomain(&request.subdomain)?;
+    let company_name = request.company_name.trim().to_owned();
+    if company_name.is_empty()
+        || company_name.chars().count() > 200
+        || company_name.chars().any(char::is_control)
+    {
+        return Err(unprocessable(
+            "invalid_company_name",
+            "The company name must be 1 to 200 printable characters.",
+        ));
+    }
+    let admin_email = validate_email(&request.admin_email)?;
+    let password = request.admin_password.expose_secret();
+    if password.chars().count() < MIN_PASSWORD_LENGTH || password.len() > 1024 {
+        return Err(unprocessable(
+            "weak_password",
+            format!("The admin password must be at least {MIN_PASSWORD_LENGTH} characters long."),
+        ));
+    }
+    Ok(ValidSignup {
+        subdomain,
+        company_name,
+        admin_email,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subdomains() {
+        let cases: &[(&str, Result<&str, &str>)] = &[
+            ("acme", Ok("acme")),
+            ("  Acme-Pharmacy ", Ok("acme-pharmacy")),
+            ("a1b", Ok("a1b")),
+            ("ab", Err("invalid_subdomain")),
+            (&"a".repeat(63), Ok(&"a".repeat(63))),
+            (&"a".repeat(64), Err("invalid_subdomain")),
+            ("-acme", Err("invalid_subdomain")),
+            ("acme-", Err("invalid_subdomain")),
+            ("ac--me", Err("invalid_subdomain")),
+            ("xn--80ak6aa92e", Err("invalid_subdomain")),
+            ("ac.me", Err("invalid_subdomain")),
+            ("ac_me", Err("invalid_subdomain")),
+            ("acmé", Err("invalid_subdomain")),
+            ("", Err("invalid_subdomain")),
+            ("www", Err("reserved_subdomain")),
+            ("ADMIN", Err("reserved_subdomain")),
+            ("api", Err("reserved_subdomain")),
+            ("app", Err("reserved_subdomain")),
+        ];
+        for (input, expected) in cases {
+            let got = validate_subdomain(input).map_err(|error| error.code);
+            assert_eq!(
+                got.as_deref(),
+                expected.as_deref().map_err(|c| *c),
+                "input {input:?}"
+            );
+        }
+    }
+
+    fn request(company: &str, subdomain: &str, email: &str, password: &str) -> SignupRequest {
+        SignupRequest {
+            company_name: company.into(),
+            subdomain: subdomain.into(),
+            admin_email: email.into(),
+            admin_password: password.to_owned().into(),
+        }
+    }
+
+    #[test]
+    fn whole_signups() {
+        let cases: &[(SignupRequest, Option<&str>)] = &[
+            (request("Acme", "acme", "a@acme.test", "long enough!"), None),
+            (
+                request("  ", "acme", "a@acme.test", "long enough!"),
+                Some("invalid_company_name"),
+            ),
+            (
+                request(&"x".repeat(201), "acme", "a@acme.test", "long enough!"),
+                Some("invalid_company_name"),
+            ),
+            (
+                request("Acme", "acme", "not-an-email", "long enough!"),
+                Some("invalid_email"),
+            ),
+            (
+                request("Acme", "acme", "a@b", "long enough!"),
+                Some("invalid_email"),
+            ),
+            (
+                request("Acme", "acme", "a b@acme.test", "long enough!"),
+                Some("invalid_email"),
+            ),
+            (
+                request("Acme", "acme", "a@acme.test", "short"),
+                Some("weak_password"),
+            ),
+            (
+                request("Acme", "w", "a@acme.test", "long enough!"),
+                Some("invalid_subdomain"),
+            ),
+        ];
+        for (input, expected) in cases {
+            let got = validate(input).err().map(|error| error.code);
+            assert_eq!(
+                got,
+                *expected,
+                "{:?}",
+                (&input.company_name, &input.subdomain, &input.admin_email)
+            );
+        }
+    }
+}

@@ -1,0 +1,620 @@
+//! The control-plane database: the sqlx pool, its migrations, and every query on tenants,
+//! database hosts and the provisioning record. Secrets enter and leave only as [`Sealed`] blobs.
+
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use apalis::prelude::TaskBuilder;
+use secrecy::{ExposeSecret as _, SecretString};
+use sqlx::Row as _;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use uuid::Uuid;
+
+use crate::model::{PROVISION_QUEUE, ProvisionTenant, TenantStatus};
+use crate::sealing::{Keyring, Purpose, Sealed};
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// What can go wrong in the store. `Display` never includes a connection string.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the subdomain is already taken")]
+    SubdomainTaken,
+    #[error("the record does not exist")]
+    NotFound,
+    #[error("a database host with that name already exists")]
+    HostNameTaken,
+    #[error("the database URL is not a valid PostgreSQL URL")]
+    InvalidUrl,
+    #[error("the control-plane database is unreachable: {0}")]
+    Unavailable(sqlx::Error),
+    #[error("control-plane query failed: {0}")]
+    Database(sqlx::Error),
+    #[error("control-plane migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("job queue setup failed: {0}")]
+    Queue(String),
+    #[error(transparent)]
+    Sealing(#[from] crate::sealing::SealingError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                StoreError::Unavailable(error)
+            }
+            sqlx::Error::Configuration(_) => StoreError::InvalidUrl,
+            other => StoreError::Database(other),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Parses a PostgreSQL URL without ever echoing it.
+pub fn connect_options(url: &SecretString) -> StoreResult<PgConnectOptions> {
+    PgConnectOptions::from_str(url.expose_secret()).map_err(|_| StoreError::InvalidUrl)
+}
+
+/// Creates `database` on the server behind `admin_url` unless it exists.
+pub async fn ensure_database(admin_url: &SecretString, database: &str) -> StoreResult<()> {
+    let options = connect_options(admin_url)?.database("postgres");
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(database)
+            .fetch_one(&pool)
+            .await?;
+    if !exists {
+        let statement = format!("CREATE DATABASE {}", quote_identifier(database));
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&pool)
+            .await
+        {
+            Ok(_) => {}
+            // Another process created it between our check and our CREATE.
+            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("42P04") => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    pool.close().await;
+    Ok(())
+}
+
+/// Double-quotes an SQL identifier.
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A database host: a PostgreSQL server tenant databases live on.
+#[derive(Debug, Clone)]
+pub struct DatabaseHost {
+    pub id: Uuid,
+    pub name: String,
+    pub sealed_admin_url: Sealed,
+    pub capacity: i32,
+    pub status: String,
+    pub tenant_count: i64,
+}
+
+/// A tenant as the control plane records it.
+#[derive(Debug, Clone)]
+pub struct TenantRecord {
+    pub id: Uuid,
+    pub slug: String,
+    pub display_name: String,
+    pub status: TenantStatus,
+    pub host_id: Option<Uuid>,
+    pub database_name: Option<String>,
+    pub role_name: Option<String>,
+    pub sealed_database_url: Option<Sealed>,
+    pub schema_version: Option<i32>,
+    pub admin_email: String,
+    pub pending_admin_password_hash: Option<String>,
+    pub provisioning_step: Option<String>,
+    pub provisioning_attempts: i32,
+    pub failure_reason: Option<String>,
+}
+
+/// What a new signup stores.
+#[derive(Debug)]
+pub struct NewTenant<'a> {
+    pub slug: &'a str,
+    pub display_name: &'a str,
+    pub admin_email: &'a str,
+    pub admin_password_hash: &'a str,
+}
+
+/// Where a tenant was placed and what it will be called there.
+#[derive(Debug)]
+pub struct Placement {
+    pub host_id: Uuid,
+    pub database_name: String,
+    pub role_name: String,
+    pub sealed_database_url: Sealed,
+}
+
+/// `SELECT <every tenant column> FROM tenants <tail>`, as a static string (sqlx audits dynamic SQL).
+macro_rules! select_tenants {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, slug, display_name, status, host_id, database_name, role_name, ",
+            "sealed_database_url, database_url_key_id, schema_version, admin_email, ",
+            "pending_admin_password_hash, provisioning_step, provisioning_attempts, failure_reason ",
+            "FROM tenants ",
+            $tail
+        )
+    };
+}
+
+fn tenant_from_row(row: &PgRow) -> StoreResult<TenantRecord> {
+    let status: String = row.try_get("status")?;
+    let sealed_blob: Option<Vec<u8>> = row.try_get("sealed_database_url")?;
+    let key_id: Option<String> = row.try_get("database_url_key_id")?;
+    Ok(TenantRecord {
+        id: row.try_get("id")?,
+        slug: row.try_get("slug")?,
+        display_name: row.try_get("display_name")?,
+        status: TenantStatus::parse(&status).ok_or_else(|| {
+            StoreError::Database(sqlx::Error::Decode(
+                format!("unknown tenant status {status}").into(),
+            ))
+        })?,
+        host_id: row.try_get("host_id")?,
+        database_name: row.try_get("database_name")?,
+        role_name: row.try_get("role_name")?,
+        sealed_database_url: sealed_blob
+            .zip(key_id)
+            .map(|(blob, key_id)| Sealed { key_id, blob }),
+        schema_version: row.try_get("schema_version")?,
+        admin_email: row.try_get("admin_email")?,
+        pending_admin_password_hash: row.try_get("pending_admin_password_hash")?,
+        provisioning_step: row.try_get("provisioning_step")?,
+        provisioning_attempts: row.try_get("provisioning_attempts")?,
+        failure_reason: row.try_get("failure_reason")?,
+    })
+}
+
+fn host_from_row(row: &PgRow) -> StoreResult<DatabaseHost> {
+    Ok(DatabaseHost {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        sealed_admin_url: Sealed {
+            key_id: row.try_get("admin_url_key_id")?,
+            blob: row.try_get("sealed_admin_url")?,
+        },
+        capacity: row.try_get("capacity")?,
+        status: row.try_get("status")?,
+        tenant_count: row.try_get("tenant_count")?,
+    })
+}
+
+/// The control-plane store: a cheap-to-clone handle on the sqlx pool.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Connects to the control-plane database (creating it if the server lacks it).
+    pub async fn connect(url: &SecretString, max_connections: u32) -> StoreResult<Self> {
+        let options = connect_options(url)?;
+        if let Some(database) = options.get_database() {
+            ensure_database(url, database).await?;
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// Applies the control plane's migrations and the job queue's.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        MIGRATIONS.run(&self.pool).await?;
+        apalis_postgres::PostgresStorage::setup(&self.pool)
+            .await
+            .map_err(|error| StoreError::Queue(error.to_string()))?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    // ---- database hosts ----
+
+    pub async fn add_host(
+        &self,
+        keyring: &Keyring,
+        name: &str,
+        admin_url: &SecretString,
+        capacity: i32,
+    ) -> StoreResult<Uuid> {
+        connect_options(admin_url)?;
+        let id = Uuid::new_v4();
+        let sealed = keyring.seal(Purpose::HostAdminUrl, id, admin_url);
+        let result = sqlx::query(
+            "INSERT INTO database_hosts (id, name, sealed_admin_url, admin_url_key_id, capacity) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(&sealed.blob)
+        .bind(&sealed.key_id)
+        .bind(capacity)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(id),
+            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("23505") => {
+                Err(StoreError::HostNameTaken)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Registers `name` with `admin_url`, or refreshes its URL if it is already registered.
+    pub async fn upsert_host(
+        &self,
+        keyring: &Keyring,
+        name: &str,
+        admin_url: &SecretString,
+        capacity: i32,
+    ) -> StoreResult<Uuid> {
+        if let Some(host) = self.host_by_name(name).await? {
+            let sealed = keyring.seal(Purpose::HostAdminUrl, host.id, admin_url);
+            self.store_host_admin_url(host.id, &sealed).await?;
+            return Ok(host.id);
+        }
+        match self.add_host(keyring, name, admin_url, capacity).await {
+            Err(StoreError::HostNameTaken) => {
+                Box::pin(self.upsert_host(keyring, name, admin_url, capacity)).await
+            }
+            other => other,
+        }
+    }
+
+    pub async fn store_host_admin_url(&self, host_id: Uuid, sealed: &Sealed) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE database_hosts SET sealed_admin_url = $2, admin_url_key_id = $3, updated_at = now() \
+             WHERE id = $1",
+        )
+        .bind(host_id)
+        .bind(&sealed.blob)
+        .bind(&sealed.key_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn hosts(&self) -> StoreResult<Vec<DatabaseHost>> {
+        let rows = sqlx::query(
+            "SELECT h.*, (SELECT count(*) FROM tenants t WHERE t.host_id = h.id) AS tenant_count \
+             FROM database_hosts h ORDER BY h.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(host_from_row).collect()
+    }
+
+    pub async fn host(&self, id: Uuid) -> StoreResult<DatabaseHost> {
+        let row = sqlx::query(
+            "SELECT h.*, (SELECT count(*) FROM tenants t WHERE t.host_id = h.id) AS tenant_count \
+             FROM database_hosts h WHERE h.id = $1",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?;
+        host_from_row(&row)
+    }
+
+    pub async fn host_by_name(&self, name: &str) -> StoreResult<Option<DatabaseHost>> {
+        let row = sqlx::query(
+            "SELECT h.*, (SELECT count(*) FROM tenants t WHERE t.host_id = h.id) AS tenant_count \
+             FROM database_hosts h WHERE h.name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(host_from_row).transpose()
+    }
+
+    // ---- tenants ----
+
+    /// Inserts the tenant and enqueues its provisioning job in one transaction, so a crash can
+    /// never leave a tenant without a job or a job without a tenant.
+    pub async fn create_tenant_and_enqueue(&self, new: NewTenant<'_>) -> StoreResult<Uuid> {
+        let id = Uuid::new_v4();
+        let mut transaction = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO tenants (id, slug, display_name, status, admin_email, pending_admin_password_hash) \
+             VALUES ($1, $2, $3, 'provisioning', $4, $5) ON CONFLICT (slug) DO NOTHING",
+        )
+        .bind(id)
+        .bind(new.slug)
+        .bind(new.display_name)
+        .bind(new.admin_email)
+        .bind(new.admin_password_hash)
+        .execute(&mut *transaction)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::SubdomainTaken);
+        }
+        enqueue_provisioning(&mut transaction, id).await?;
+        transaction.commit().await?;
+        Ok(id)
+    }
+
+    /// Puts a failed tenant back to `provisioning` and enqueues it again.
+    pub async fn retry_provisioning(&self, tenant_id: Uuid) -> StoreResult<()> {
+        let mut transaction = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE tenants SET status = 'provisioning', failure_reason = NULL, provisioning_attempts = 0, \
+             updated_at = now() WHERE id = $1 AND status = 'failed'",
+        )
+        .bind(tenant_id)
+        .execute(&mut *transaction)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        enqueue_provisioning(&mut transaction, tenant_id).await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    pub async fn tenant(&self, id: Uuid) -> StoreResult<TenantRecord> {
+        let row = sqlx::query(select_tenants!("WHERE id = $1"))
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
+        tenant_from_row(&row)
+    }
+
+    pub async fn tenant_by_slug(&self, slug: &str) -> StoreResult<Option<TenantRecord>> {
+        let row = sqlx::query(select_tenants!("WHERE slug = $1"))
+            .bind(slug)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    pub async fn tenants(&self) -> StoreResult<Vec<TenantRecord>> {
+        let rows = sqlx::query(select_tenants!("ORDER BY slug"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(tenant_from_row).collect()
+    }
+
+    /// Records where the tenant goes; only the first placement sticks, so a retried job reuses it.
+    pub async fn place_tenant(
+        &self,
+        tenant_id: Uuid,
+        placement: &Placement,
+    ) -> StoreResult<TenantRecord> {
+        sqlx::query(
+            "UPDATE tenants SET host_id = $2, database_name = $3, role_name = $4, \
+             sealed_database_url = $5, database_url_key_id = $6, updated_at = now() \
+             WHERE id = $1 AND host_id IS NULL",
+        )
+        .bind(tenant_id)
+        .bind(placement.host_id)
+        .bind(&placement.database_name)
+        .bind(&placement.role_name)
+        .bind(&placement.sealed_database_url.blob)
+        .bind(&placement.sealed_database_url.key_id)
+        .execute(&self.pool)
+        .await?;
+        self.tenant(tenant_id).await
+    }
+
+    /// The active host with the most free capacity, if any has room.
+    pub async fn choose_host(&self) -> StoreResult<Option<DatabaseHost>> {
+        let row = sqlx::query(
+            "SELECT h.*, count(t.id) AS tenant_count FROM database_hosts h \
+             LEFT JOIN tenants t ON t.host_id = h.id \
+             WHERE h.status = 'active' GROUP BY h.id \
+             HAVING count(t.id) < h.capacity \
+             ORDER BY h.capacity - count(t.id) DESC, h.name LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(host_from_row).transpose()
+    }
+
+    pub async fn record_step(
+        &self,
+        tenant_id: Uuid,
+        step: &str,
+        attempt: i32,
+        error: Option<&str>,
+        duration: Duration,
+    ) -> StoreResult<()> {
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO provisioning_events (tenant_id, step, attempt, outcome, error, duration_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(tenant_id)
+        .bind(step)
+        .bind(attempt)
+        .bind(if error.is_none() { "succeeded" } else { "failed" })
+        .bind(error)
+        .bind(i32::try_from(duration.as_millis()).unwrap_or(i32::MAX))
+        .execute(&mut *transaction)
+        .await?;
+        if error.is_none() {
+            sqlx::query(
+                "UPDATE tenants SET provisioning_step = $2, updated_at = now() WHERE id = $1",
+            )
+            .bind(tenant_id)
+            .bind(step)
+            .execute(&mut *transaction)
+            .await?;
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Counts one more provisioning attempt and returns the new count.
+    pub async fn begin_attempt(&self, tenant_id: Uuid) -> StoreResult<i32> {
+        let attempts = sqlx::query_scalar(
+            "UPDATE tenants SET provisioning_attempts = provisioning_attempts + 1, updated_at = now() \
+             WHERE id = $1 RETURNING provisioning_attempts",
+        )
+        .bind(tenant_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(attempts)
+    }
+
+    pub async fn set_schema_version(&self, tenant_id: Uuid, version: i32) -> StoreResult<()> {
+        sqlx::query("UPDATE tenants SET schema_version = $2, updated_at = now() WHERE id = $1")
+            .bind(tenant_id)
+            .bind(version)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks the tenant active and forgets the admin password hash, which now lives in its database.
+    pub async fn activate(&self, tenant_id: Uuid) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE tenants SET status = 'active', pending_admin_password_hash = NULL, failure_reason = NULL, \
+             activated_at = now(), updated_at = now() WHERE id = $1 AND status = 'provisioning'",
+        )
+        .bind(tenant_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn mark_failed(&self, tenant_id: Uuid, reason: &str) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE tenants SET status = 'failed', failure_reason = $2, updated_at = now() \
+             WHERE id = $1 AND status = 'provisioning'",
+        )
+        .bind(tenant_id)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_status(&self, tenant_id: Uuid, status: TenantStatus) -> StoreResult<()> {
+        let updated =
+            sqlx::query("UPDATE tenants SET status = $2, updated_at = now() WHERE id = $1")
+                .bind(tenant_id)
+                .bind(status.as_str())
+                .execute(&self.pool)
+                .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    // ---- key rotation ----
+
+    /// Re-seals every tenant connection string and host admin URL not yet under the newest key.
+    /// Each row is re-sealed in its own transaction under a row lock, so rotation can be
+    /// interrupted and run again, and runs safely beside live traffic.
+    pub async fn reseal_all(&self, keyring: &Keyring) -> StoreResult<RotationReport> {
+        let newest = keyring.newest_key_id().to_owned();
+        let mut report = RotationReport::default();
+        let tenant_ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM tenants WHERE database_url_key_id IS NOT NULL AND database_url_key_id <> $1",
+        )
+        .bind(&newest)
+        .fetch_all(&self.pool)
+        .await?;
+        for id in tenant_ids {
+            let mut transaction = self.pool.begin().await?;
+            let row = sqlx::query(
+                "SELECT sealed_database_url, database_url_key_id FROM tenants WHERE id = $1 FOR UPDATE",
+            )
+            .bind(id)
+            .fetch_one(&mut *transaction)
+            .await?;
+            let sealed = Sealed {
+                blob: row.try_get("sealed_database_url")?,
+                key_id: row.try_get("database_url_key_id")?,
+            };
+            let plaintext = keyring.open(Purpose::TenantDatabaseUrl, id, &sealed)?;
+            let resealed = keyring.seal(Purpose::TenantDatabaseUrl, id, &plaintext);
+            sqlx::query(
+                "UPDATE tenants SET sealed_database_url = $2, database_url_key_id = $3, updated_at = now() WHERE id = $1",
+            )
+            .bind(id)
+            .bind(&resealed.blob)
+            .bind(&resealed.key_id)
+            .execute(&mut *transaction)
+            .await?;
+            transaction.commit().await?;
+            report.tenants += 1;
+        }
+        let host_ids: Vec<Uuid> =
+            sqlx::query_scalar("SELECT id FROM database_hosts WHERE admin_url_key_id <> $1")
+                .bind(&newest)
+                .fetch_all(&self.pool)
+                .await?;
+        for id in host_ids {
+            let mut transaction = self.pool.begin().await?;
+            let row = sqlx::query(
+                "SELECT sealed_admin_url, admin_url_key_id FROM database_hosts WHERE id = $1 FOR UPDATE",
+            )
+            .bind(id)
+            .fetch_one(&mut *transaction)
+            .await?;
+            let sealed = Sealed {
+                blob: row.try_get("sealed_admin_url")?,
+                key_id: row.try_get("admin_url_key_id")?,
+            };
+            let plaintext = keyring.open(Purpose::HostAdminUrl, id, &sealed)?;
+            let resealed = keyring.seal(Purpose::HostAdminUrl, id, &plaintext);
+            sqlx::query(
+                "UPDATE database_hosts SET sealed_admin_url = $2, admin_url_key_id = $3, updated_at = now() WHERE id = $1",
+            )
+            .bind(id)
+            .bind(&resealed.blob)
+            .bind(&resealed.key_id)
+            .execute(&mut *transaction)
+            .await?;
+            transaction.commit().await?;
+            report.hosts += 1;
+        }
+        Ok(report)
+    }
+}
+
+/// How many secrets a rotation re-sealed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct RotationReport {
+    pub tenants: u64,
+    pub hosts: u64,
+}
+
+async fn enqueue_provisioning(
+    transaction: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tenant_id: Uuid,
+) -> StoreResult<()> {
+    let payload = serde_json::to_vec(&ProvisionTenant { tenant_id })
+        .expect("a job of a uuid always serialises");
+    let task = TaskBuilder::new(payload).build();
+    apalis_postgres::queries::push_tasks(&mut **transaction, PROVISION_QUEUE, vec![task])
+        .await
+        .map_err(|error| StoreError::Queue(error.to_string()))
+}

@@ -1,0 +1,95 @@
+//! Applies tenant-schema migrations to one tenant database safely: under an advisory lock, with
+//! lock and statement timeouts, recording history in the tenant's own database. The rollout
+//! engine and the `migrator` CLI build on this.
+//!
+//! Invariant: two processes migrating the same database never both apply a migration; the
+//! advisory lock serialises them and refinery's history makes the second a no-op.
+
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+/// The advisory lock key every Silo migrator takes in a tenant database (advisory locks are
+/// scoped to the database, so one constant serves every tenant).
+const MIGRATION_LOCK_KEY: i64 = 0x5111_0_5C4E_3A;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("tenant database query failed: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] refinery::Error),
+}
+
+/// Timeouts that keep a migration from stalling tenant traffic.
+#[derive(Debug, Clone, Copy)]
+pub struct MigrationLimits {
+    /// How long a statement may wait for a table lock before the migration fails.
+    pub lock_timeout: Duration,
+    /// How long one statement may run.
+    pub statement_timeout: Duration,
+}
+
+impl Default for MigrationLimits {
+    fn default() -> Self {
+        Self {
+            lock_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The newest applied version recorded in the tenant's own history (0 when none).
+pub async fn applied_version(client: &Client) -> Result<i32, MigrateError> {
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&tenant_schema::HISTORY_TABLE],
+        )
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    let statement = format!(
+        "SELECT coalesce(max(version), 0) FROM {}",
+        tenant_schema::HISTORY_TABLE
+    );
+    Ok(client.query_one(&statement, &[]).await?.get(0))
+}
+
+/// Applies every pending migration up to `target` (all, when `None`) and returns the version the
+/// database is at afterwards.
+pub async fn migrate_to(
+    client: &mut Client,
+    target: Option<i32>,
+    limits: MigrationLimits,
+) -> Result<i32, MigrateError> {
+    client
+        .batch_execute(&format!(
+            "SET lock_timeout = {}; SET statement_timeout = {};",
+            limits.lock_timeout.as_millis(),
+            limits.statement_timeout.as_millis()
+        ))
+        .await?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await?;
+    let result = run_locked(client, target).await;
+    // Unlock even when the migration failed; a lost connection releases it anyway.
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+        .await;
+    let version = result?;
+    unlocked?;
+    Ok(version)
+}
+
+async fn run_locked(client: &mut Client, target: Option<i32>) -> Result<i32, MigrateError> {
+    let mut runner = tenant_schema::runner();
+    if let Some(version) = target {
+        runner = runner.set_target(refinery::Target::Version(version));
+    }
+    runner.run_async(client).await?;
+    applied_version(client).await
+}

@@ -1,0 +1,52 @@
+//! The tenant application's schema: refinery SQL migrations for the sample back office, embedded
+//! so every binary knows the full list, with checksums, without reading files at run time.
+//!
+//! Boundary: this crate depends on no web or database crate besides refinery.
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+pub use refinery::{Migration, Runner};
+
+/// The table, in each tenant database, that records which migrations were applied.
+pub const HISTORY_TABLE: &str = "silo_schema_history";
+
+/// A runner over every embedded migration, recording its history in [`HISTORY_TABLE`].
+pub fn runner() -> Runner {
+    let mut runner = embedded::migrations::runner();
+    runner.set_migration_table_name(HISTORY_TABLE);
+    runner
+}
+
+/// Every embedded migration, ordered by version.
+pub fn migrations() -> Vec<Migration> {
+    let mut all = runner().get_migrations().clone();
+    all.sort_by_key(Migration::version);
+    all
+}
+
+/// The newest schema version this build knows.
+pub fn latest_version() -> i32 {
+    migrations()
+        .iter()
+        .map(Migration::version)
+        .max()
+        .expect("tenant-schema embeds at least one migration")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_contiguous_from_one() {
+        let versions: Vec<i32> = migrations().iter().map(Migration::version).collect();
+        let expected: Vec<i32> = (1..=versions.len() as i32).collect();
+        assert_eq!(
+            versions, expected,
+            "migrations must be numbered V1, V2, … without gaps"
+        );
+        assert_eq!(latest_version(), versions.len() as i32);
+    }
+}
