@@ -1,1 +1,13 @@
-//! placeholder
+//! Provisioning workers: apalis jobs on the control-plane database that place a tenant on a
+//! database host, create its role and database, migrate it, seed its admin and activate it.
+//!
+//! Invariant: every step is idempotent and recorded, so a worker killed at any point is resumed
+//! by another (apalis re-enqueues a job whose worker stopped sending heartbeats) and converges.
+//! Boundary: workers never serve end users; they talk to the router only through the
+//! control-plane database.
+
+mod steps;
+mod worker;
+
+pub use steps::{ProvisionError, Provisioner};
+pub use worker::run_worker;

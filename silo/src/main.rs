@@ -1,1 +1,25 @@
-fn main() {}
+//! `silo`: parse the command line, initialise tracing, run the command. Nothing else.
+
+use clap::Parser as _;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    // Two rustls crypto providers are compiled in (sqlx's ring and reqwest's aws-lc-rs); pick one.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SILO_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,sqlx=warn,apalis=warn")
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = silo::cli::Cli::parse();
+    match silo::commands::run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

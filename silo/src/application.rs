@@ -1,0 +1,161 @@
+//! `Application`: binds its listener (port 0 in tests), reports its address, serves the apex and
+//! tenant routers, and optionally runs provisioning workers, until a shutdown future resolves.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use control_plane::{Keyring, Settings, Store};
+use provisioner::Provisioner;
+use tenant_router::RouterState;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// What an application is built from.
+#[derive(Debug, Clone)]
+pub struct ApplicationOptions {
+    pub settings: Settings,
+    pub store: Store,
+    pub keyring: Arc<Keyring>,
+    /// Serve HTTP (control plane and router).
+    pub serve_http: bool,
+    /// Run provisioning workers in this process.
+    pub run_workers: bool,
+}
+
+pub struct Application {
+    listener: Option<TcpListener>,
+    address: Option<SocketAddr>,
+    options: ApplicationOptions,
+}
+
+impl Application {
+    /// Binds the HTTP listener (if serving HTTP); nothing runs until [`Application::run_until`].
+    pub async fn build(options: ApplicationOptions) -> anyhow::Result<Self> {
+        let (listener, address) = if options.serve_http {
+            let listener = TcpListener::bind(options.settings.http_addr)
+                .await
+                .map_err(|error| {
+                    anyhow::anyhow!("cannot listen on {}: {error}", options.settings.http_addr)
+                })?;
+            let address = listener.local_addr()?;
+            (Some(listener), Some(address))
+        } else {
+            (None, None)
+        };
+        Ok(Self {
+            listener,
+            address,
+            options,
+        })
+    }
+
+    /// The bound HTTP address, when serving HTTP.
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.address
+    }
+
+    /// Runs until `shutdown` resolves, then stops taking requests and jobs and returns.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_sender, stop_receiver) = watch::channel(false);
+        let stopped = move || {
+            let mut receiver = stop_receiver.clone();
+            async move {
+                let _ = receiver.wait_for(|stopped| *stopped).await;
+            }
+        };
+        let options = self.options;
+        let mut tasks = tokio::task::JoinSet::new();
+
+        if let Some(listener) = self.listener {
+            let router_state = RouterState::new(
+                options.store.clone(),
+                options.keyring.clone(),
+                options.settings.router.clone(),
+            );
+            let base_domain: Arc<str> = options.settings.base_domain.as_str().into();
+            let apex = control_plane::http::router(control_plane::http::ApexState {
+                store: options.store.clone(),
+                base_domain: base_domain.clone(),
+            });
+            let tenant = tenant_router::router(router_state.clone());
+            let app =
+                crate::dispatch::host_dispatch(base_domain, apex, tenant).layer(tower_http_trace());
+            let stop = stopped();
+            tasks.spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+                    .map_err(anyhow::Error::from)
+            });
+            let stop = stopped();
+            tasks.spawn(async move {
+                let maintenance = async {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        router_state.run_cache_maintenance().await;
+                    }
+                };
+                tokio::select! {
+                    () = maintenance => {},
+                    () = stop => {},
+                }
+                Ok(())
+            });
+        }
+
+        if options.run_workers {
+            let provisioning = options.settings.provisioning.clone();
+            let provisioner = Arc::new(Provisioner::new(
+                options.store.clone(),
+                options.keyring.clone(),
+                provisioning.clone(),
+            ));
+            let pool = options.store.pool().clone();
+            let stop = stopped();
+            tasks.spawn(async move {
+                provisioner::run_worker(
+                    provisioner,
+                    pool,
+                    provisioning.concurrency,
+                    provisioning.heartbeat_interval,
+                    stop,
+                )
+                .await
+                .map_err(|error| anyhow::anyhow!("provisioning worker failed: {error}"))
+            });
+        }
+
+        // Run until asked to stop, or until a part stops on its own (which is a failure).
+        let early_exit = tokio::select! {
+            () = shutdown => None,
+            Some(result) = tasks.join_next() => Some(result),
+        };
+        let _ = stop_sender.send(true);
+        let mut outcome: anyhow::Result<()> = match early_exit {
+            None => Ok(()),
+            Some(Ok(Ok(()))) => Err(anyhow::anyhow!(
+                "a part of the application stopped unexpectedly"
+            )),
+            Some(Ok(Err(error))) => Err(error),
+            Some(Err(join_error)) => Err(join_error.into()),
+        };
+        while let Some(result) = tasks.join_next().await {
+            if let Err(error) = result.map_err(anyhow::Error::from).and_then(|inner| inner) {
+                if outcome.is_ok() {
+                    outcome = Err(error);
+                }
+            }
+        }
+        outcome
+    }
+}
+
+fn tower_http_trace() -> tower_http::trace::TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+> {
+    tower_http::trace::TraceLayer::new_for_http()
+}

@@ -1,0 +1,86 @@
+//! The `silo` command line. Every flag has a doc line, so `--help` is the manual.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Silo: a control plane for database-per-tenant SaaS.
+///
+/// Settings come from defaults, then `<data-dir>/silo.toml` (or --config), then SILO_*
+/// environment variables (SILO_DATABASE_URL, SILO_MASTER_KEYS, SILO_BASE_DOMAIN, SILO_HTTP_ADDR),
+/// then flags. Every command reads the same settings, so an operator command run beside
+/// `silo dev` with the same --data-dir finds the same database and keys.
+#[derive(Debug, Parser)]
+#[command(name = "silo", version, propagate_version = true)]
+pub struct Cli {
+    /// Folder for Silo's local state: the embedded PostgreSQL cluster and generated master keys.
+    #[arg(long, global = true, default_value = ".silo", value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// A TOML settings file (default: <data-dir>/silo.toml when it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything in one process: control plane, router and workers, on one port. Uses an
+    /// embedded PostgreSQL in the data dir unless SILO_DATABASE_URL is set.
+    Dev(ServeArgs),
+    /// Run the HTTP processes (control plane and tenant router) without workers.
+    Serve(ServeArgs),
+    /// Run provisioning workers only; run as many as needed.
+    Worker,
+    /// Manage the master keys that seal connection strings.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Manage the PostgreSQL servers tenant databases live on.
+    #[command(subcommand)]
+    Hosts(HostsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on for HTTP (overrides SILO_HTTP_ADDR).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Re-seal every tenant connection string and host admin URL under the newest key. Safe to
+    /// interrupt and run again.
+    Rotate {
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a fresh key, newest first, to the data dir's key file (when SILO_MASTER_KEYS is not
+    /// used). Run `silo keys rotate` afterwards. Prints the new key's id, never the key.
+    Generate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostsCommand {
+    /// Register a PostgreSQL server for tenant databases. Its admin URL is sealed at once.
+    Add {
+        /// A short name: lowercase letters, digits, `-` or `_`.
+        #[arg(long)]
+        name: String,
+        /// A superuser (or CREATEROLE + CREATEDB) URL; read from the environment variable
+        /// SILO_HOST_ADMIN_URL when omitted, so it stays out of shell history.
+        #[arg(long, env = "SILO_HOST_ADMIN_URL", hide_env_values = true)]
+        admin_url: String,
+        /// How many tenants this host may hold.
+        #[arg(long)]
+        capacity: u32,
+    },
+    /// List database hosts with their load.
+    List {
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}

@@ -1,0 +1,151 @@
+//! One function per command: load settings, start up, do the thing, shut down.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use control_plane::Settings;
+use secrecy::SecretString;
+
+use crate::bootstrap::{Bootstrapped, bootstrap, generate_key};
+use crate::cli::{Cli, Command, HostsCommand, KeysCommand, ServeArgs};
+use crate::{Application, ApplicationOptions};
+
+fn say(line: &str) {
+    eprintln!("{line}");
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(&cli.data_dir, cli.config.as_deref(), |name| {
+        std::env::var(name).ok()
+    })?;
+    match cli.command {
+        Command::Dev(args) => serve(settings, args, true, true).await,
+        Command::Serve(args) => serve(settings, args, true, false).await,
+        Command::Worker => serve(settings, ServeArgs { http: None }, false, true).await,
+        Command::Keys(KeysCommand::Generate) => {
+            if settings.master_keys.is_some() {
+                anyhow::bail!(
+                    "SILO_MASTER_KEYS is set, so the key file is not used: add a new key at the front of SILO_MASTER_KEYS instead"
+                );
+            }
+            let id = generate_key(&settings.data_dir)?;
+            println!(
+                "Added master key `{id}` as the newest key. Run `silo keys rotate` to re-seal existing secrets."
+            );
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Rotate { json }) => {
+            let started = bootstrap(settings, &say).await?;
+            let report = started.store.reseal_all(&started.keyring).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"key_id": started.keyring.newest_key_id(), "tenants": report.tenants, "hosts": report.hosts})
+                );
+            } else {
+                println!(
+                    "Re-sealed {} tenant connection strings and {} host admin URLs under key `{}`.",
+                    report.tenants,
+                    report.hosts,
+                    started.keyring.newest_key_id()
+                );
+            }
+            started.shutdown().await
+        }
+        Command::Hosts(HostsCommand::Add {
+            name,
+            admin_url,
+            capacity,
+        }) => {
+            let started = bootstrap(settings, &say).await?;
+            let capacity = i32::try_from(capacity).context("--capacity is too large")?;
+            let admin_url = SecretString::from(admin_url);
+            let id = started
+                .store
+                .add_host(&started.keyring, &name, &admin_url, capacity)
+                .await
+                .with_context(|| format!("cannot add host `{name}`"))?;
+            println!("Added database host `{name}` ({id}) with capacity {capacity}.");
+            started.shutdown().await
+        }
+        Command::Hosts(HostsCommand::List { json }) => {
+            let started = bootstrap(settings, &say).await?;
+            let hosts = started.store.hosts().await?;
+            if json {
+                let rows: Vec<_> = hosts
+                    .iter()
+                    .map(|host| {
+                        serde_json::json!({"id": host.id, "name": host.name, "status": host.status,
+                            "capacity": host.capacity, "tenants": host.tenant_count})
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                println!(
+                    "{:<20} {:<10} {:>8} {:>9}",
+                    "NAME", "STATUS", "TENANTS", "CAPACITY"
+                );
+                for host in &hosts {
+                    println!(
+                        "{:<20} {:<10} {:>8} {:>9}",
+                        host.name, host.status, host.tenant_count, host.capacity
+                    );
+                }
+            }
+            started.shutdown().await
+        }
+    }
+}
+
+async fn serve(
+    mut settings: Settings,
+    args: ServeArgs,
+    http: bool,
+    workers: bool,
+) -> anyhow::Result<()> {
+    if let Some(address) = args.http {
+        settings.http_addr = address;
+    }
+    let started: Bootstrapped = bootstrap(settings, &say).await?;
+    let application = Application::build(ApplicationOptions {
+        settings: started.settings.clone(),
+        store: started.store.clone(),
+        keyring: Arc::clone(&started.keyring),
+        serve_http: http,
+        run_workers: workers,
+    })
+    .await?;
+    if let Some(address) = application.address() {
+        let base = &started.settings.base_domain;
+        let port = address.port();
+        say(&format!("Silo is ready."));
+        say(&format!("  Sign up:        http://{base}:{port}/"));
+        say(&format!("  Health:         http://{base}:{port}/healthz"));
+        say(&format!(
+            "  Tenants answer: http://<subdomain>.{base}:{port}/api/v1/health"
+        ));
+        if base == "localhost" {
+            say(
+                "  (*.localhost resolves to 127.0.0.1 in browsers; for curl add --resolve <subdomain>.localhost:PORT:127.0.0.1)",
+            );
+        }
+    } else {
+        say("Silo worker is running.");
+    }
+    say("Press Ctrl-C to stop.");
+    let result = application.run_until(shutdown_signal()).await;
+    say("Stopping…");
+    let stopped = started.shutdown().await;
+    result.and(stopped)
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a signal handler can be installed at start-up");
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate.recv() => {},
+    }
+}

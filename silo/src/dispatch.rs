@@ -1,0 +1,55 @@
+//! Routes each request by its Host: the apex to the control plane, `<slug>.<base>` to the tenant
+//! router (with the slug attached), anything else to a `tenant_not_found` answer.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use control_plane::ApiError;
+use tenant_router::{HostKind, classify_host};
+use tower::ServiceExt as _;
+
+#[derive(Clone)]
+struct Dispatch {
+    base_domain: Arc<str>,
+    apex: Router,
+    tenant: Router,
+}
+
+/// One router answering every Host.
+pub fn host_dispatch(base_domain: Arc<str>, apex: Router, tenant: Router) -> Router {
+    Router::new().fallback(dispatch).with_state(Dispatch {
+        base_domain,
+        apex,
+        tenant,
+    })
+}
+
+async fn dispatch(State(routes): State<Dispatch>, mut request: Request<Body>) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .or_else(|| {
+            request
+                .uri()
+                .authority()
+                .map(|authority| authority.as_str())
+        })
+        .unwrap_or_default();
+    let target = match classify_host(host, &routes.base_domain) {
+        HostKind::Apex => routes.apex,
+        HostKind::Tenant(slug) => {
+            request.extensions_mut().insert(slug);
+            routes.tenant
+        }
+        HostKind::Unknown => return ApiError::tenant_not_found().into_response(),
+    };
+    match target.oneshot(request).await {
+        Ok(response) => response,
+        Err(infallible) => match infallible {},
+    }
+}

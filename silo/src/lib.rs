@@ -1,0 +1,13 @@
+//! The `silo` binary's library: wiring only. It builds the control plane, the tenant router and
+//! the provisioning workers from settings and runs them in one process (`silo dev`, `silo serve`,
+//! `silo worker`) or runs an operator command (`silo keys …`, `silo hosts …`).
+//!
+//! Boundary: no business logic lives here; every decision is made in the crates it wires.
+
+pub mod application;
+pub mod bootstrap;
+pub mod cli;
+pub mod commands;
+pub mod dispatch;
+
+pub use application::{Application, ApplicationOptions};

@@ -1,0 +1,74 @@
+//! The tenant app's HTTP API (the sample back office). Every handler gets its tenant through the
+//! [`TenantConnection`] extractor, so none can reach another tenant's database.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::routing::get;
+use axum::{Json, Router};
+use control_plane::ApiError;
+use control_plane::model::TenantHealth;
+
+use crate::host::TenantSlug;
+use crate::resolve::{ResolvedTenant, RouterState};
+
+/// The tenant router. The `silo` binary sends it requests whose Host named a tenant, with the
+/// [`TenantSlug`] in the request's extensions.
+pub fn router(state: RouterState) -> Router {
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "route_not_found",
+                "There is no such endpoint. See /api/openapi.json on the main site.",
+            )
+        })
+        .with_state(state)
+}
+
+/// A resolved, servable tenant and a connection to its own database.
+pub struct TenantConnection {
+    pub tenant: Arc<ResolvedTenant>,
+    pub client: deadpool_postgres::Object,
+}
+
+impl<S> FromRequestParts<S> for TenantConnection
+where
+    RouterState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = RouterState::from_ref(state);
+        let slug = parts
+            .extensions
+            .get::<TenantSlug>()
+            .ok_or_else(ApiError::tenant_not_found)?;
+        let tenant = state.resolve(&slug.0).await?;
+        let client = state.connection(&tenant).await?;
+        Ok(Self { tenant, client })
+    }
+}
+
+#[tracing::instrument(name = "tenant_health", skip_all, fields(tenant = %connection.tenant.slug))]
+async fn health(connection: TenantConnection) -> Result<Json<TenantHealth>, ApiError> {
+    let statement = format!(
+        "SELECT coalesce(max(version), 0) FROM {}",
+        tenant_schema::HISTORY_TABLE
+    );
+    let row = connection
+        .client
+        .query_one(&statement, &[])
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, "tenant health query failed");
+            ApiError::internal()
+        })?;
+    Ok(Json(TenantHealth {
+        tenant: connection.tenant.slug.clone(),
+        schema_version: row.get(0),
+    }))
+}
