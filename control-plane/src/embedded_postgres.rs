@@ -316,10 +316,10 @@ pub fn find_server_binaries() -> Result<PathBuf, EmbeddedError> {
             Err(EmbeddedError::BinariesNotFound)
         };
     }
-    if let Some(path) = std::env::var_os("PATH") {
-        if let Some(dir) = std::env::split_paths(&path).find(|dir| has_both(dir)) {
-            return Ok(dir);
-        }
+    if let Some(dir) = std::env::var_os("PATH")
+        .and_then(|path| std::env::split_paths(&path).find(|dir| has_both(dir)))
+    {
+        return Ok(dir);
     }
     let mut candidates: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
         .into_iter()
@@ -374,8 +374,7 @@ fn checked(output: Output, program: &str, args: &[&str]) -> Result<Output, Embed
     let stderr = String::from_utf8_lossy(&output.stderr);
     let detail = stderr
         .lines()
-        .filter(|line| !line.trim().is_empty())
-        .last()
+        .rfind(|line| !line.trim().is_empty())
         .unwrap_or("no output")
         .to_owned();
     Err(EmbeddedError::Command {

@@ -334,6 +334,21 @@ impl Store {
 
     // ---- tenants ----
 
+    /// Takes the tenant's provisioning lock on a connection of its own, waiting while another
+    /// worker holds it. The lock lives exactly as long as the returned guard's connection, so a
+    /// worker that dies releases it with its connection and another can take over.
+    pub async fn lock_tenant(&self, tenant_id: Uuid) -> StoreResult<TenantLock> {
+        use sqlx::Connection as _;
+        let mut connection =
+            sqlx::postgres::PgConnection::connect_with(&self.pool.connect_options()).await?;
+        sqlx::query("SELECT pg_advisory_lock($1, hashtext($2))")
+            .bind(TENANT_LOCK_CLASS)
+            .bind(tenant_id.to_string())
+            .execute(&mut connection)
+            .await?;
+        Ok(TenantLock { connection })
+    }
+
     /// Inserts the tenant and enqueues its provisioning job in one transaction, so a crash can
     /// never leave a tenant without a job or a job without a tenant.
     pub async fn create_tenant_and_enqueue(&self, new: NewTenant<'_>) -> StoreResult<Uuid> {
@@ -597,6 +612,23 @@ impl Store {
             report.hosts += 1;
         }
         Ok(report)
+    }
+}
+
+/// The first key of the two-key advisory locks Silo takes on tenants in the control plane.
+const TENANT_LOCK_CLASS: i32 = 0x5110;
+
+/// Holds a tenant's provisioning lock; dropping it closes its connection, which releases it.
+#[derive(Debug)]
+pub struct TenantLock {
+    connection: sqlx::postgres::PgConnection,
+}
+
+impl TenantLock {
+    /// Releases the lock by closing its connection.
+    pub async fn release(self) {
+        use sqlx::Connection as _;
+        let _ = self.connection.close().await;
     }
 }
 

@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 
 /// The advisory lock key every Silo migrator takes in a tenant database (advisory locks are
 /// scoped to the database, so one constant serves every tenant).
-const MIGRATION_LOCK_KEY: i64 = 0x5111_0_5C4E_3A;
+const MIGRATION_LOCK_KEY: i64 = 0x0511_105C_4E3A;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {

@@ -88,6 +88,14 @@ impl Provisioner {
     /// job stays queued and is retried.
     #[tracing::instrument(name = "provision", skip(self), fields(tenant = tracing::field::Empty))]
     pub async fn provision(&self, tenant_id: Uuid) -> Result<(), StoreError> {
+        // One worker at a time per tenant; a second one waits, then finds the work done.
+        let lock = self.store.lock_tenant(tenant_id).await?;
+        let result = self.provision_locked(tenant_id).await;
+        lock.release().await;
+        result
+    }
+
+    async fn provision_locked(&self, tenant_id: Uuid) -> Result<(), StoreError> {
         loop {
             let tenant = self.store.tenant(tenant_id).await?;
             tracing::Span::current().record("tenant", tenant.slug.as_str());
@@ -152,15 +160,13 @@ impl Provisioner {
             .ok_or(ProvisionError::BadHostUrl)?;
         let role = tenant.role_name.clone().ok_or(ProvisionError::BadHostUrl)?;
 
-        let admin = connect(&admin_url).await?;
-        self.timed(
-            id,
-            attempt,
-            step::ROLE_CREATED,
-            current_step,
-            ensure_role(&admin, &role, &tenant_url),
-        )
-        .await?;
+        let admin = self
+            .timed(id, attempt, step::ROLE_CREATED, current_step, async {
+                let admin = connect(&admin_url).await?;
+                ensure_role(&admin, &role, &tenant_url).await?;
+                Ok(admin)
+            })
+            .await?;
         self.timed(
             id,
             attempt,
@@ -171,17 +177,14 @@ impl Provisioner {
         .await?;
         drop(admin);
 
-        let mut tenant_client = connect(&tenant_url).await?;
-        let version = self
+        let (tenant_client, version) = self
             .timed(id, attempt, step::MIGRATED, current_step, async {
-                let version = migrator::migrate_to(
-                    &mut tenant_client,
-                    None,
-                    migrator::MigrationLimits::default(),
-                )
-                .await?;
+                let mut client = connect(&tenant_url).await?;
+                let version =
+                    migrator::migrate_to(&mut client, None, migrator::MigrationLimits::default())
+                        .await?;
                 self.store.set_schema_version(id, version).await?;
-                Ok(version)
+                Ok((client, version))
             })
             .await?;
         tracing::debug!(version, "tenant migrated");

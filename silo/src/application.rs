@@ -144,10 +144,10 @@ impl Application {
             Some(Err(join_error)) => Err(join_error.into()),
         };
         while let Some(result) = tasks.join_next().await {
-            if let Err(error) = result.map_err(anyhow::Error::from).and_then(|inner| inner) {
-                if outcome.is_ok() {
-                    outcome = Err(error);
-                }
+            if let Err(error) = result.map_err(anyhow::Error::from).and_then(|inner| inner)
+                && outcome.is_ok()
+            {
+                outcome = Err(error);
             }
         }
         outcome

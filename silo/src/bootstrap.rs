@@ -85,16 +85,7 @@ pub async fn bootstrap(
         .context("cannot apply the control-plane migrations")?;
     // The server Silo starts or is pointed at is a database host too, unless hosts were
     // registered explicitly; the embedded one's URL is refreshed every start.
-    if embedded.is_some() {
-        store
-            .upsert_host(
-                &keyring,
-                DEFAULT_HOST_NAME,
-                &host_admin_url,
-                DEFAULT_HOST_CAPACITY,
-            )
-            .await?;
-    } else if store.hosts().await?.is_empty() {
+    if embedded.is_some() || store.hosts().await?.is_empty() {
         store
             .upsert_host(
                 &keyring,

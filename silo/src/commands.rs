@@ -119,7 +119,7 @@ async fn serve(
     if let Some(address) = application.address() {
         let base = &started.settings.base_domain;
         let port = address.port();
-        say(&format!("Silo is ready."));
+        say("Silo is ready.");
         say(&format!("  Sign up:        http://{base}:{port}/"));
         say(&format!("  Health:         http://{base}:{port}/healthz"));
         say(&format!(

@@ -1,0 +1,382 @@
+//! The test harness: one embedded PostgreSQL cluster per test run (shared, made by the same code
+//! `silo dev` uses), a fresh control-plane database per test — dropped on success, kept on
+//! failure for inspection and swept by a later run — and the application spawned on port 0.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use control_plane::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
+use control_plane::model::{SignupAccepted, SignupStatus, TenantStatus};
+use control_plane::settings::Settings;
+use control_plane::{Keyring, Store};
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret as _, SecretString};
+use serde_json::{Value, json};
+use silo::bootstrap::{Bootstrapped, bootstrap};
+use silo::{Application, ApplicationOptions};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// Test control-plane databases older than this are from an earlier run and are swept.
+const STALE_AFTER: Duration = Duration::from_secs(3600);
+
+pub fn test_root() -> PathBuf {
+    std::env::temp_dir().join("silo-tests")
+}
+
+/// The shared test cluster, started (or attached to) once per test process.
+pub fn cluster() -> &'static EmbeddedPostgres {
+    static CLUSTER: OnceLock<EmbeddedPostgres> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let dir = test_root().join("cluster-a");
+        EmbeddedPostgres::start(
+            &dir,
+            ClusterOptions {
+                ephemeral: true,
+                max_connections: 400,
+            },
+        )
+        .expect("the test PostgreSQL cluster starts (are the server binaries installed?)")
+    })
+}
+
+pub fn superuser_url(database: &str) -> SecretString {
+    cluster().superuser_url(database)
+}
+
+/// A plain tokio-postgres client as the cluster's superuser: the test's view of the truth.
+pub async fn superuser_client(database: &str) -> tokio_postgres::Client {
+    connect(&superuser_url(database))
+        .await
+        .expect("superuser connects")
+}
+
+pub async fn connect(url: &SecretString) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) =
+        tokio_postgres::connect(url.expose_secret(), tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// Drops control-plane test databases (and their tenants' databases and roles) left by runs
+/// that ended more than [`STALE_AFTER`] ago.
+async fn sweep_stale() {
+    static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    SWEPT
+        .get_or_init(|| async {
+            let admin = superuser_client("postgres").await;
+            let rows = admin
+                .query(
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'silo_test_%'",
+                    &[],
+                )
+                .await
+                .expect("list test databases");
+            let cutoff = unix_seconds().saturating_sub(STALE_AFTER.as_secs());
+            for row in rows {
+                let name: String = row.get(0);
+                let created: u64 = name
+                    .split('_')
+                    .nth(2)
+                    .and_then(|part| part.parse().ok())
+                    .unwrap_or(0);
+                if created < cutoff {
+                    drop_control_plane(&admin, &name).await;
+                }
+            }
+        })
+        .await;
+}
+
+async fn drop_control_plane(admin: &tokio_postgres::Client, database: &str) {
+    if let Ok(control) = connect(&superuser_url(database)).await {
+        let tenants = control
+            .query("SELECT database_name, role_name FROM tenants", &[])
+            .await
+            .unwrap_or_default();
+        drop(control);
+        for tenant in tenants {
+            if let Some(name) = tenant.get::<_, Option<String>>(0) {
+                let _ = admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .await;
+            }
+            if let Some(role) = tenant.get::<_, Option<String>>(1) {
+                let _ = admin
+                    .batch_execute(&format!("DROP ROLE IF EXISTS \"{role}\""))
+                    .await;
+            }
+        }
+    }
+    let _ = admin
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+        ))
+        .await;
+}
+
+/// Options a test may change before the app starts.
+pub struct TestOptions {
+    pub run_workers: bool,
+    pub keys: Option<SecretString>,
+    pub database: Option<String>,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        Self {
+            run_workers: true,
+            keys: None,
+            database: None,
+        }
+    }
+}
+
+/// A running Silo on port 0 with its own control-plane database.
+pub struct TestApp {
+    pub address: std::net::SocketAddr,
+    pub http: reqwest::Client,
+    pub store: Store,
+    pub keyring: Arc<Keyring>,
+    pub database: String,
+    pub keys: SecretString,
+    stop: Option<oneshot::Sender<()>>,
+    running: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+pub fn test_settings(database: &str, keys: &SecretString) -> Settings {
+    let mut settings = Settings {
+        database_url: Some(superuser_url(database)),
+        master_keys: Some(keys.clone()),
+        http_addr: "127.0.0.1:0".parse().expect("a literal address"),
+        data_dir: test_root().join("data"),
+        ..Settings::default()
+    };
+    settings.provisioning.retry_backoff = Duration::from_millis(50);
+    settings.provisioning.max_attempts = 3;
+    settings.provisioning.heartbeat_interval = Duration::from_secs(1);
+    settings
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(TestOptions::default()).await
+    }
+
+    pub async fn spawn_with(options: TestOptions) -> Self {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        tokio::task::spawn_blocking(cluster)
+            .await
+            .expect("cluster start does not panic");
+        sweep_stale().await;
+        let database = options.database.unwrap_or_else(|| {
+            format!(
+                "silo_test_{}_{}",
+                unix_seconds(),
+                &Uuid::new_v4().simple().to_string()[..8]
+            )
+        });
+        let keys = options
+            .keys
+            .unwrap_or_else(|| Keyring::generate_entry("test1"));
+        let settings = test_settings(&database, &keys);
+        let Bootstrapped {
+            settings,
+            store,
+            keyring,
+            ..
+        } = bootstrap(settings, &|_| {})
+            .await
+            .expect("bootstrap succeeds");
+        let application = Application::build(ApplicationOptions {
+            settings,
+            store: store.clone(),
+            keyring: keyring.clone(),
+            serve_http: true,
+            run_workers: options.run_workers,
+        })
+        .await
+        .expect("application builds");
+        let address = application.address().expect("serving HTTP");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let running = tokio::spawn(application.run_until(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            address,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("reqwest client builds"),
+            store,
+            keyring,
+            database,
+            keys,
+            stop: Some(stop),
+            running: Some(running),
+        }
+    }
+
+    /// A request to `path` with the given Host header (the apex is `localhost`).
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        host: &str,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("http://{}{path}", self.address))
+            .header(reqwest::header::HOST, host)
+    }
+
+    pub fn apex_host(&self) -> String {
+        format!("localhost:{}", self.address.port())
+    }
+
+    pub fn tenant_host(&self, slug: &str) -> String {
+        format!("{slug}.localhost:{}", self.address.port())
+    }
+
+    pub async fn apex_get(&self, path: &str) -> reqwest::Response {
+        self.request(reqwest::Method::GET, &self.apex_host(), path)
+            .send()
+            .await
+            .expect("apex answers")
+    }
+
+    pub async fn tenant_get(&self, slug: &str, path: &str) -> reqwest::Response {
+        self.request(reqwest::Method::GET, &self.tenant_host(slug), path)
+            .send()
+            .await
+            .expect("router answers")
+    }
+
+    pub async fn signup_raw(&self, body: &Value) -> reqwest::Response {
+        self.request(reqwest::Method::POST, &self.apex_host(), "/api/v1/signups")
+            .json(body)
+            .send()
+            .await
+            .expect("signup answers")
+    }
+
+    /// Signs up `subdomain` with valid fields and asserts the 202.
+    pub async fn signup(&self, subdomain: &str) -> SignupAccepted {
+        let response = self.signup_raw(&signup_body(subdomain)).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::ACCEPTED,
+            "signup of {subdomain}"
+        );
+        response.json().await.expect("signup answer is JSON")
+    }
+
+    pub async fn status(&self, accepted: &SignupAccepted) -> SignupStatus {
+        let response = self.apex_get(&accepted.status_url).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("status is JSON")
+    }
+
+    /// Polls the status URL until the tenant leaves `provisioning` (or 30 s pass).
+    pub async fn wait_provisioned(&self, accepted: &SignupAccepted) -> SignupStatus {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = self.status(accepted).await;
+            if status.status != TenantStatus::Provisioning {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tenant {} still provisioning: {status:?}",
+                accepted.subdomain
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Signs up and waits for `active`.
+    pub async fn active_tenant(&self, subdomain: &str) -> SignupAccepted {
+        let accepted = self.signup(subdomain).await;
+        let status = self.wait_provisioned(&accepted).await;
+        assert_eq!(status.status, TenantStatus::Active, "{status:?}");
+        accepted
+    }
+
+    /// A superuser client on this test's control-plane database.
+    pub async fn control_plane(&self) -> tokio_postgres::Client {
+        superuser_client(&self.database).await
+    }
+
+    /// The opened connection string of a tenant (tests only: to prove what it can and cannot do).
+    pub async fn tenant_url(&self, slug: &str) -> SecretString {
+        let tenant = self
+            .store
+            .tenant_by_slug(slug)
+            .await
+            .expect("store")
+            .expect("tenant exists");
+        self.keyring
+            .open(
+                control_plane::Purpose::TenantDatabaseUrl,
+                tenant.id,
+                tenant.sealed_database_url.as_ref().expect("sealed"),
+            )
+            .expect("opens")
+    }
+
+    /// Stops the app.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(running) = self.running.take() {
+            running
+                .await
+                .expect("app task joins")
+                .expect("app stops cleanly");
+        }
+    }
+
+    /// Stops the app and drops its databases: call at the end of a passing test.
+    pub async fn finish(mut self) {
+        self.stop().await;
+        self.store.pool().close().await;
+        let admin = superuser_client("postgres").await;
+        drop_control_plane(&admin, &self.database).await;
+    }
+}
+
+pub fn signup_body(subdomain: &str) -> Value {
+    json!({
+        "company_name": format!("{subdomain} Pharmacy"),
+        "subdomain": subdomain,
+        "admin_email": format!("owner@{subdomain}.test"),
+        "admin_password": "a long enough password",
+    })
+}
+
+pub async fn error_code(response: reqwest::Response) -> (StatusCode, String) {
+    let status = response.status();
+    let body: Value = response.json().await.expect("error body is JSON");
+    let code = body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {body}"))
+        .to_owned();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|message| message.len() > 10),
+        "every error carries a sentence: {body}"
+    );
+    (status, code)
+}

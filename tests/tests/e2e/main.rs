@@ -1,0 +1,12 @@
+//! End-to-end tests across the parts, against a real PostgreSQL cluster and real HTTP over
+//! loopback. One test binary; each module covers one capability.
+
+// Test helpers unwrap too: a panic with a backtrace is the clearest failure a test can give.
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+
+mod isolation;
+mod provisioning;
+mod sealing;
+mod signup;

@@ -1,0 +1,144 @@
+//! Provisioning converges: concurrent runs make one database, failures end `failed` with a
+//! reason after the last attempt, and a retry after the cause is fixed activates the tenant.
+
+use std::sync::Arc;
+
+use control_plane::model::TenantStatus;
+use provisioner::Provisioner;
+use secrecy::{ExposeSecret as _, SecretString};
+
+use crate::harness::{TestApp, TestOptions, superuser_client, superuser_url};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_provisioners_converge_on_one_database() {
+    let app = TestApp::spawn_with(TestOptions {
+        run_workers: false,
+        ..Default::default()
+    })
+    .await;
+    let accepted = app.signup("twice").await;
+    let settings = crate::harness::test_settings(&app.database, &app.keys).provisioning;
+    let runs = (0..3).map(|_| {
+        let provisioner = Arc::new(Provisioner::new(
+            app.store.clone(),
+            app.keyring.clone(),
+            settings.clone(),
+        ));
+        let id = accepted.tenant_id;
+        tokio::spawn(async move { provisioner.provision(id).await })
+    });
+    for run in futures::future::join_all(runs).await {
+        run.unwrap().unwrap();
+    }
+    let status = app.wait_provisioned(&accepted).await;
+    assert_eq!(status.status, TenantStatus::Active, "{status:?}");
+    let record = app.store.tenant(accepted.tenant_id).await.unwrap();
+    let admin = superuser_client("postgres").await;
+    let databases: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&record.database_name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(databases, 1);
+    let tenant_db = superuser_client(record.database_name.as_deref().unwrap()).await;
+    let users: i64 = tenant_db
+        .query_one("SELECT count(*) FROM users", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(users, 1, "the admin is seeded once");
+    let applied: i64 = tenant_db
+        .query_one("SELECT count(*) FROM silo_schema_history", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        applied,
+        i64::from(tenant_schema::latest_version()),
+        "each migration applied once"
+    );
+    let response = app.tenant_get("twice", "/api/v1/health").await;
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    drop((admin, tenant_db));
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_host_ends_failed_with_a_reason_and_retry_recovers() {
+    let app = TestApp::spawn().await;
+    // Break the only host's admin credentials.
+    let good = superuser_url(&app.database);
+    let broken = SecretString::from(good.expose_secret().replacen(
+        "://postgres:",
+        "://postgres:wrong",
+        1,
+    ));
+    assert_ne!(broken.expose_secret(), good.expose_secret());
+    app.store
+        .upsert_host(&app.keyring, "local", &broken, 1000)
+        .await
+        .unwrap();
+
+    let accepted = app.signup("unlucky").await;
+    let status = app.wait_provisioned(&accepted).await;
+    assert_eq!(status.status, TenantStatus::Failed, "{status:?}");
+    let reason = status.reason.expect("a failed tenant says why");
+    let control = app.control_plane().await;
+    let events: Vec<String> = control
+        .query(
+            "SELECT step || ': ' || coalesce(error, outcome) FROM provisioning_events ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(reason.contains("role_created"), "{reason} after {events:?}");
+    assert!(
+        !reason.contains("postgres://") && !reason.contains("password"),
+        "{reason}"
+    );
+    let failures: i64 = control
+        .query_one(
+            "SELECT count(*) FROM provisioning_events WHERE tenant_id = $1 AND outcome = 'failed'",
+            &[&accepted.tenant_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(failures, 3, "one failed step per attempt, max_attempts = 3");
+    let response = app.tenant_get("unlucky", "/api/v1/health").await;
+    assert_eq!(response.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+
+    // Fix the host and retry: the same placement is reused and the tenant activates.
+    app.store
+        .upsert_host(&app.keyring, "local", &good, 1000)
+        .await
+        .unwrap();
+    let placed_database = app
+        .store
+        .tenant(accepted.tenant_id)
+        .await
+        .unwrap()
+        .database_name;
+    app.store
+        .retry_provisioning(accepted.tenant_id)
+        .await
+        .unwrap();
+    let status = app.wait_provisioned(&accepted).await;
+    assert_eq!(status.status, TenantStatus::Active, "{status:?}");
+    assert_eq!(
+        app.store
+            .tenant(accepted.tenant_id)
+            .await
+            .unwrap()
+            .database_name,
+        placed_database
+    );
+    drop(control);
+    app.finish().await;
+}
