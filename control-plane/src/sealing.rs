@@ -66,6 +66,8 @@ impl std::fmt::Debug for Sealed {
 pub enum Purpose {
     TenantDatabaseUrl,
     HostAdminUrl,
+    /// A warm-pool database's URL, sealed to the warm row until a tenant claims it.
+    WarmDatabaseUrl,
 }
 
 impl Purpose {
@@ -73,6 +75,7 @@ impl Purpose {
         match self {
             Purpose::TenantDatabaseUrl => "silo/tenant-database-url/v1",
             Purpose::HostAdminUrl => "silo/host-admin-url/v1",
+            Purpose::WarmDatabaseUrl => "silo/warm-database-url/v1",
         }
     }
 }

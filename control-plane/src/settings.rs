@@ -35,6 +35,26 @@ pub struct ProvisioningSettings {
     pub retry_backoff: Duration,
     /// How often a worker proves it is alive; a job whose worker missed several is resumed elsewhere.
     pub heartbeat_interval: Duration,
+    /// How PostgreSQL copies the template into a new tenant database.
+    pub create_strategy: CreateStrategy,
+}
+
+/// `CREATE DATABASE … STRATEGY`: `wal_log` copies block by block through the WAL (no checkpoint;
+/// fastest for small templates here), `file_copy` copies files and forces a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CreateStrategy {
+    WalLog,
+    FileCopy,
+}
+
+impl CreateStrategy {
+    pub fn sql(self) -> &'static str {
+        match self {
+            CreateStrategy::WalLog => "WAL_LOG",
+            CreateStrategy::FileCopy => "FILE_COPY",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +82,7 @@ impl Default for Settings {
                 max_attempts: 5,
                 retry_backoff: Duration::from_millis(500),
                 heartbeat_interval: Duration::from_secs(5),
+                create_strategy: CreateStrategy::WalLog,
             },
             router: RouterSettings {
                 tenant_cache_ttl: Duration::from_secs(5),
@@ -110,6 +131,7 @@ struct FileProvisioning {
     retry_backoff: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     heartbeat_interval: Option<Duration>,
+    create_strategy: Option<CreateStrategy>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -178,6 +200,10 @@ impl Settings {
             .provisioning
             .heartbeat_interval
             .unwrap_or(p.heartbeat_interval);
+        p.create_strategy = file
+            .provisioning
+            .create_strategy
+            .unwrap_or(p.create_strategy);
         let r = &mut self.router;
         r.tenant_cache_ttl = file.router.tenant_cache_ttl.unwrap_or(r.tenant_cache_ttl);
         r.pool_idle_timeout = file.router.pool_idle_timeout.unwrap_or(r.pool_idle_timeout);

@@ -122,6 +122,18 @@ pub struct TenantRecord {
     pub failure_reason: Option<String>,
 }
 
+/// A database (and role) made ahead of demand, waiting to be claimed by a signup.
+#[derive(Debug, Clone)]
+pub struct WarmDatabase {
+    pub id: Uuid,
+    pub host_id: Uuid,
+    pub database_name: String,
+    pub role_name: String,
+    pub sealed_database_url: Sealed,
+    pub schema_version: i32,
+    pub ready: bool,
+}
+
 /// What a new signup stores.
 #[derive(Debug)]
 pub struct NewTenant<'a> {
@@ -337,16 +349,187 @@ impl Store {
     /// Takes the tenant's provisioning lock on a connection of its own, waiting while another
     /// worker holds it. The lock lives exactly as long as the returned guard's connection, so a
     /// worker that dies releases it with its connection and another can take over.
-    pub async fn lock_tenant(&self, tenant_id: Uuid) -> StoreResult<TenantLock> {
+    pub async fn lock_tenant(&self, tenant_id: Uuid) -> StoreResult<SessionLock> {
+        self.session_lock(LockClass::Tenant, &tenant_id.to_string())
+            .await
+    }
+
+    /// Takes the lock that serialises building one host's template at one version.
+    pub async fn lock_template(&self, host_id: Uuid, version: i32) -> StoreResult<SessionLock> {
+        self.session_lock(LockClass::Template, &format!("{host_id}/{version}"))
+            .await
+    }
+
+    async fn session_lock(&self, class: LockClass, key: &str) -> StoreResult<SessionLock> {
         use sqlx::Connection as _;
         let mut connection =
             sqlx::postgres::PgConnection::connect_with(&self.pool.connect_options()).await?;
         sqlx::query("SELECT pg_advisory_lock($1, hashtext($2))")
-            .bind(TENANT_LOCK_CLASS)
-            .bind(tenant_id.to_string())
+            .bind(class as i32)
+            .bind(key)
             .execute(&mut connection)
             .await?;
-        Ok(TenantLock { connection })
+        Ok(SessionLock { connection })
+    }
+
+    // ---- warm pool ----
+
+    /// Records a warm database about to be created (names and sealed URL first, so a crash
+    /// leaves a row to finish rather than an orphan).
+    pub async fn insert_warm(&self, warm: &WarmDatabase) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO warm_databases (id, host_id, database_name, role_name, sealed_database_url, \
+             database_url_key_id, schema_version) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(warm.id)
+        .bind(warm.host_id)
+        .bind(&warm.database_name)
+        .bind(&warm.role_name)
+        .bind(&warm.sealed_database_url.blob)
+        .bind(&warm.sealed_database_url.key_id)
+        .bind(warm.schema_version)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn mark_warm_ready(&self, id: Uuid) -> StoreResult<()> {
+        sqlx::query("UPDATE warm_databases SET status = 'ready' WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Warm databases of a host: (ready or creating at `version`) and those at other versions.
+    pub async fn warm_databases(&self, host_id: Uuid) -> StoreResult<Vec<WarmDatabase>> {
+        let rows = sqlx::query(
+            "SELECT id, host_id, database_name, role_name, sealed_database_url, database_url_key_id, \
+             schema_version, status FROM warm_databases WHERE host_id = $1 ORDER BY created_at",
+        )
+        .bind(host_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(WarmDatabase {
+                    id: row.try_get("id")?,
+                    host_id: row.try_get("host_id")?,
+                    database_name: row.try_get("database_name")?,
+                    role_name: row.try_get("role_name")?,
+                    sealed_database_url: Sealed {
+                        blob: row.try_get("sealed_database_url")?,
+                        key_id: row.try_get("database_url_key_id")?,
+                    },
+                    schema_version: row.try_get("schema_version")?,
+                    ready: row.try_get::<String, _>("status")? == "ready",
+                })
+            })
+            .collect()
+    }
+
+    pub async fn delete_warm(&self, id: Uuid) -> StoreResult<()> {
+        sqlx::query("DELETE FROM warm_databases WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Atomically takes one ready warm database at `version` on a host with free capacity and
+    /// places the tenant in it, re-sealing its URL under the tenant's id. Returns `None` when the
+    /// pool is empty.
+    pub async fn claim_warm(
+        &self,
+        keyring: &Keyring,
+        tenant_id: Uuid,
+        version: i32,
+    ) -> StoreResult<Option<TenantRecord>> {
+        let mut transaction = self.pool.begin().await?;
+        let row = sqlx::query(
+            "SELECT w.id, w.host_id, w.database_name, w.role_name, w.sealed_database_url, w.database_url_key_id \
+             FROM warm_databases w JOIN database_hosts h ON h.id = w.host_id \
+             WHERE w.status = 'ready' AND w.schema_version = $1 AND h.status = 'active' \
+               AND (SELECT count(*) FROM tenants t WHERE t.host_id = h.id) < h.capacity \
+             ORDER BY w.created_at LIMIT 1 FOR UPDATE OF w SKIP LOCKED",
+        )
+        .bind(version)
+        .fetch_optional(&mut *transaction)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let warm_id: Uuid = row.try_get("id")?;
+        let sealed = Sealed {
+            blob: row.try_get("sealed_database_url")?,
+            key_id: row.try_get("database_url_key_id")?,
+        };
+        let url = keyring.open(Purpose::WarmDatabaseUrl, warm_id, &sealed)?;
+        let resealed = keyring.seal(Purpose::TenantDatabaseUrl, tenant_id, &url);
+        let placed = sqlx::query(
+            "UPDATE tenants SET host_id = $2, database_name = $3, role_name = $4, sealed_database_url = $5, \
+             database_url_key_id = $6, schema_version = $7, provisioning_step = 'database_created', updated_at = now() \
+             WHERE id = $1 AND host_id IS NULL",
+        )
+        .bind(tenant_id)
+        .bind(row.try_get::<Uuid, _>("host_id")?)
+        .bind(row.try_get::<String, _>("database_name")?)
+        .bind(row.try_get::<String, _>("role_name")?)
+        .bind(&resealed.blob)
+        .bind(&resealed.key_id)
+        .bind(version)
+        .execute(&mut *transaction)
+        .await?;
+        if placed.rows_affected() == 0 {
+            // Already placed (a retry): leave the warm database in the pool.
+            return Ok(None);
+        }
+        sqlx::query("DELETE FROM warm_databases WHERE id = $1")
+            .bind(warm_id)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(Some(self.tenant(tenant_id).await?))
+    }
+
+    // ---- templates ----
+
+    /// The ready template database of `host_id` at `version`, if one was built.
+    pub async fn template(&self, host_id: Uuid, version: i32) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT database_name FROM host_templates WHERE host_id = $1 AND schema_version = $2",
+        )
+        .bind(host_id)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn record_template(
+        &self,
+        host_id: Uuid,
+        version: i32,
+        database: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO host_templates (host_id, schema_version, database_name) VALUES ($1, $2, $3) \
+             ON CONFLICT (host_id, schema_version) DO UPDATE SET database_name = $3, ready_at = now()",
+        )
+        .bind(host_id)
+        .bind(version)
+        .bind(database)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn forget_template(&self, host_id: Uuid, version: i32) -> StoreResult<()> {
+        sqlx::query("DELETE FROM host_templates WHERE host_id = $1 AND schema_version = $2")
+            .bind(host_id)
+            .bind(version)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Inserts the tenant and enqueues its provisioning job in one transaction, so a crash can
@@ -548,83 +731,108 @@ impl Store {
     /// Each row is re-sealed in its own transaction under a row lock, so rotation can be
     /// interrupted and run again, and runs safely beside live traffic.
     pub async fn reseal_all(&self, keyring: &Keyring) -> StoreResult<RotationReport> {
-        let newest = keyring.newest_key_id().to_owned();
-        let mut report = RotationReport::default();
-        let tenant_ids: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM tenants WHERE database_url_key_id IS NOT NULL AND database_url_key_id <> $1",
-        )
-        .bind(&newest)
+        Ok(RotationReport {
+            tenants: self.reseal_table(keyring, &SEALED_TENANT_URLS).await?,
+            hosts: self.reseal_table(keyring, &SEALED_HOST_URLS).await?,
+            warm_databases: self.reseal_table(keyring, &SEALED_WARM_URLS).await?,
+        })
+    }
+
+    async fn reseal_table(&self, keyring: &Keyring, column: &SealedColumn) -> StoreResult<u64> {
+        let SealedColumn {
+            table,
+            blob,
+            key_id,
+            purpose,
+        } = *column;
+        let newest = keyring.newest_key_id();
+        let ids: Vec<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM {table} WHERE {key_id} IS NOT NULL AND {key_id} <> $1"
+        )))
+        .bind(newest)
         .fetch_all(&self.pool)
         .await?;
-        for id in tenant_ids {
+        let mut resealed_rows = 0;
+        for id in ids {
             let mut transaction = self.pool.begin().await?;
-            let row = sqlx::query(
-                "SELECT sealed_database_url, database_url_key_id FROM tenants WHERE id = $1 FOR UPDATE",
-            )
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {blob}, {key_id} FROM {table} WHERE id = $1 FOR UPDATE"
+            )))
             .bind(id)
-            .fetch_one(&mut *transaction)
+            .fetch_optional(&mut *transaction)
             .await?;
-            let sealed = Sealed {
-                blob: row.try_get("sealed_database_url")?,
-                key_id: row.try_get("database_url_key_id")?,
+            // The row may have gone (a claimed warm database) or been re-sealed meanwhile.
+            let Some(row) = row else { continue };
+            let Some(current_key) = row.try_get::<Option<String>, _>(1)? else {
+                continue;
             };
-            let plaintext = keyring.open(Purpose::TenantDatabaseUrl, id, &sealed)?;
-            let resealed = keyring.seal(Purpose::TenantDatabaseUrl, id, &plaintext);
-            sqlx::query(
-                "UPDATE tenants SET sealed_database_url = $2, database_url_key_id = $3, updated_at = now() WHERE id = $1",
-            )
+            if current_key == newest {
+                continue;
+            }
+            let sealed = Sealed {
+                blob: row.try_get(0)?,
+                key_id: current_key,
+            };
+            let plaintext = keyring.open(purpose, id, &sealed)?;
+            let resealed = keyring.seal(purpose, id, &plaintext);
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE {table} SET {blob} = $2, {key_id} = $3 WHERE id = $1"
+            )))
             .bind(id)
             .bind(&resealed.blob)
             .bind(&resealed.key_id)
             .execute(&mut *transaction)
             .await?;
             transaction.commit().await?;
-            report.tenants += 1;
+            resealed_rows += 1;
         }
-        let host_ids: Vec<Uuid> =
-            sqlx::query_scalar("SELECT id FROM database_hosts WHERE admin_url_key_id <> $1")
-                .bind(&newest)
-                .fetch_all(&self.pool)
-                .await?;
-        for id in host_ids {
-            let mut transaction = self.pool.begin().await?;
-            let row = sqlx::query(
-                "SELECT sealed_admin_url, admin_url_key_id FROM database_hosts WHERE id = $1 FOR UPDATE",
-            )
-            .bind(id)
-            .fetch_one(&mut *transaction)
-            .await?;
-            let sealed = Sealed {
-                blob: row.try_get("sealed_admin_url")?,
-                key_id: row.try_get("admin_url_key_id")?,
-            };
-            let plaintext = keyring.open(Purpose::HostAdminUrl, id, &sealed)?;
-            let resealed = keyring.seal(Purpose::HostAdminUrl, id, &plaintext);
-            sqlx::query(
-                "UPDATE database_hosts SET sealed_admin_url = $2, admin_url_key_id = $3, updated_at = now() WHERE id = $1",
-            )
-            .bind(id)
-            .bind(&resealed.blob)
-            .bind(&resealed.key_id)
-            .execute(&mut *transaction)
-            .await?;
-            transaction.commit().await?;
-            report.hosts += 1;
-        }
-        Ok(report)
+        Ok(resealed_rows)
     }
 }
 
-/// The first key of the two-key advisory locks Silo takes on tenants in the control plane.
-const TENANT_LOCK_CLASS: i32 = 0x5110;
+/// A column holding sealed secrets, for rotation. Names are constants, never input.
+#[derive(Debug, Clone, Copy)]
+struct SealedColumn {
+    table: &'static str,
+    blob: &'static str,
+    key_id: &'static str,
+    purpose: Purpose,
+}
 
-/// Holds a tenant's provisioning lock; dropping it closes its connection, which releases it.
+const SEALED_TENANT_URLS: SealedColumn = SealedColumn {
+    table: "tenants",
+    blob: "sealed_database_url",
+    key_id: "database_url_key_id",
+    purpose: Purpose::TenantDatabaseUrl,
+};
+const SEALED_HOST_URLS: SealedColumn = SealedColumn {
+    table: "database_hosts",
+    blob: "sealed_admin_url",
+    key_id: "admin_url_key_id",
+    purpose: Purpose::HostAdminUrl,
+};
+const SEALED_WARM_URLS: SealedColumn = SealedColumn {
+    table: "warm_databases",
+    blob: "sealed_database_url",
+    key_id: "database_url_key_id",
+    purpose: Purpose::WarmDatabaseUrl,
+};
+
+/// The first key of the two-key advisory locks Silo takes in the control plane.
+#[derive(Debug, Clone, Copy)]
+enum LockClass {
+    Tenant = 0x5110,
+    Template = 0x5111,
+}
+
+/// Holds an advisory lock on a connection of its own; dropping it closes the connection, which
+/// releases the lock, so a process that dies never leaves a lock behind.
 #[derive(Debug)]
-pub struct TenantLock {
+pub struct SessionLock {
     connection: sqlx::postgres::PgConnection,
 }
 
-impl TenantLock {
+impl SessionLock {
     /// Releases the lock by closing its connection.
     pub async fn release(self) {
         use sqlx::Connection as _;
@@ -637,6 +845,7 @@ impl TenantLock {
 pub struct RotationReport {
     pub tenants: u64,
     pub hosts: u64,
+    pub warm_databases: u64,
 }
 
 async fn enqueue_provisioning(

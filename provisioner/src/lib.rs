@@ -6,8 +6,10 @@
 //! Boundary: workers never serve end users; they talk to the router only through the
 //! control-plane database.
 
+pub mod failpoints;
 mod steps;
+pub mod templates;
 mod worker;
 
-pub use steps::{ProvisionError, Provisioner};
+pub use steps::{ProvisionError, Provisioner, step};
 pub use worker::run_worker;

@@ -27,10 +27,12 @@ pub enum ProvisionError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Sealing(#[from] control_plane::sealing::SealingError),
-    #[error("database error: {0}")]
+    #[error("database error: {}", describe_database_error(.0))]
     Database(#[from] tokio_postgres::Error),
     #[error("tenant migration failed: {0}")]
     Migration(#[from] migrator::MigrateError),
+    #[error(transparent)]
+    FailPoint(#[from] crate::failpoints::FailPointError),
 }
 
 impl ProvisionError {
@@ -72,6 +74,23 @@ pub mod step {
     pub const MIGRATED: &str = "migrated";
     pub const ADMIN_SEEDED: &str = "admin_seeded";
     pub const ACTIVATED: &str = "activated";
+
+    /// Every step, in order.
+    pub const ALL: [&str; 6] = [
+        PLACED,
+        ROLE_CREATED,
+        DATABASE_CREATED,
+        MIGRATED,
+        ADMIN_SEEDED,
+        ACTIVATED,
+    ];
+
+    /// The position of a recorded step (0 = none done yet).
+    pub fn index(recorded: Option<&str>) -> usize {
+        recorded
+            .and_then(|name| ALL.iter().position(|step| *step == name))
+            .map_or(0, |position| position + 1)
+    }
 }
 
 impl Provisioner {
@@ -137,16 +156,22 @@ impl Provisioner {
         current_step: &mut &'static str,
     ) -> Result<(), ProvisionError> {
         let id = tenant.id;
+        let version = released_version();
         if tenant.host_id.is_none() {
             tenant = self
-                .timed(id, attempt, step::PLACED, current_step, self.place(&tenant))
+                .timed(id, attempt, step::PLACED, current_step, async {
+                    // A warm database, if the pool has one, arrives migrated and owned.
+                    match self.store.claim_warm(&self.keyring, id, version).await? {
+                        Some(claimed) => Ok(claimed),
+                        None => self.place(&tenant).await,
+                    }
+                })
                 .await?;
         }
+        // Steps recorded as done are not repeated: each is recorded only after its work.
+        let done = step::index(tenant.provisioning_step.as_deref());
+        let needed = |name: &str| step::index(Some(name)) > done;
         let host_id = tenant.host_id.ok_or(ProvisionError::UnknownHost)?;
-        let host = self.store.host(host_id).await?;
-        let admin_url =
-            self.keyring
-                .open(Purpose::HostAdminUrl, host.id, &host.sealed_admin_url)?;
         let sealed_url = tenant
             .sealed_database_url
             .as_ref()
@@ -160,38 +185,65 @@ impl Provisioner {
             .ok_or(ProvisionError::BadHostUrl)?;
         let role = tenant.role_name.clone().ok_or(ProvisionError::BadHostUrl)?;
 
-        let admin = self
-            .timed(id, attempt, step::ROLE_CREATED, current_step, async {
+        if needed(step::ROLE_CREATED) || needed(step::DATABASE_CREATED) {
+            let host = self.store.host(host_id).await?;
+            let admin_url =
+                self.keyring
+                    .open(Purpose::HostAdminUrl, host.id, &host.sealed_admin_url)?;
+            self.timed(id, attempt, step::ROLE_CREATED, current_step, async {
                 let admin = connect(&admin_url).await?;
                 ensure_role(&admin, &role, &tenant_url).await?;
-                Ok(admin)
+                Ok(())
             })
             .await?;
-        self.timed(
-            id,
-            attempt,
-            step::DATABASE_CREATED,
-            current_step,
-            ensure_database(&admin, &database, &role),
-        )
-        .await?;
-        drop(admin);
+            self.timed(id, attempt, step::DATABASE_CREATED, current_step, async {
+                let admin = connect(&admin_url).await?;
+                let template = crate::templates::ensure_template(
+                    &self.store,
+                    &admin,
+                    &admin_url,
+                    host.id,
+                    version,
+                )
+                .await?;
+                crate::templates::create_from_template(
+                    &admin,
+                    &admin_url,
+                    &template,
+                    &database,
+                    &role,
+                    self.settings.create_strategy,
+                )
+                .await
+            })
+            .await?;
+        }
 
-        let (tenant_client, version) = self
-            .timed(id, attempt, step::MIGRATED, current_step, async {
-                let mut client = connect(&tenant_url).await?;
-                let version =
-                    migrator::migrate_to(&mut client, None, migrator::MigrationLimits::default())
-                        .await?;
-                self.store.set_schema_version(id, version).await?;
-                Ok((client, version))
-            })
-            .await?;
-        tracing::debug!(version, "tenant migrated");
+        let mut tenant_client = None;
+        if needed(step::MIGRATED) {
+            let client = self
+                .timed(id, attempt, step::MIGRATED, current_step, async {
+                    let mut client = connect(&tenant_url).await?;
+                    let migrated = migrator::migrate_to(
+                        &mut client,
+                        Some(version),
+                        migrator::MigrationLimits::default(),
+                    )
+                    .await?;
+                    self.store.set_schema_version(id, migrated).await?;
+                    Ok(client)
+                })
+                .await?;
+            tenant_client = Some(client);
+        }
         if let Some(hash) = tenant.pending_admin_password_hash.as_deref() {
             let email = tenant.admin_email.as_str();
             self.timed(id, attempt, step::ADMIN_SEEDED, current_step, async {
-                tenant_client
+                let client = match tenant_client.take() {
+                    Some(client) => client,
+                    None => connect(&tenant_url).await?,
+                };
+                client
                     .execute(
                         "INSERT INTO users (email, password_hash, role) VALUES ($1, $2, 'owner') \
                          ON CONFLICT ((lower(email))) DO NOTHING",
@@ -248,6 +300,7 @@ impl Provisioner {
         work: impl Future<Output = Result<T, ProvisionError>>,
     ) -> Result<T, ProvisionError> {
         *current_step = name;
+        crate::failpoints::hit("before", name, tenant_id).await?;
         let started = Instant::now();
         let result = work.await;
         let error = result.as_ref().err().map(ToString::to_string);
@@ -260,8 +313,36 @@ impl Provisioner {
                 started.elapsed(),
             )
             .await?;
-        result
+        let value = result?;
+        crate::failpoints::hit("after", name, tenant_id).await?;
+        Ok(value)
     }
+}
+
+/// tokio-postgres prints server errors as just "db error"; operators need the code and message.
+/// (Server messages name objects, never passwords: those travel as SCRAM verifiers.)
+fn describe_database_error(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => error.to_string(),
+    }
+}
+
+/// The schema version new tenants are created at. Until rollouts exist it is the newest embedded
+/// version; the migrator issue makes it the version of the last completed rollout.
+pub fn released_version() -> i32 {
+    tenant_schema::latest_version()
+}
+
+/// `url` pointing at another database on the same server.
+pub(crate) fn with_database(
+    url: &SecretString,
+    database: &str,
+) -> Result<SecretString, ProvisionError> {
+    let mut parsed =
+        url::Url::parse(url.expose_secret()).map_err(|_| ProvisionError::BadHostUrl)?;
+    parsed.set_path(database);
+    Ok(SecretString::from(String::from(parsed)))
 }
 
 /// The tenant's URL: the host admin URL's server, with the tenant's role, password and database.
@@ -277,11 +358,10 @@ fn tenant_database_url(
         .map_err(|()| ProvisionError::BadHostUrl)?;
     url.set_password(Some(password.expose_secret()))
         .map_err(|()| ProvisionError::BadHostUrl)?;
-    url.set_path(database);
-    Ok(SecretString::from(String::from(url)))
+    with_database(&SecretString::from(String::from(url)), database)
 }
 
-async fn connect(url: &SecretString) -> Result<Client, tokio_postgres::Error> {
+pub(crate) async fn connect(url: &SecretString) -> Result<Client, tokio_postgres::Error> {
     let mut config: tokio_postgres::Config = url.expose_secret().parse()?;
     config.connect_timeout(Duration::from_secs(10));
     config.application_name("silo-provisioner");
@@ -296,7 +376,7 @@ async fn connect(url: &SecretString) -> Result<Client, tokio_postgres::Error> {
 
 /// Creates the tenant's login role, or resets its password to the sealed one on a retry. The
 /// password travels as a SCRAM verifier, so it never reaches the server (or its logs) in clear.
-async fn ensure_role(
+pub(crate) async fn ensure_role(
     admin: &Client,
     role: &str,
     tenant_url: &SecretString,
@@ -323,33 +403,4 @@ async fn ensure_role(
         }
         Err(error) => Err(error.into()),
     }
-}
-
-/// Creates the tenant's database owned by its role, reachable by that role only.
-async fn ensure_database(admin: &Client, database: &str, role: &str) -> Result<(), ProvisionError> {
-    let exists = admin
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
-        .await?
-        .is_some();
-    if !exists {
-        let statement = format!(
-            "CREATE DATABASE {} OWNER {}",
-            quote_identifier(database),
-            quote_identifier(role)
-        );
-        match admin.batch_execute(&statement).await {
-            Ok(()) => {}
-            Err(error)
-                if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
-            Err(error) => return Err(error.into()),
-        }
-    }
-    admin
-        .batch_execute(&format!(
-            "REVOKE ALL ON DATABASE {db} FROM PUBLIC; GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role};",
-            db = quote_identifier(database),
-            role = quote_identifier(role)
-        ))
-        .await?;
-    Ok(())
 }

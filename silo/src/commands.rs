@@ -41,13 +41,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"key_id": started.keyring.newest_key_id(), "tenants": report.tenants, "hosts": report.hosts})
+                    serde_json::json!({"key_id": started.keyring.newest_key_id(), "resealed": report})
                 );
             } else {
                 println!(
-                    "Re-sealed {} tenant connection strings and {} host admin URLs under key `{}`.",
+                    "Re-sealed {} tenant connection strings, {} host admin URLs and {} warm-pool URLs under key `{}`.",
                     report.tenants,
                     report.hosts,
+                    report.warm_databases,
                     started.keyring.newest_key_id()
                 );
             }

@@ -101,8 +101,14 @@ async fn sweep_stale() {
 
 async fn drop_control_plane(admin: &tokio_postgres::Client, database: &str) {
     if let Ok(control) = connect(&superuser_url(database)).await {
+        // Tenant, warm-pool and template databases (templates have no role of their own).
         let tenants = control
-            .query("SELECT database_name, role_name FROM tenants", &[])
+            .query(
+                "SELECT database_name, role_name FROM tenants \
+                 UNION ALL SELECT database_name, role_name FROM warm_databases \
+                 UNION ALL SELECT database_name, NULL FROM host_templates",
+                &[],
+            )
             .await
             .unwrap_or_default();
         drop(control);
@@ -379,4 +385,55 @@ pub async fn error_code(response: reqwest::Response) -> (StatusCode, String) {
         "every error carries a sentence: {body}"
     );
     (status, code)
+}
+
+/// A provisioning worker in a runtime of its own, so a test can kill it mid-job: dropping the
+/// runtime drops every task and closes every connection it held, as a crash would.
+pub struct TestWorker {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl TestWorker {
+    pub fn start(database: &str, keys: &SecretString) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a worker runtime builds");
+        let mut settings = test_settings(database, keys);
+        settings.provisioning.concurrency = 8;
+        runtime.spawn(async move {
+            let started = bootstrap(settings, &|_| {})
+                .await
+                .expect("worker bootstrap");
+            let application = Application::build(ApplicationOptions {
+                settings: started.settings,
+                store: started.store,
+                keyring: started.keyring,
+                serve_http: false,
+                run_workers: true,
+            })
+            .await
+            .expect("worker builds");
+            application.run_until(std::future::pending()).await
+        });
+        Self {
+            runtime: Some(runtime),
+        }
+    }
+
+    /// Kills the worker without any chance to clean up.
+    pub fn kill(mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for TestWorker {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }

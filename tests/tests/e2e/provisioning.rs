@@ -142,3 +142,102 @@ async fn an_unreachable_host_ends_failed_with_a_reason_and_retry_recovers() {
     drop(control);
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_after_any_step_is_resumed_by_another_and_converges() {
+    use provisioner::failpoints::{FailAction, arm};
+    use std::time::Duration;
+
+    let app = TestApp::spawn_with(TestOptions {
+        run_workers: false,
+        ..Default::default()
+    })
+    .await;
+    let steps = [
+        "placed",
+        "role_created",
+        "database_created",
+        "migrated",
+        "admin_seeded",
+    ];
+    let mut crashes = Vec::new();
+    for (index, step) in steps.iter().enumerate() {
+        let accepted = app.signup(&format!("crash-{index}")).await;
+        let point = arm(
+            &format!("after_{step}"),
+            Some(accepted.tenant_id),
+            FailAction::Pause,
+        );
+        crashes.push((accepted, point));
+    }
+    let first = crate::harness::TestWorker::start(&app.database, &app.keys);
+    for (accepted, point) in &crashes {
+        tokio::time::timeout(Duration::from_secs(30), point.reached())
+            .await
+            .unwrap_or_else(|_| panic!("{} never reached its fail point", accepted.subdomain));
+    }
+    let mut placements = Vec::new();
+    for (accepted, _) in &crashes {
+        let tenant = app.store.tenant(accepted.tenant_id).await.unwrap();
+        assert_eq!(
+            tenant.status,
+            TenantStatus::Provisioning,
+            "paused mid-way: visible as provisioning"
+        );
+        placements.push((
+            tenant.database_name.clone().unwrap(),
+            tenant.role_name.clone().unwrap(),
+        ));
+    }
+    first.kill();
+
+    let second = crate::harness::TestWorker::start(&app.database, &app.keys);
+    let admin = superuser_client("postgres").await;
+    let control = app.control_plane().await;
+    for ((accepted, _), (database, role)) in crashes.iter().zip(&placements) {
+        let status = app.wait_provisioned(accepted).await;
+        assert_eq!(status.status, TenantStatus::Active, "{status:?}");
+        let tenant = app.store.tenant(accepted.tenant_id).await.unwrap();
+        assert_eq!(
+            (tenant.database_name.as_ref(), tenant.role_name.as_ref()),
+            (Some(database), Some(role)),
+            "the placement is reused, not remade"
+        );
+        let exists: i64 = admin
+            .query_one(
+                "SELECT (SELECT count(*) FROM pg_database WHERE datname = $1) + (SELECT count(*) FROM pg_roles WHERE rolname = $2)",
+                &[database, role],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(exists, 2);
+        let placed: i64 = control
+            .query_one(
+                "SELECT count(*) FROM provisioning_events WHERE tenant_id = $1 AND step = 'placed' AND outcome = 'succeeded'",
+                &[&accepted.tenant_id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(placed, 1, "placed once");
+        let tenant_db = superuser_client(database).await;
+        let users: i64 = tenant_db
+            .query_one("SELECT count(*) FROM users", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(users, 1);
+        let applied: i64 = tenant_db
+            .query_one("SELECT count(*) FROM silo_schema_history", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(applied, i64::from(tenant_schema::latest_version()));
+        let health = app.tenant_get(&accepted.subdomain, "/api/v1/health").await;
+        assert_eq!(health.status(), reqwest::StatusCode::OK);
+    }
+    second.kill();
+    drop((admin, control));
+    app.finish().await;
+}

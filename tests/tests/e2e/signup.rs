@@ -79,8 +79,28 @@ async fn signup_provisions_a_database_that_serves_the_tenant() {
         &hash
     ));
     assert!(record.pending_admin_password_hash.is_none());
-    // Every step was recorded.
+    // The database was copied from the host's template, and every object in it now belongs to
+    // the tenant's own role (none to the template owner).
+    let foreign_owned: i64 = tenant_db
+        .query_one(
+            "SELECT (SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace \
+                     AND relowner <> (SELECT oid FROM pg_roles WHERE rolname = $1)) \
+                  + (SELECT count(*) FROM pg_class WHERE relowner = \
+                     (SELECT oid FROM pg_roles WHERE rolname = 'silo_template_owner'))",
+            &[&record.role_name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(foreign_owned, 0, "every table belongs to the tenant role");
     let control = app.control_plane().await;
+    let templates: i64 = control
+        .query_one("SELECT count(*) FROM host_templates", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(templates, 1, "one template was built for the host");
+    // Every step was recorded.
     let steps: Vec<String> = control
         .query("SELECT step FROM provisioning_events WHERE tenant_id = $1 AND outcome = 'succeeded' ORDER BY id", &[&record.id])
         .await
