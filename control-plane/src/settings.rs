@@ -37,6 +37,8 @@ pub struct ProvisioningSettings {
     pub heartbeat_interval: Duration,
     /// How PostgreSQL copies the template into a new tenant database.
     pub create_strategy: CreateStrategy,
+    /// Databases each host keeps pre-created for instant signups (0: no warm pool).
+    pub warm_pool: u32,
 }
 
 /// `CREATE DATABASE … STRATEGY`: `wal_log` copies block by block through the WAL (no checkpoint;
@@ -83,6 +85,7 @@ impl Default for Settings {
                 retry_backoff: Duration::from_millis(500),
                 heartbeat_interval: Duration::from_secs(5),
                 create_strategy: CreateStrategy::WalLog,
+                warm_pool: 0,
             },
             router: RouterSettings {
                 tenant_cache_ttl: Duration::from_secs(5),
@@ -132,6 +135,7 @@ struct FileProvisioning {
     #[serde(default, with = "humantime_serde")]
     heartbeat_interval: Option<Duration>,
     create_strategy: Option<CreateStrategy>,
+    warm_pool: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -204,6 +208,7 @@ impl Settings {
             .provisioning
             .create_strategy
             .unwrap_or(p.create_strategy);
+        p.warm_pool = file.provisioning.warm_pool.unwrap_or(p.warm_pool);
         let r = &mut self.router;
         r.tenant_cache_ttl = file.router.tenant_cache_ttl.unwrap_or(r.tenant_cache_ttl);
         r.pool_idle_timeout = file.router.pool_idle_timeout.unwrap_or(r.pool_idle_timeout);

@@ -360,6 +360,24 @@ impl Store {
             .await
     }
 
+    /// Takes the lock that lets one worker at a time refill a host's warm pool, if it is free.
+    pub async fn try_lock_warm_pool(&self, host_id: Uuid) -> StoreResult<Option<SessionLock>> {
+        use sqlx::Connection as _;
+        let mut connection =
+            sqlx::postgres::PgConnection::connect_with(&self.pool.connect_options()).await?;
+        let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2))")
+            .bind(LockClass::WarmPool as i32)
+            .bind(host_id.to_string())
+            .fetch_one(&mut connection)
+            .await?;
+        if taken {
+            Ok(Some(SessionLock { connection }))
+        } else {
+            let _ = connection.close().await;
+            Ok(None)
+        }
+    }
+
     async fn session_lock(&self, class: LockClass, key: &str) -> StoreResult<SessionLock> {
         use sqlx::Connection as _;
         let mut connection =
@@ -468,7 +486,7 @@ impl Store {
         let resealed = keyring.seal(Purpose::TenantDatabaseUrl, tenant_id, &url);
         let placed = sqlx::query(
             "UPDATE tenants SET host_id = $2, database_name = $3, role_name = $4, sealed_database_url = $5, \
-             database_url_key_id = $6, schema_version = $7, provisioning_step = 'database_created', updated_at = now() \
+             database_url_key_id = $6, schema_version = $7, provisioning_step = 'migrated', updated_at = now() \
              WHERE id = $1 AND host_id IS NULL",
         )
         .bind(tenant_id)
@@ -633,10 +651,13 @@ impl Store {
         row.as_ref().map(host_from_row).transpose()
     }
 
+    /// Records one step attempt. On success the tenant's `provisioning_step` moves forward to
+    /// `step` (never back: `order` lists every step in order).
     pub async fn record_step(
         &self,
         tenant_id: Uuid,
         step: &str,
+        order: &[&str],
         attempt: i32,
         error: Option<&str>,
         duration: Duration,
@@ -656,10 +677,12 @@ impl Store {
         .await?;
         if error.is_none() {
             sqlx::query(
-                "UPDATE tenants SET provisioning_step = $2, updated_at = now() WHERE id = $1",
+                "UPDATE tenants SET provisioning_step = $2, updated_at = now() WHERE id = $1 \
+                 AND coalesce(array_position($3::text[], provisioning_step), 0) < array_position($3::text[], $2)",
             )
             .bind(tenant_id)
             .bind(step)
+            .bind(order)
             .execute(&mut *transaction)
             .await?;
         }
@@ -823,6 +846,7 @@ const SEALED_WARM_URLS: SealedColumn = SealedColumn {
 enum LockClass {
     Tenant = 0x5110,
     Template = 0x5111,
+    WarmPool = 0x5112,
 }
 
 /// Holds an advisory lock on a connection of its own; dropping it closes the connection, which

@@ -9,7 +9,10 @@
 pub mod failpoints;
 mod steps;
 pub mod templates;
+mod warm;
 mod worker;
+
+pub use warm::{refill_host, run_warm_pool};
 
 pub use steps::{ProvisionError, Provisioner, step};
 pub use worker::run_worker;

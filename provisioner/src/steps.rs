@@ -272,10 +272,7 @@ impl Provisioner {
         let admin_url =
             self.keyring
                 .open(Purpose::HostAdminUrl, host.id, &host.sealed_admin_url)?;
-        let suffix = Uuid::new_v4().simple().to_string();
-        let database_name = format!("tenant_{}", &suffix[..20]);
-        let role_name = format!("tenant_{}_owner", &suffix[..20]);
-        let password = SecretString::from(Alphanumeric.sample_string(&mut rand::rng(), 40));
+        let (database_name, role_name, password) = generate_names();
         let tenant_url = tenant_database_url(&admin_url, &role_name, &password, &database_name)?;
         let placement = Placement {
             host_id: host.id,
@@ -308,6 +305,7 @@ impl Provisioner {
             .record_step(
                 tenant_id,
                 name,
+                &step::ALL,
                 attempt,
                 error.as_deref(),
                 started.elapsed(),
@@ -345,8 +343,17 @@ pub(crate) fn with_database(
     Ok(SecretString::from(String::from(parsed)))
 }
 
+/// Fresh database and role names and a password. Names are random, never derived from input.
+pub(crate) fn generate_names() -> (String, String, SecretString) {
+    let suffix = Uuid::new_v4().simple().to_string();
+    let database_name = format!("tenant_{}", &suffix[..20]);
+    let role_name = format!("tenant_{}_owner", &suffix[..20]);
+    let password = SecretString::from(Alphanumeric.sample_string(&mut rand::rng(), 40));
+    (database_name, role_name, password)
+}
+
 /// The tenant's URL: the host admin URL's server, with the tenant's role, password and database.
-fn tenant_database_url(
+pub(crate) fn tenant_database_url(
     admin_url: &SecretString,
     role: &str,
     password: &SecretString,

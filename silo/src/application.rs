@@ -114,6 +114,18 @@ impl Application {
                 options.keyring.clone(),
                 provisioning.clone(),
             ));
+            if provisioning.warm_pool > 0 {
+                let (store, keyring, settings) = (
+                    options.store.clone(),
+                    options.keyring.clone(),
+                    provisioning.clone(),
+                );
+                let stop = stopped();
+                tasks.spawn(async move {
+                    provisioner::run_warm_pool(store, keyring, settings, stop).await;
+                    Ok(())
+                });
+            }
             let pool = options.store.pool().clone();
             let stop = stopped();
             tasks.spawn(async move {

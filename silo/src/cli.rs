@@ -28,11 +28,11 @@ pub struct Cli {
 pub enum Command {
     /// Run everything in one process: control plane, router and workers, on one port. Uses an
     /// embedded PostgreSQL in the data dir unless SILO_DATABASE_URL is set.
-    Dev(ServeArgs),
+    Dev(DevArgs),
     /// Run the HTTP processes (control plane and tenant router) without workers.
     Serve(ServeArgs),
     /// Run provisioning workers only; run as many as needed.
-    Worker,
+    Worker(WorkerArgs),
     /// Manage the master keys that seal connection strings.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -46,6 +46,22 @@ pub struct ServeArgs {
     /// Address to listen on for HTTP (overrides SILO_HTTP_ADDR).
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct WorkerArgs {
+    /// Keep N databases per host pre-created from the template, so a signup is served in tens of
+    /// milliseconds (0 turns the warm pool off).
+    #[arg(long, value_name = "N")]
+    pub warm_pool: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]

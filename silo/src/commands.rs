@@ -7,7 +7,7 @@ use control_plane::Settings;
 use secrecy::SecretString;
 
 use crate::bootstrap::{Bootstrapped, bootstrap, generate_key};
-use crate::cli::{Cli, Command, HostsCommand, KeysCommand, ServeArgs};
+use crate::cli::{Cli, Command, HostsCommand, KeysCommand, ServeArgs, WorkerArgs};
 use crate::{Application, ApplicationOptions};
 
 fn say(line: &str) {
@@ -20,9 +20,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         std::env::var(name).ok()
     })?;
     match cli.command {
-        Command::Dev(args) => serve(settings, args, true, true).await,
-        Command::Serve(args) => serve(settings, args, true, false).await,
-        Command::Worker => serve(settings, ServeArgs { http: None }, false, true).await,
+        Command::Dev(args) => serve(settings, args.serve, args.worker, true, true).await,
+        Command::Serve(args) => serve(settings, args, WorkerArgs::default(), true, false).await,
+        Command::Worker(worker) => {
+            serve(settings, ServeArgs { http: None }, worker, false, true).await
+        }
         Command::Keys(KeysCommand::Generate) => {
             if settings.master_keys.is_some() {
                 anyhow::bail!(
@@ -102,11 +104,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(
     mut settings: Settings,
     args: ServeArgs,
+    worker: WorkerArgs,
     http: bool,
     workers: bool,
 ) -> anyhow::Result<()> {
     if let Some(address) = args.http {
         settings.http_addr = address;
+    }
+    if let Some(warm_pool) = worker.warm_pool {
+        settings.provisioning.warm_pool = warm_pool;
     }
     let started: Bootstrapped = bootstrap(settings, &say).await?;
     let application = Application::build(ApplicationOptions {

@@ -135,6 +135,7 @@ async fn drop_control_plane(admin: &tokio_postgres::Client, database: &str) {
 /// Options a test may change before the app starts.
 pub struct TestOptions {
     pub run_workers: bool,
+    pub warm_pool: u32,
     pub keys: Option<SecretString>,
     pub database: Option<String>,
 }
@@ -143,6 +144,7 @@ impl Default for TestOptions {
     fn default() -> Self {
         Self {
             run_workers: true,
+            warm_pool: 0,
             keys: None,
             database: None,
         }
@@ -196,7 +198,8 @@ impl TestApp {
         let keys = options
             .keys
             .unwrap_or_else(|| Keyring::generate_entry("test1"));
-        let settings = test_settings(&database, &keys);
+        let mut settings = test_settings(&database, &keys);
+        settings.provisioning.warm_pool = options.warm_pool;
         let Bootstrapped {
             settings,
             store,

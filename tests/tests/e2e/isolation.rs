@@ -175,6 +175,7 @@ async fn tenant_status_is_enforced_on_its_host() {
         run_workers: false,
         keys: Some(app.keys.clone()),
         database: Some(app.database.clone()),
+        ..Default::default()
     })
     .await;
     let response = app.tenant_get("waiting", "/api/v1/health").await;

@@ -241,3 +241,103 @@ async fn a_worker_killed_after_any_step_is_resumed_by_another_and_converges() {
     drop((admin, control));
     app.finish().await;
 }
+
+/// Polls the warm pool of the only host until `done` says it is in the wanted state.
+async fn wait_for_warm_pool(
+    app: &TestApp,
+    what: &str,
+    done: impl Fn(&[control_plane::store::WarmDatabase]) -> bool,
+) -> Vec<control_plane::store::WarmDatabase> {
+    let host = app.store.hosts().await.unwrap().remove(0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let pool = app.store.warm_databases(host.id).await.unwrap();
+        if done(&pool) {
+            return pool;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "warm pool never reached: {what}; it is {pool:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signup_claims_a_warm_database_and_the_pool_refills() {
+    let app = TestApp::spawn_with(TestOptions {
+        warm_pool: 2,
+        ..Default::default()
+    })
+    .await;
+    let two_ready = |pool: &[control_plane::store::WarmDatabase]| {
+        pool.len() == 2 && pool.iter().all(|warm| warm.ready)
+    };
+    let pool = wait_for_warm_pool(&app, "two ready", two_ready).await;
+    let warm_names: Vec<String> = pool.iter().map(|warm| warm.database_name.clone()).collect();
+
+    let accepted = app.active_tenant("instant").await;
+    let tenant = app.store.tenant(accepted.tenant_id).await.unwrap();
+    let claimed = tenant.database_name.clone().unwrap();
+    assert!(
+        warm_names.contains(&claimed),
+        "{claimed} came from the warm pool {warm_names:?}"
+    );
+    let control = app.control_plane().await;
+    let steps: Vec<String> = control
+        .query(
+            "SELECT step FROM provisioning_events WHERE tenant_id = $1 AND outcome = 'succeeded' ORDER BY id",
+            &[&accepted.tenant_id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        steps,
+        ["placed", "admin_seeded", "activated"],
+        "a claim skips creating anything"
+    );
+    let health = app.tenant_get("instant", "/api/v1/health").await;
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+    // The claimed URL was re-sealed to the tenant: it opens as the tenant's, and the role works.
+    let tenant_client = crate::harness::connect(&app.tenant_url("instant").await)
+        .await
+        .unwrap();
+    let users: i64 = tenant_client
+        .query_one("SELECT count(*) FROM users", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(users, 1);
+
+    let refilled = wait_for_warm_pool(&app, "refilled to two", two_ready).await;
+    assert!(refilled.iter().all(|warm| warm.database_name != claimed));
+
+    // A warm database at an old schema version is replaced, never handed out.
+    let stale = refilled[0].database_name.clone();
+    control
+        .execute(
+            "UPDATE warm_databases SET schema_version = 1 WHERE database_name = $1",
+            &[&stale],
+        )
+        .await
+        .unwrap();
+    wait_for_warm_pool(&app, "stale one replaced", |pool| {
+        two_ready(pool) && pool.iter().all(|warm| warm.database_name != stale)
+    })
+    .await;
+    let admin = superuser_client("postgres").await;
+    let stale_exists: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&stale],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stale_exists, 0, "the stale warm database was dropped");
+    drop((control, admin, tenant_client));
+    app.finish().await;
+}
