@@ -100,6 +100,9 @@ impl From<crate::store::StoreError> for ApiError {
                 "not_found",
                 "Nothing with that id exists.",
             ),
+            StoreError::HostInUse(_) | StoreError::HostNameTaken => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string())
+            }
             StoreError::Unavailable(source) => {
                 tracing::warn!(error = %source, "control-plane database unavailable");
                 ApiError::unavailable()

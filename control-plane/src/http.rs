@@ -4,11 +4,13 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -21,6 +23,37 @@ use crate::{passwords, signup};
 pub struct ApexState {
     pub store: Store,
     pub base_domain: Arc<str>,
+    pub signup_limiter: Arc<SignupLimiter>,
+}
+
+/// Per-client-address signup rate limit (GCRA, from governor).
+#[derive(Debug)]
+pub struct SignupLimiter {
+    limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
+}
+
+impl SignupLimiter {
+    /// `per_minute` signups per address (0 disables the limit).
+    pub fn new(per_minute: u32) -> Self {
+        let quota = governor::Quota::per_minute(
+            std::num::NonZeroU32::new(per_minute).unwrap_or(std::num::NonZeroU32::MAX),
+        );
+        Self {
+            limiter: governor::RateLimiter::keyed(quota),
+        }
+    }
+
+    /// `Err(seconds to wait)` when the address is over its quota.
+    fn check(&self, address: std::net::IpAddr) -> Result<(), u32> {
+        use governor::clock::{Clock as _, DefaultClock};
+        if self.limiter.len() > 100_000 {
+            self.limiter.retain_recent();
+        }
+        self.limiter.check_key(&address).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            u32::try_from(wait.as_secs().saturating_add(1)).unwrap_or(u32::MAX)
+        })
+    }
 }
 
 /// The apex router. Mounted by the `silo` binary for requests whose Host is the base domain.
@@ -71,8 +104,22 @@ pub fn json_rejection(rejection: JsonRejection) -> ApiError {
 #[tracing::instrument(name = "create_signup", skip_all, fields(tenant = tracing::field::Empty))]
 async fn create_signup(
     State(state): State<ApexState>,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: Result<Json<SignupRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<SignupAccepted>), ApiError> {
+    if let Some(Extension(ConnectInfo(address))) = client {
+        state
+            .signup_limiter
+            .check(address.ip())
+            .map_err(|seconds| {
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("Too many signups from your address. Try again in {seconds} seconds."),
+                )
+                .retry_after(seconds)
+            })?;
+    }
     let Json(request) = body.map_err(json_rejection)?;
     let valid = signup::validate(&request)?;
     tracing::Span::current().record("tenant", valid.subdomain.as_str());
@@ -84,6 +131,15 @@ async fn create_signup(
         .is_some()
     {
         return Err(crate::store::StoreError::SubdomainTaken.into());
+    }
+    // A full fleet is refused now, with nothing stored, rather than failing later.
+    if !state.store.has_capacity().await? {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_capacity",
+            "We cannot take new workspaces right now because every database server is full. Please try again later.",
+        )
+        .retry_after(300));
     }
     let password_hash = passwords::hash_async(request.admin_password).await;
     let tenant_id = state

@@ -23,6 +23,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub provisioning: ProvisioningSettings,
     pub router: RouterSettings,
+    /// Signups one client address may make per minute (a burst of this many, then refilled
+    /// evenly). The peer address is used; proxies' forwarding headers are not trusted.
+    pub signups_per_client_per_minute: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +96,7 @@ impl Default for Settings {
                 pool_max_size: 4,
                 connect_timeout: Duration::from_secs(5),
             },
+            signups_per_client_per_minute: 10,
         }
     }
 }
@@ -119,6 +123,7 @@ struct FileSettings {
     master_keys: Option<SecretString>,
     base_domain: Option<String>,
     http_addr: Option<SocketAddr>,
+    signups_per_client_per_minute: Option<u32>,
     #[serde(default)]
     provisioning: FileProvisioning,
     #[serde(default)]
@@ -195,6 +200,9 @@ impl Settings {
         }
         if let Some(addr) = file.http_addr {
             self.http_addr = addr;
+        }
+        if let Some(per_minute) = file.signups_per_client_per_minute {
+            self.signups_per_client_per_minute = per_minute;
         }
         let p = &mut self.provisioning;
         p.concurrency = file.provisioning.concurrency.unwrap_or(p.concurrency);

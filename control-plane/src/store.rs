@@ -24,6 +24,8 @@ pub enum StoreError {
     NotFound,
     #[error("a database host with that name already exists")]
     HostNameTaken,
+    #[error("the database host still holds {0} tenants; move or offboard them first")]
+    HostInUse(i64),
     #[error("the database URL is not a valid PostgreSQL URL")]
     InvalidUrl,
     #[error("the control-plane database is unreachable: {0}")]
@@ -312,6 +314,50 @@ impl Store {
         Ok(())
     }
 
+    /// Sets a host `active` (takes new tenants) or `draining` (takes none; serves its own).
+    pub async fn set_host_status(&self, name: &str, status: &str) -> StoreResult<()> {
+        let updated = sqlx::query(
+            "UPDATE database_hosts SET status = $2, updated_at = now() WHERE name = $1",
+        )
+        .bind(name)
+        .bind(status)
+        .execute(&self.pool)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Deletes a host record that holds no tenants (its warm databases and templates must have
+    /// been dropped from the server first).
+    pub async fn delete_host(&self, host_id: Uuid) -> StoreResult<()> {
+        let mut transaction = self.pool.begin().await?;
+        let tenants: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants WHERE host_id = $1")
+            .bind(host_id)
+            .fetch_one(&mut *transaction)
+            .await?;
+        if tenants > 0 {
+            return Err(StoreError::HostInUse(tenants));
+        }
+        sqlx::query("DELETE FROM database_hosts WHERE id = $1")
+            .bind(host_id)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Whether a new tenant could be placed now: a ready warm database or an active host with room.
+    pub async fn has_capacity(&self) -> StoreResult<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM database_hosts h WHERE h.status = 'active' \
+             AND (SELECT count(*) FROM tenants t WHERE t.host_id = h.id) < h.capacity)",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     pub async fn hosts(&self) -> StoreResult<Vec<DatabaseHost>> {
         let rows = sqlx::query(
             "SELECT h.*, (SELECT count(*) FROM tenants t WHERE t.host_id = h.id) AS tenant_count \
@@ -539,6 +585,18 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    pub async fn templates_of(&self, host_id: Uuid) -> StoreResult<Vec<(i32, String)>> {
+        let rows = sqlx::query(
+            "SELECT schema_version, database_name FROM host_templates WHERE host_id = $1",
+        )
+        .bind(host_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
     }
 
     pub async fn forget_template(&self, host_id: Uuid, version: i32) -> StoreResult<()> {

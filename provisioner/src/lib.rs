@@ -12,7 +12,7 @@ pub mod templates;
 mod warm;
 mod worker;
 
-pub use warm::{refill_host, run_warm_pool};
+pub use warm::{refill_host, remove_host, run_warm_pool};
 
 pub use steps::{ProvisionError, Provisioner, step};
 pub use worker::run_worker;

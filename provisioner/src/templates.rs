@@ -170,3 +170,21 @@ pub async fn create_from_template(
         .await?;
     Ok(())
 }
+
+/// Drops a host's templates from its server (when the host is removed).
+pub async fn drop_templates(
+    store: &Store,
+    admin: &Client,
+    host_id: Uuid,
+) -> Result<(), ProvisionError> {
+    for (version, name) in store.templates_of(host_id).await? {
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_identifier(&name)
+            ))
+            .await?;
+        store.forget_template(host_id, version).await?;
+    }
+    Ok(())
+}

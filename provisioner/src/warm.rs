@@ -127,6 +127,28 @@ async fn finish(
     Ok(())
 }
 
+/// Removes a host that holds no tenants: drops its warm databases and templates from the server,
+/// then the record. Refused (and nothing dropped) while tenants live there.
+pub async fn remove_host(
+    store: &Store,
+    keyring: &Keyring,
+    host: &DatabaseHost,
+) -> Result<(), ProvisionError> {
+    if host.tenant_count > 0 {
+        return Err(control_plane::store::StoreError::HostInUse(host.tenant_count).into());
+    }
+    // Stop refills first, so nothing new appears while we clean up.
+    store.set_host_status(&host.name, "draining").await?;
+    let admin_url = keyring.open(Purpose::HostAdminUrl, host.id, &host.sealed_admin_url)?;
+    for warm in store.warm_databases(host.id).await? {
+        drop_warm(store, &admin_url, &warm).await?;
+    }
+    let admin = connect(&admin_url).await?;
+    crate::templates::drop_templates(store, &admin, host.id).await?;
+    store.delete_host(host.id).await?;
+    Ok(())
+}
+
 async fn drop_warm(
     store: &Store,
     admin_url: &secrecy::SecretString,

@@ -80,16 +80,22 @@ impl Application {
             let apex = control_plane::http::router(control_plane::http::ApexState {
                 store: options.store.clone(),
                 base_domain: base_domain.clone(),
+                signup_limiter: Arc::new(control_plane::http::SignupLimiter::new(
+                    options.settings.signups_per_client_per_minute,
+                )),
             });
             let tenant = tenant_router::router(router_state.clone());
             let app =
                 crate::dispatch::host_dispatch(base_domain, apex, tenant).layer(tower_http_trace());
             let stop = stopped();
             tasks.spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stop)
-                    .await
-                    .map_err(anyhow::Error::from)
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                )
+                .with_graceful_shutdown(stop)
+                .await
+                .map_err(anyhow::Error::from)
             });
             let stop = stopped();
             tasks.spawn(async move {

@@ -93,6 +93,21 @@ pub enum HostsCommand {
         #[arg(long)]
         capacity: u32,
     },
+    /// Stop placing new tenants on a host; its tenants keep being served.
+    Drain {
+        /// The host's name.
+        name: String,
+    },
+    /// Let a drained host take new tenants again.
+    Activate {
+        /// The host's name.
+        name: String,
+    },
+    /// Remove a host that holds no tenants, dropping its warm-pool and template databases.
+    Remove {
+        /// The host's name.
+        name: String,
+    },
     /// List database hosts with their load.
     List {
         /// Print the result as JSON.

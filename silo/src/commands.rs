@@ -72,6 +72,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("Added database host `{name}` ({id}) with capacity {capacity}.");
             started.shutdown().await
         }
+        Command::Hosts(HostsCommand::Drain { name }) => {
+            let started = bootstrap(settings, &say).await?;
+            started
+                .store
+                .set_host_status(&name, "draining")
+                .await
+                .with_context(|| format!("cannot drain host `{name}`"))?;
+            println!(
+                "Host `{name}` is draining: it takes no new tenants and keeps serving its own."
+            );
+            started.shutdown().await
+        }
+        Command::Hosts(HostsCommand::Activate { name }) => {
+            let started = bootstrap(settings, &say).await?;
+            started
+                .store
+                .set_host_status(&name, "active")
+                .await
+                .with_context(|| format!("cannot activate host `{name}`"))?;
+            println!("Host `{name}` is active and takes new tenants.");
+            started.shutdown().await
+        }
+        Command::Hosts(HostsCommand::Remove { name }) => {
+            let started = bootstrap(settings, &say).await?;
+            let host = started
+                .store
+                .host_by_name(&name)
+                .await?
+                .with_context(|| format!("there is no host named `{name}`"))?;
+            provisioner::remove_host(&started.store, &started.keyring, &host)
+                .await
+                .with_context(|| format!("cannot remove host `{name}`"))?;
+            println!("Removed host `{name}`.");
+            started.shutdown().await
+        }
         Command::Hosts(HostsCommand::List { json }) => {
             let started = bootstrap(settings, &say).await?;
             let hosts = started.store.hosts().await?;

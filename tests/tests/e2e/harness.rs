@@ -42,6 +42,21 @@ pub fn cluster() -> &'static EmbeddedPostgres {
     })
 }
 
+/// A second cluster, for tests where database hosts matter.
+pub fn cluster_b() -> &'static EmbeddedPostgres {
+    static CLUSTER: OnceLock<EmbeddedPostgres> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        EmbeddedPostgres::start(
+            &test_root().join("cluster-b"),
+            ClusterOptions {
+                ephemeral: true,
+                max_connections: 100,
+            },
+        )
+        .expect("the second test cluster starts")
+    })
+}
+
 pub fn superuser_url(database: &str) -> SecretString {
     cluster().superuser_url(database)
 }
@@ -136,6 +151,7 @@ async fn drop_control_plane(admin: &tokio_postgres::Client, database: &str) {
 pub struct TestOptions {
     pub run_workers: bool,
     pub warm_pool: u32,
+    pub signups_per_minute: Option<u32>,
     pub keys: Option<SecretString>,
     pub database: Option<String>,
 }
@@ -145,6 +161,7 @@ impl Default for TestOptions {
         Self {
             run_workers: true,
             warm_pool: 0,
+            signups_per_minute: None,
             keys: None,
             database: None,
         }
@@ -174,6 +191,8 @@ pub fn test_settings(database: &str, keys: &SecretString) -> Settings {
     settings.provisioning.retry_backoff = Duration::from_millis(50);
     settings.provisioning.max_attempts = 3;
     settings.provisioning.heartbeat_interval = Duration::from_secs(1);
+    // Tests sign up many tenants from one address; the limit has a test of its own.
+    settings.signups_per_client_per_minute = 10_000;
     settings
 }
 
@@ -200,6 +219,9 @@ impl TestApp {
             .unwrap_or_else(|| Keyring::generate_entry("test1"));
         let mut settings = test_settings(&database, &keys);
         settings.provisioning.warm_pool = options.warm_pool;
+        if let Some(per_minute) = options.signups_per_minute {
+            settings.signups_per_client_per_minute = per_minute;
+        }
         let Bootstrapped {
             settings,
             store,

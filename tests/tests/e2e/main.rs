@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod hosts;
 mod isolation;
 mod provisioning;
 mod sealing;

@@ -302,3 +302,32 @@ async fn racing_signups_for_one_subdomain_make_exactly_one_tenant() {
     drop(control);
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signups_from_one_address_are_rate_limited() {
+    let app = TestApp::spawn_with(crate::harness::TestOptions {
+        run_workers: false,
+        signups_per_minute: Some(3),
+        ..Default::default()
+    })
+    .await;
+    for slug in ["first", "second", "third"] {
+        app.signup(slug).await;
+    }
+    let limited = app.signup_raw(&signup_body("fourth")).await;
+    let retry_after: u32 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_eq!(
+        error_code(limited).await,
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited".to_owned())
+    );
+    assert!(
+        app.store.tenant_by_slug("fourth").await.unwrap().is_none(),
+        "a limited signup stores nothing"
+    );
+    app.finish().await;
+}
