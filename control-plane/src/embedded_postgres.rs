@@ -29,6 +29,11 @@ pub enum EmbeddedError {
     )]
     BinariesNotFound,
     #[error(
+        "the PostgreSQL client tool `{0}` was not found beside the server binaries or on PATH; \
+         install PostgreSQL's client programs (Debian/Ubuntu: `apt-get install postgresql-client`)"
+    )]
+    ToolNotFound(String),
+    #[error(
         "the PostgreSQL server runs as the `postgres` OS user, which cannot reach {0}; choose a \
          --data-dir it can reach (for example under /tmp or /var/lib/silo)"
     )]
@@ -336,6 +341,26 @@ pub fn find_server_binaries() -> Result<PathBuf, EmbeddedError> {
         .pop()
         .map(|(_, bin)| bin)
         .ok_or(EmbeddedError::BinariesNotFound)
+}
+
+/// A PostgreSQL client tool (`psql`, `pg_dump`, `pg_restore`) of the same installation as the
+/// server binaries: beside the real `initdb` (symlinks followed), else on PATH.
+pub fn find_tool(name: &str) -> Result<PathBuf, EmbeddedError> {
+    let server = find_server_binaries()?;
+    let beside_real = fs::canonicalize(server.join("initdb"))
+        .ok()
+        .and_then(|initdb| initdb.parent().map(|dir| dir.join(name)));
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|tool| tool.is_file())
+    });
+    beside_real
+        .into_iter()
+        .chain(std::iter::once(server.join(name)))
+        .chain(on_path)
+        .find(|tool| tool.is_file())
+        .ok_or_else(|| EmbeddedError::ToolNotFound(name.to_owned()))
 }
 
 fn run(

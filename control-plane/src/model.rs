@@ -16,6 +16,10 @@ pub enum TenantStatus {
     Active,
     Failed,
     Suspended,
+    /// Cancelled: no longer served; exported, and dropped after the grace period.
+    Cancelled,
+    /// Its database and role are gone; the row, its exports and its audit trail remain.
+    Deprovisioned,
 }
 
 impl TenantStatus {
@@ -25,6 +29,8 @@ impl TenantStatus {
             TenantStatus::Active => "active",
             TenantStatus::Failed => "failed",
             TenantStatus::Suspended => "suspended",
+            TenantStatus::Cancelled => "cancelled",
+            TenantStatus::Deprovisioned => "deprovisioned",
         }
     }
 
@@ -34,9 +40,22 @@ impl TenantStatus {
             "active" => TenantStatus::Active,
             "failed" => TenantStatus::Failed,
             "suspended" => TenantStatus::Suspended,
+            "cancelled" => TenantStatus::Cancelled,
+            "deprovisioned" => TenantStatus::Deprovisioned,
             _ => return None,
         })
     }
+}
+
+/// The channel on which every routing-relevant change to a tenant row is published (by a trigger,
+/// on commit); the payload is [`TenantChanged`] as JSON.
+pub const TENANT_CHANGES_CHANNEL: &str = "silo_tenant_changes";
+
+/// The payload of a [`TENANT_CHANGES_CHANNEL`] notification.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TenantChanged {
+    pub id: Uuid,
+    pub slug: String,
 }
 
 /// The provisioning job. It carries the tenant id explicitly and nothing secret: the admin

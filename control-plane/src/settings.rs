@@ -23,6 +23,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub provisioning: ProvisioningSettings,
     pub router: RouterSettings,
+    pub offboarding: OffboardingSettings,
     /// Signups one client address may make per minute (a burst of this many, then refilled
     /// evenly). The peer address is used; proxies' forwarding headers are not trusted.
     pub signups_per_client_per_minute: u32,
@@ -62,6 +63,17 @@ impl CreateStrategy {
     }
 }
 
+/// What happens to a cancelled tenant.
+#[derive(Debug, Clone)]
+pub struct OffboardingSettings {
+    /// Where pg_dump exports go (`None`: `<data-dir>/exports`).
+    pub export_dir: Option<PathBuf>,
+    /// How long a cancelled tenant's database is kept (already exported) before it is dropped.
+    pub grace: Duration,
+    /// How often workers look for cancelled tenants to export or drop.
+    pub check_interval: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct RouterSettings {
     /// How long a resolved tenant is trusted before it is read again.
@@ -96,6 +108,11 @@ impl Default for Settings {
                 pool_max_size: 4,
                 connect_timeout: Duration::from_secs(5),
             },
+            offboarding: OffboardingSettings {
+                export_dir: None,
+                grace: Duration::from_secs(30 * 24 * 3600),
+                check_interval: Duration::from_secs(10),
+            },
             signups_per_client_per_minute: 10,
         }
     }
@@ -128,6 +145,18 @@ struct FileSettings {
     provisioning: FileProvisioning,
     #[serde(default)]
     router: FileRouter,
+    #[serde(default)]
+    offboarding: FileOffboarding,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOffboarding {
+    export_dir: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde")]
+    grace: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    check_interval: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -222,6 +251,20 @@ impl Settings {
         r.pool_idle_timeout = file.router.pool_idle_timeout.unwrap_or(r.pool_idle_timeout);
         r.pool_max_size = file.router.pool_max_size.unwrap_or(r.pool_max_size);
         r.connect_timeout = file.router.connect_timeout.unwrap_or(r.connect_timeout);
+        let o = &mut self.offboarding;
+        if file.offboarding.export_dir.is_some() {
+            o.export_dir = file.offboarding.export_dir;
+        }
+        o.grace = file.offboarding.grace.unwrap_or(o.grace);
+        o.check_interval = file.offboarding.check_interval.unwrap_or(o.check_interval);
+    }
+
+    /// The folder tenant exports are written to.
+    pub fn export_dir(&self) -> PathBuf {
+        self.offboarding
+            .export_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("exports"))
     }
 
     fn apply_environment(
@@ -288,7 +331,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
             dir.join("silo.toml"),
-            "base_domain = \"file.example\"\nhttp_addr = \"127.0.0.1:9000\"\n[router]\npool_idle_timeout = \"2m\"\n",
+            "base_domain = \"file.example\"\nhttp_addr = \"127.0.0.1:9000\"\n[router]\npool_idle_timeout = \"2m\"\n[offboarding]\ngrace = \"7days\"\n",
         )
         .unwrap();
         let settings =
@@ -296,6 +339,11 @@ mod tests {
         assert_eq!(settings.base_domain, "env.example");
         assert_eq!(settings.http_addr.port(), 9000);
         assert_eq!(settings.router.pool_idle_timeout, Duration::from_secs(120));
+        assert_eq!(
+            settings.offboarding.grace,
+            Duration::from_secs(7 * 24 * 3600)
+        );
+        assert_eq!(settings.export_dir(), dir.join("exports"));
         assert!(settings.database_url.is_none());
         let with_url =
             Settings::load(&dir, None, env(&[("SILO_DATABASE_URL", "postgres://x")])).unwrap();

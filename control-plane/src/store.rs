@@ -26,6 +26,8 @@ pub enum StoreError {
     HostNameTaken,
     #[error("the database host still holds {0} tenants; move or offboard them first")]
     HostInUse(i64),
+    #[error("the tenant is `{0}`; that is not possible in this state")]
+    WrongStatus(&'static str),
     #[error("the database URL is not a valid PostgreSQL URL")]
     InvalidUrl,
     #[error("the control-plane database is unreachable: {0}")]
@@ -134,6 +136,35 @@ pub struct WarmDatabase {
     pub sealed_database_url: Sealed,
     pub schema_version: i32,
     pub ready: bool,
+}
+
+/// One pg_dump file Silo made of a tenant database.
+#[derive(Debug, Clone)]
+pub struct TenantExport {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    /// `offboarding` or `on_demand`.
+    pub reason: String,
+    pub path: String,
+    pub bytes: i64,
+    pub schema_version: Option<i32>,
+}
+
+async fn insert_audit(
+    transaction: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    actor: &str,
+    action: &str,
+    tenant_id: Option<Uuid>,
+    detail: serde_json::Value,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO audit_log (actor, action, tenant_id, detail) VALUES ($1, $2, $3, $4)")
+        .bind(actor)
+        .bind(action)
+        .bind(tenant_id)
+        .bind(detail)
+        .execute(&mut **transaction)
+        .await?;
+    Ok(())
 }
 
 /// What a new signup stores.
@@ -804,6 +835,181 @@ impl Store {
             return Err(StoreError::NotFound);
         }
         Ok(())
+    }
+
+    // ---- change notifications ----
+
+    /// A dedicated connection listening on `channel`.
+    pub async fn listen(&self, channel: &str) -> StoreResult<sqlx::postgres::PgListener> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen(channel).await?;
+        Ok(listener)
+    }
+
+    // ---- offboarding and audit ----
+
+    /// Cancels a tenant: it stops being served at once (the status change is published to every
+    /// router), is exported by a worker, and its database and role are dropped after `grace`.
+    /// Recorded in the audit log in the same transaction.
+    pub async fn cancel_tenant(
+        &self,
+        tenant_id: Uuid,
+        grace: Duration,
+        actor: &str,
+    ) -> StoreResult<TenantRecord> {
+        let mut transaction = self.pool.begin().await?;
+        let before: Option<String> =
+            sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1 FOR UPDATE")
+                .bind(tenant_id)
+                .fetch_optional(&mut *transaction)
+                .await?;
+        let before = before.ok_or(StoreError::NotFound)?;
+        if let Some(status @ (TenantStatus::Cancelled | TenantStatus::Deprovisioned)) =
+            TenantStatus::parse(&before)
+        {
+            return Err(StoreError::WrongStatus(status.as_str()));
+        }
+        let grace_seconds = grace.as_secs_f64();
+        sqlx::query(
+            "UPDATE tenants SET status = 'cancelled', cancelled_at = now(), \
+             purge_after = now() + make_interval(secs => $2), updated_at = now() WHERE id = $1",
+        )
+        .bind(tenant_id)
+        .bind(grace_seconds)
+        .execute(&mut *transaction)
+        .await?;
+        insert_audit(
+            &mut transaction,
+            actor,
+            "tenant.cancel",
+            Some(tenant_id),
+            serde_json::json!({"before": before, "after": "cancelled", "grace_seconds": grace_seconds}),
+        )
+        .await?;
+        transaction.commit().await?;
+        self.tenant(tenant_id).await
+    }
+
+    /// Cancelled tenants, with whether each is past its grace period.
+    pub async fn cancelled_tenants(&self) -> StoreResult<Vec<(Uuid, bool)>> {
+        let rows = sqlx::query(
+            "SELECT id, purge_after <= now() AS due FROM tenants WHERE status = 'cancelled' \
+             ORDER BY purge_after",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("id")?, row.try_get("due")?)))
+            .collect()
+    }
+
+    /// Ends offboarding: the database and role are gone, so the tenant no longer counts against
+    /// its host and its connection string is forgotten.
+    pub async fn mark_deprovisioned(&self, tenant_id: Uuid, actor: &str) -> StoreResult<()> {
+        let mut transaction = self.pool.begin().await?;
+        let host: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT h.name FROM tenants t LEFT JOIN database_hosts h ON h.id = t.host_id \
+             WHERE t.id = $1 AND t.status = 'cancelled' FOR UPDATE OF t",
+        )
+        .bind(tenant_id)
+        .fetch_optional(&mut *transaction)
+        .await?;
+        let Some(host) = host else {
+            return Err(StoreError::WrongStatus("not cancelled"));
+        };
+        sqlx::query(
+            "UPDATE tenants SET status = 'deprovisioned', deprovisioned_at = now(), host_id = NULL, \
+             sealed_database_url = NULL, database_url_key_id = NULL, updated_at = now() WHERE id = $1",
+        )
+        .bind(tenant_id)
+        .execute(&mut *transaction)
+        .await?;
+        insert_audit(
+            &mut transaction,
+            actor,
+            "tenant.deprovision",
+            Some(tenant_id),
+            serde_json::json!({"before": "cancelled", "after": "deprovisioned", "host": host}),
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Records a finished export file.
+    pub async fn record_export(&self, export: &TenantExport) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO tenant_exports (id, tenant_id, reason, path, bytes, schema_version) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(export.id)
+        .bind(export.tenant_id)
+        .bind(&export.reason)
+        .bind(&export.path)
+        .bind(export.bytes)
+        .bind(export.schema_version)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A tenant's exports, oldest first.
+    pub async fn exports_of(&self, tenant_id: Uuid) -> StoreResult<Vec<TenantExport>> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, reason, path, bytes, schema_version FROM tenant_exports \
+             WHERE tenant_id = $1 ORDER BY created_at, id",
+        )
+        .bind(tenant_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TenantExport {
+                    id: row.try_get("id")?,
+                    tenant_id: row.try_get("tenant_id")?,
+                    reason: row.try_get("reason")?,
+                    path: row.try_get("path")?,
+                    bytes: row.try_get("bytes")?,
+                    schema_version: row.try_get("schema_version")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Appends one row to the audit log.
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        tenant_id: Option<Uuid>,
+        detail: serde_json::Value,
+    ) -> StoreResult<()> {
+        let mut transaction = self.pool.begin().await?;
+        insert_audit(&mut transaction, actor, action, tenant_id, detail).await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// A tenant's audit trail, oldest first: (actor, action, detail).
+    pub async fn audit_of(
+        &self,
+        tenant_id: Uuid,
+    ) -> StoreResult<Vec<(String, String, serde_json::Value)>> {
+        let rows = sqlx::query(
+            "SELECT actor, action, detail FROM audit_log WHERE tenant_id = $1 ORDER BY id",
+        )
+        .bind(tenant_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("actor")?,
+                    row.try_get("action")?,
+                    row.try_get("detail")?,
+                ))
+            })
+            .collect()
     }
 
     // ---- key rotation ----

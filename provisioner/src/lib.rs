@@ -1,12 +1,16 @@
 //! Provisioning workers: apalis jobs on the control-plane database that place a tenant on a
 //! database host, create its role and database, migrate it, seed its admin and activate it.
 //!
+//! `offboarding` exports cancelled tenants with pg_dump and drops them after a grace period;
+//! it also holds the on-demand `export` and `restore`.
+//!
 //! Invariant: every step is idempotent and recorded, so a worker killed at any point is resumed
 //! by another (apalis re-enqueues a job whose worker stopped sending heartbeats) and converges.
 //! Boundary: workers never serve end users; they talk to the router only through the
 //! control-plane database.
 
 pub mod failpoints;
+pub mod offboarding;
 mod steps;
 pub mod templates;
 mod warm;

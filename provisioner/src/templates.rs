@@ -63,7 +63,10 @@ pub async fn ensure_template(
     result
 }
 
-async fn database_exists(admin: &Client, name: &str) -> Result<bool, tokio_postgres::Error> {
+pub(crate) async fn database_exists(
+    admin: &Client,
+    name: &str,
+) -> Result<bool, tokio_postgres::Error> {
     Ok(admin
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await?

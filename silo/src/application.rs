@@ -1,5 +1,6 @@
 //! `Application`: binds its listener (port 0 in tests), reports its address, serves the apex and
-//! tenant routers, and optionally runs provisioning workers, until a shutdown future resolves.
+//! tenant routers (following tenant changes), and optionally runs provisioning and offboarding
+//! workers, until a shutdown future resolves.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -97,6 +98,11 @@ impl Application {
                 .await
                 .map_err(anyhow::Error::from)
             });
+            let (follower, stop) = (router_state.clone(), stopped());
+            tasks.spawn(async move {
+                follower.follow_changes(stop).await;
+                Ok(())
+            });
             let stop = stopped();
             tasks.spawn(async move {
                 let maintenance = async {
@@ -132,6 +138,23 @@ impl Application {
                     Ok(())
                 });
             }
+            let (store, keyring, stop) =
+                (options.store.clone(), options.keyring.clone(), stopped());
+            let (export_dir, offboarding) = (
+                options.settings.export_dir(),
+                options.settings.offboarding.clone(),
+            );
+            tasks.spawn(async move {
+                provisioner::offboarding::run_offboarding(
+                    store,
+                    keyring,
+                    export_dir,
+                    offboarding,
+                    stop,
+                )
+                .await;
+                Ok(())
+            });
             let pool = options.store.pool().clone();
             let stop = stopped();
             tasks.spawn(async move {

@@ -39,6 +39,62 @@ pub enum Command {
     /// Manage the PostgreSQL servers tenant databases live on.
     #[command(subcommand)]
     Hosts(HostsCommand),
+    /// List, cancel, back up and restore tenants.
+    #[command(subcommand)]
+    Tenants(TenantsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantsCommand {
+    /// List tenants with their status, host and schema version.
+    List {
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a tenant: it stops being served at once (410 on its subdomain), a worker exports it
+    /// with pg_dump into the export folder, and after the grace period its database and role are
+    /// dropped and it ends `deprovisioned`. The export and the audit trail remain.
+    Cancel {
+        /// The tenant's subdomain.
+        slug: String,
+        /// How long to keep its database before dropping it, e.g. `30days`, `12h`, `0s`
+        /// (default: the `offboarding.grace` setting).
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+        grace: Option<std::time::Duration>,
+        /// Do not ask for confirmation (required when stdin is not a terminal).
+        #[arg(long)]
+        yes: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Back up a tenant's database now (pg_dump custom format), into the export folder or FILE.
+    Export {
+        /// The tenant's subdomain.
+        slug: String,
+        /// Write the archive here instead of the export folder.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace a tenant's data with a backup made by `silo tenants export`. The archive is
+    /// restored into a new database first and swapped in only if that succeeds, so a bad file
+    /// changes nothing. Open connections to the tenant's database are ended.
+    Restore {
+        /// The tenant's subdomain.
+        slug: String,
+        /// A pg_dump custom-format archive.
+        file: PathBuf,
+        /// Do not ask for confirmation (required when stdin is not a terminal).
+        #[arg(long)]
+        yes: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

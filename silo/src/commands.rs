@@ -107,6 +107,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("Removed host `{name}`.");
             started.shutdown().await
         }
+        Command::Tenants(command) => {
+            let started = bootstrap(settings, &say).await?;
+            let result = crate::tenants::run(&started, command).await;
+            started.shutdown().await?;
+            result
+        }
         Command::Hosts(HostsCommand::List { json }) => {
             let started = bootstrap(settings, &say).await?;
             let hosts = started.store.hosts().await?;

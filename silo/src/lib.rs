@@ -1,6 +1,6 @@
 //! The `silo` binary's library: wiring only. It builds the control plane, the tenant router and
 //! the provisioning workers from settings and runs them in one process (`silo dev`, `silo serve`,
-//! `silo worker`) or runs an operator command (`silo keys …`, `silo hosts …`).
+//! `silo worker`) or runs an operator command (`silo keys …`, `silo hosts …`, `silo tenants …`).
 //!
 //! Boundary: no business logic lives here; every decision is made in the crates it wires.
 
@@ -9,5 +9,6 @@ pub mod bootstrap;
 pub mod cli;
 pub mod commands;
 pub mod dispatch;
+pub mod tenants;
 
 pub use application::{Application, ApplicationOptions};

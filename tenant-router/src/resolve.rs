@@ -1,12 +1,14 @@
 //! Tenant resolution and per-tenant connection pools, both cached in moka.
 //!
-//! Misses are not cached, so a tenant is reachable the moment it is activated; hits expire after
-//! a short TTL so status changes arrive without a restart.
+//! Misses are not cached, so a tenant is reachable the moment it is activated. Every change to a
+//! tenant row is published by the control-plane database (LISTEN/NOTIFY) and drops that tenant's
+//! entries at once; the TTL on hits is only a backstop.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::StatusCode;
-use control_plane::model::TenantStatus;
+use control_plane::model::{TENANT_CHANGES_CHANNEL, TenantChanged, TenantStatus};
 use control_plane::settings::RouterSettings;
 use control_plane::store::TenantRecord;
 use control_plane::{ApiError, Keyring, Purpose, Sealed, Store};
@@ -71,6 +73,65 @@ impl RouterState {
         self.pool_cache.run_pending_tasks().await;
     }
 
+    /// Forgets one tenant: its resolution and its pool. A pool in use by a request stays alive
+    /// (deadpool pools are reference-counted) until that request returns its connection.
+    pub async fn invalidate(&self, changed: &TenantChanged) {
+        self.tenant_cache.invalidate(&changed.slug).await;
+        self.pool_cache.invalidate(&changed.id).await;
+    }
+
+    /// Forgets every tenant; used when change notifications may have been missed.
+    pub fn invalidate_all(&self) {
+        self.tenant_cache.invalidate_all();
+        self.pool_cache.invalidate_all();
+    }
+
+    /// Listens for tenant changes and drops the affected cache entries until `shutdown`
+    /// resolves. After a lost connection it clears both caches before trusting them again, since
+    /// notifications sent meanwhile are lost.
+    pub async fn follow_changes(&self, shutdown: impl Future<Output = ()>) {
+        let follow = async {
+            loop {
+                let mut listener = match self.store.listen(TENANT_CHANGES_CHANNEL).await {
+                    Ok(listener) => listener,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot listen for tenant changes; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                // Anything cached before listening may already be stale.
+                self.invalidate_all();
+                loop {
+                    match listener.try_recv().await {
+                        Ok(Some(notification)) => {
+                            match serde_json::from_str::<TenantChanged>(notification.payload()) {
+                                Ok(changed) => self.invalidate(&changed).await,
+                                Err(_) => self.invalidate_all(),
+                            }
+                        }
+                        Ok(None) => {
+                            tracing::warn!(
+                                "tenant change listener lost its connection; resynchronising"
+                            );
+                            self.invalidate_all();
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "tenant change listener failed; reconnecting");
+                            self.invalidate_all();
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            break;
+                        }
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            () = follow => {},
+            () = shutdown => {},
+        }
+    }
+
     /// How many tenant pools are open.
     pub fn open_pools(&self) -> u64 {
         self.pool_cache.entry_count()
@@ -107,6 +168,11 @@ impl RouterState {
                 "This workspace is suspended. Its owner can contact support to reactivate it.",
             )),
             TenantStatus::Failed => Err(tenant_unavailable()),
+            TenantStatus::Cancelled | TenantStatus::Deprovisioned => Err(ApiError::new(
+                StatusCode::GONE,
+                "tenant_cancelled",
+                "This workspace was closed. Its owner can ask support for the export of its data.",
+            )),
         }
     }
 

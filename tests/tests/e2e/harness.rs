@@ -193,6 +193,10 @@ pub fn test_settings(database: &str, keys: &SecretString) -> Settings {
     settings.provisioning.heartbeat_interval = Duration::from_secs(1);
     // Tests sign up many tenants from one address; the limit has a test of its own.
     settings.signups_per_client_per_minute = 10_000;
+    // Routers must learn of changes through LISTEN/NOTIFY, not by waiting out a TTL.
+    settings.router.tenant_cache_ttl = Duration::from_secs(3600);
+    settings.offboarding.export_dir = Some(test_root().join("exports").join(database));
+    settings.offboarding.check_interval = Duration::from_millis(100);
     settings
 }
 
@@ -343,6 +347,28 @@ impl TestApp {
         accepted
     }
 
+    /// Polls the tenant's health endpoint until it answers the error `code` with `status`; fails
+    /// if that takes more than two seconds (routers must learn of changes within a second).
+    pub async fn wait_for_error(&self, slug: &str, status: StatusCode, code: &str) {
+        let started = Instant::now();
+        loop {
+            let response = self.tenant_get(slug, "/api/v1/health").await;
+            let answered = if response.status().is_success() {
+                (response.status(), "served".to_owned())
+            } else {
+                error_code(response).await
+            };
+            if answered == (status, code.to_owned()) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{slug} still answers {answered:?}, not {status} {code}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// A superuser client on this test's control-plane database.
     pub async fn control_plane(&self) -> tokio_postgres::Client {
         superuser_client(&self.database).await
@@ -384,6 +410,7 @@ impl TestApp {
         self.store.pool().close().await;
         let admin = superuser_client("postgres").await;
         drop_control_plane(&admin, &self.database).await;
+        let _ = std::fs::remove_dir_all(test_root().join("exports").join(&self.database));
     }
 }
 

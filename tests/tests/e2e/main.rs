@@ -8,6 +8,7 @@ mod harness;
 
 mod hosts;
 mod isolation;
+mod offboarding;
 mod provisioning;
 mod sealing;
 mod signup;

@@ -1,0 +1,187 @@
+//! `silo tenants …`: the operator's view of tenants and their offboarding and backups.
+
+use std::io::IsTerminal as _;
+
+use anyhow::Context as _;
+use control_plane::store::TenantRecord;
+
+use crate::bootstrap::Bootstrapped;
+use crate::cli::TenantsCommand;
+
+/// The audit log's name for whoever runs this command.
+fn actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned())
+    )
+}
+
+async fn find(started: &Bootstrapped, slug: &str) -> anyhow::Result<TenantRecord> {
+    started
+        .store
+        .tenant_by_slug(slug)
+        .await?
+        .with_context(|| format!("there is no tenant `{slug}` (see `silo tenants list`)"))
+}
+
+/// Asks the person at the terminal to type the slug; refuses without a terminal unless `--yes`.
+fn confirm(yes: bool, slug: &str, what: &str) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        std::io::stdin().is_terminal(),
+        "{what}: pass --yes to confirm when not running at a terminal"
+    );
+    eprintln!("{what}. Type the subdomain `{slug}` to confirm:");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    anyhow::ensure!(answer.trim() == slug, "not confirmed; nothing was changed");
+    Ok(())
+}
+
+pub async fn run(started: &Bootstrapped, command: TenantsCommand) -> anyhow::Result<()> {
+    let (store, keyring) = (&started.store, &started.keyring);
+    match command {
+        TenantsCommand::List { json } => {
+            let tenants = store.tenants().await?;
+            let hosts = store.hosts().await?;
+            let host_name = |tenant: &TenantRecord| {
+                tenant
+                    .host_id
+                    .and_then(|id| hosts.iter().find(|host| host.id == id))
+                    .map_or("-", |host| host.name.as_str())
+                    .to_owned()
+            };
+            if json {
+                let rows: Vec<_> = tenants
+                    .iter()
+                    .map(|tenant| {
+                        serde_json::json!({"id": tenant.id, "slug": tenant.slug,
+                            "name": tenant.display_name, "status": tenant.status,
+                            "host": tenant.host_id.map(|_| host_name(tenant)),
+                            "schema_version": tenant.schema_version})
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                println!(
+                    "{:<30} {:<14} {:<20} {:>7}",
+                    "SUBDOMAIN", "STATUS", "HOST", "SCHEMA"
+                );
+                for tenant in &tenants {
+                    println!(
+                        "{:<30} {:<14} {:<20} {:>7}",
+                        tenant.slug,
+                        tenant.status.as_str(),
+                        host_name(tenant),
+                        tenant
+                            .schema_version
+                            .map_or_else(|| "-".to_owned(), |version| version.to_string())
+                    );
+                }
+            }
+        }
+        TenantsCommand::Cancel {
+            slug,
+            grace,
+            yes,
+            json,
+        } => {
+            let tenant = find(started, &slug).await?;
+            let grace = grace.unwrap_or(started.settings.offboarding.grace);
+            confirm(
+                yes,
+                &slug,
+                &format!(
+                    "Cancelling `{slug}` stops serving it now and drops its database in {}",
+                    humantime::format_duration(grace)
+                ),
+            )?;
+            store
+                .cancel_tenant(tenant.id, grace, &actor())
+                .await
+                .with_context(|| format!("cannot cancel `{slug}`"))?;
+            let export_dir = started.settings.export_dir();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"tenant_id": tenant.id, "slug": slug, "status": "cancelled",
+                        "grace_seconds": grace.as_secs(), "export_dir": export_dir})
+                );
+            } else {
+                println!(
+                    "Cancelled `{slug}`: no longer served. A worker exports it to {} and drops its database and role after {}.",
+                    export_dir.display(),
+                    humantime::format_duration(grace)
+                );
+            }
+        }
+        TenantsCommand::Export { slug, output, json } => {
+            let tenant = find(started, &slug).await?;
+            let export = provisioner::offboarding::export(
+                store,
+                keyring,
+                &tenant,
+                "on_demand",
+                &started.settings.export_dir(),
+                output.as_deref(),
+            )
+            .await
+            .with_context(|| format!("cannot export `{slug}`"))?;
+            store
+                .audit(
+                    &actor(),
+                    "tenant.export",
+                    Some(tenant.id),
+                    serde_json::json!({"file": export.path, "bytes": export.bytes}),
+                )
+                .await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"tenant_id": tenant.id, "slug": slug, "file": export.path,
+                        "bytes": export.bytes, "schema_version": export.schema_version})
+                );
+            } else {
+                println!(
+                    "Exported `{slug}` to {} ({} bytes).",
+                    export.path, export.bytes
+                );
+            }
+        }
+        TenantsCommand::Restore {
+            slug,
+            file,
+            yes,
+            json,
+        } => {
+            let tenant = find(started, &slug).await?;
+            anyhow::ensure!(file.is_file(), "{} is not a file", file.display());
+            confirm(
+                yes,
+                &slug,
+                &format!(
+                    "Restoring replaces all of `{slug}`'s data with {}",
+                    file.display()
+                ),
+            )?;
+            let version =
+                provisioner::offboarding::restore(store, keyring, &tenant, &file, &actor())
+                    .await
+                    .with_context(|| format!("cannot restore `{slug}`"))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"tenant_id": tenant.id, "slug": slug, "schema_version": version})
+                );
+            } else {
+                println!(
+                    "Restored `{slug}` from {} (schema version {version}).",
+                    file.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
