@@ -4,11 +4,13 @@
 // Test helpers unwrap too: a panic with a backtrace is the clearest failure a test can give.
 #![allow(clippy::unwrap_used)]
 
+mod browser;
 mod harness;
 
 mod hosts;
 mod isolation;
 mod offboarding;
+mod pages;
 mod provisioning;
 mod sealing;
 mod signup;
