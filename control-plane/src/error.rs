@@ -100,7 +100,10 @@ impl From<crate::store::StoreError> for ApiError {
                 "not_found",
                 "Nothing with that id exists.",
             ),
-            StoreError::HostInUse(_) | StoreError::HostNameTaken => {
+            StoreError::WrongStatus(_) => {
+                ApiError::new(StatusCode::CONFLICT, "wrong_status", format!("{error}."))
+            }
+            StoreError::HostInUse(_) | StoreError::HostNameTaken | StoreError::AdminExists => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string())
             }
             StoreError::Unavailable(source) => {

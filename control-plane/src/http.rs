@@ -23,17 +23,17 @@ use crate::{passwords, signup};
 pub struct ApexState {
     pub store: Store,
     pub base_domain: Arc<str>,
-    pub signup_limiter: Arc<SignupLimiter>,
+    pub signup_limiter: Arc<ClientRateLimiter>,
 }
 
-/// Per-client-address signup rate limit (GCRA, from governor).
+/// A per-client-address rate limit (GCRA, from governor): signups, admin logins.
 #[derive(Debug)]
-pub struct SignupLimiter {
+pub struct ClientRateLimiter {
     limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
 }
 
-impl SignupLimiter {
-    /// `per_minute` signups per address (0 disables the limit).
+impl ClientRateLimiter {
+    /// `per_minute` requests per address (0 disables the limit).
     pub fn new(per_minute: u32) -> Self {
         let quota = governor::Quota::per_minute(
             std::num::NonZeroU32::new(per_minute).unwrap_or(std::num::NonZeroU32::MAX),
@@ -44,7 +44,7 @@ impl SignupLimiter {
     }
 
     /// `Err(seconds to wait)` when the address is over its quota.
-    fn check(&self, address: std::net::IpAddr) -> Result<(), u32> {
+    pub fn check(&self, address: std::net::IpAddr) -> Result<(), u32> {
         use governor::clock::{Clock as _, DefaultClock};
         if self.limiter.len() > 100_000 {
             self.limiter.retain_recent();

@@ -4,6 +4,7 @@
 //! Boundary: this crate depends on no other Silo crate; the router, provisioner and migrator
 //! depend on it, and talk to each other only through its database and its [`model`] types.
 
+pub mod admins;
 pub mod embedded_postgres;
 pub mod error;
 pub mod http;

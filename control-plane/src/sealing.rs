@@ -68,6 +68,8 @@ pub enum Purpose {
     HostAdminUrl,
     /// A warm-pool database's URL, sealed to the warm row until a tenant claims it.
     WarmDatabaseUrl,
+    /// A super-admin's TOTP secret, sealed to the admin's id.
+    AdminTotpSecret,
 }
 
 impl Purpose {
@@ -76,6 +78,7 @@ impl Purpose {
             Purpose::TenantDatabaseUrl => "silo/tenant-database-url/v1",
             Purpose::HostAdminUrl => "silo/host-admin-url/v1",
             Purpose::WarmDatabaseUrl => "silo/warm-database-url/v1",
+            Purpose::AdminTotpSecret => "silo/admin-totp-secret/v1",
         }
     }
 }

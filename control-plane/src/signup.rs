@@ -98,9 +98,9 @@ pub fn validate_subdomain(raw: &str) -> Result<String, ApiError> {
     Ok(subdomain)
 }
 
-fn validate_email(raw: &str) -> Result<String, ApiError> {
-    let email = raw.trim().to_owned();
-    let valid = email.len() <= 254
+/// Whether `email` (already trimmed) looks like `name@example.com`.
+pub fn is_plausible_email(email: &str) -> bool {
+    email.len() <= 254
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty()
                 && !domain.contains('@')
@@ -108,8 +108,12 @@ fn validate_email(raw: &str) -> Result<String, ApiError> {
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
                 && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        });
-    if !valid {
+        })
+}
+
+fn validate_email(raw: &str) -> Result<String, ApiError> {
+    let email = raw.trim().to_owned();
+    if !is_plausible_email(&email) {
         return Err(unprocessable(
             "invalid_email",
             "The admin email must be an address like name@example.com.",

@@ -26,6 +26,8 @@ pub enum StoreError {
     HostNameTaken,
     #[error("the database host still holds {0} tenants; move or offboard them first")]
     HostInUse(i64),
+    #[error("a super-admin with that email already exists")]
+    AdminExists,
     #[error("the tenant is `{0}`; that is not possible in this state")]
     WrongStatus(&'static str),
     #[error("the database URL is not a valid PostgreSQL URL")]
@@ -1022,6 +1024,7 @@ impl Store {
             tenants: self.reseal_table(keyring, &SEALED_TENANT_URLS).await?,
             hosts: self.reseal_table(keyring, &SEALED_HOST_URLS).await?,
             warm_databases: self.reseal_table(keyring, &SEALED_WARM_URLS).await?,
+            admin_totp_secrets: self.reseal_table(keyring, &SEALED_ADMIN_TOTP).await?,
         })
     }
 
@@ -1105,6 +1108,13 @@ const SEALED_WARM_URLS: SealedColumn = SealedColumn {
     purpose: Purpose::WarmDatabaseUrl,
 };
 
+const SEALED_ADMIN_TOTP: SealedColumn = SealedColumn {
+    table: "admin_users",
+    blob: "sealed_totp_secret",
+    key_id: "totp_key_id",
+    purpose: Purpose::AdminTotpSecret,
+};
+
 /// The first key of the two-key advisory locks Silo takes in the control plane.
 #[derive(Debug, Clone, Copy)]
 enum LockClass {
@@ -1134,6 +1144,7 @@ pub struct RotationReport {
     pub tenants: u64,
     pub hosts: u64,
     pub warm_databases: u64,
+    pub admin_totp_secrets: u64,
 }
 
 async fn enqueue_provisioning(

@@ -81,10 +81,16 @@ impl Application {
             let apex = control_plane::http::router(control_plane::http::ApexState {
                 store: options.store.clone(),
                 base_domain: base_domain.clone(),
-                signup_limiter: Arc::new(control_plane::http::SignupLimiter::new(
+                signup_limiter: Arc::new(control_plane::http::ClientRateLimiter::new(
                     options.settings.signups_per_client_per_minute,
                 )),
             });
+            let admin = admin::router(admin::AdminState::new(
+                options.store.clone(),
+                options.keyring.clone(),
+                options.settings.offboarding.grace,
+            ));
+            let apex = apex.merge(admin);
             let tenant = tenant_router::router(router_state.clone());
             let app =
                 crate::dispatch::host_dispatch(base_domain, apex, tenant).layer(tower_http_trace());

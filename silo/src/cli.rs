@@ -42,6 +42,27 @@ pub enum Command {
     /// List, cancel, back up and restore tenants.
     #[command(subcommand)]
     Tenants(TenantsCommand),
+    /// Manage super-admins (who log in at /admin and use /api/v1/admin).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a super-admin. Prints the TOTP secret (and an otpauth:// URL for a QR code) once:
+    /// add it to an authenticator app; logins need the password and the app's current code.
+    Create {
+        /// The admin's email, used to log in.
+        #[arg(long)]
+        email: String,
+        /// The password (at least 12 characters); read from SILO_ADMIN_PASSWORD, else asked for
+        /// at the terminal without echo.
+        #[arg(long, env = "SILO_ADMIN_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use control_plane::Settings;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::bootstrap::{Bootstrapped, bootstrap, generate_key};
-use crate::cli::{Cli, Command, HostsCommand, KeysCommand, ServeArgs, WorkerArgs};
+use crate::cli::{AdminCommand, Cli, Command, HostsCommand, KeysCommand, ServeArgs, WorkerArgs};
 use crate::{Application, ApplicationOptions};
 
 fn say(line: &str) {
@@ -47,10 +47,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             } else {
                 println!(
-                    "Re-sealed {} tenant connection strings, {} host admin URLs and {} warm-pool URLs under key `{}`.",
+                    "Re-sealed {} tenant connection strings, {} host admin URLs, {} warm-pool URLs and {} admin TOTP secrets under key `{}`.",
                     report.tenants,
                     report.hosts,
                     report.warm_databases,
+                    report.admin_totp_secrets,
                     started.keyring.newest_key_id()
                 );
             }
@@ -106,6 +107,47 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot remove host `{name}`"))?;
             println!("Removed host `{name}`.");
             started.shutdown().await
+        }
+        Command::Admin(AdminCommand::Create {
+            email,
+            password,
+            json,
+        }) => {
+            let password = match password {
+                Some(password) => password,
+                None => rpassword::prompt_password("Password for the new super-admin: ")
+                    .context("cannot read the password; set SILO_ADMIN_PASSWORD instead")?,
+            };
+            let started = bootstrap(settings, &say).await?;
+            let result = admin::create_admin(
+                &started.store,
+                &started.keyring,
+                &email,
+                SecretString::from(password),
+            )
+            .await;
+            started.shutdown().await?;
+            let enrollment = result.with_context(|| format!("cannot create admin `{email}`"))?;
+            // Shown once, on purpose: the admin needs it for the authenticator app.
+            let (secret, url) = (
+                enrollment.totp_secret.expose_secret(),
+                enrollment.otpauth_url.expose_secret(),
+            );
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"admin_id": enrollment.admin_id, "email": email,
+                        "totp_secret": secret, "otpauth_url": url})
+                );
+            } else {
+                println!("Created super-admin `{email}`.");
+                println!(
+                    "Add this TOTP secret to an authenticator app now; it is not shown again:"
+                );
+                println!("  secret: {secret}");
+                println!("  url:    {url}");
+            }
+            Ok(())
         }
         Command::Tenants(command) => {
             let started = bootstrap(settings, &say).await?;

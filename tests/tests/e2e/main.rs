@@ -7,6 +7,7 @@
 mod browser;
 mod harness;
 
+mod admin;
 mod hosts;
 mod isolation;
 mod offboarding;

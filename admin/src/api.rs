@@ -1,0 +1,308 @@
+//! The JSON admin API under `/api/v1/admin`: database hosts and tenants. Every handler takes an
+//! [`Admin`], so none runs without a session; every change is written to the audit log with the
+//! admin's name and the state before and after.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use control_plane::ApiError;
+use control_plane::model::TenantStatus;
+use control_plane::store::{DatabaseHost, StoreError, TenantRecord};
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AdminState;
+use crate::auth::Admin;
+
+fn host_json(host: &DatabaseHost) -> Value {
+    json!({"id": host.id, "name": host.name, "status": host.status,
+           "capacity": host.capacity, "tenants": host.tenant_count})
+}
+
+fn tenant_json(tenant: &TenantRecord) -> Value {
+    json!({"id": tenant.id, "slug": tenant.slug, "name": tenant.display_name,
+           "status": tenant.status, "host_id": tenant.host_id,
+           "schema_version": tenant.schema_version, "provisioning_step": tenant.provisioning_step,
+           "failure_reason": tenant.failure_reason})
+}
+
+fn body<T>(body: Result<Json<T>, JsonRejection>, shape: &str) -> Result<T, ApiError> {
+    body.map(|Json(value)| value).map_err(|rejection| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            format!("Send JSON {shape}: {}", rejection.body_text()),
+        )
+    })
+}
+
+fn not_found(what: &str, name: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("There is no {what} `{name}`."),
+    )
+}
+
+pub async fn list_hosts(
+    _admin: Admin,
+    State(state): State<AdminState>,
+) -> Result<Json<Value>, ApiError> {
+    let hosts = state.store.hosts().await?;
+    Ok(Json(Value::Array(hosts.iter().map(host_json).collect())))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewHost {
+    name: String,
+    admin_url: SecretString,
+    capacity: u32,
+}
+
+pub async fn add_host(
+    admin: Admin,
+    State(state): State<AdminState>,
+    request: Result<Json<NewHost>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let request = body(request, "{\"name\", \"admin_url\", \"capacity\"}")?;
+    let capacity = i32::try_from(request.capacity)
+        .ok()
+        .filter(|capacity| *capacity > 0)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_capacity",
+                "The capacity must be a positive number of tenants.",
+            )
+        })?;
+    let id = state
+        .store
+        .add_host(&state.keyring, &request.name, &request.admin_url, capacity)
+        .await
+        .map_err(|error| match error {
+            StoreError::InvalidUrl => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_url",
+                "The admin URL is not a PostgreSQL URL like postgres://user:password@host:5432/postgres.",
+            ),
+            StoreError::Database(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_host_name",
+                "The host name must be 1–63 lowercase letters, digits, `-` or `_`.",
+            ),
+            other => other.into(),
+        })?;
+    state
+        .store
+        .audit(
+            &admin.actor(),
+            "host.add",
+            None,
+            json!({"host": request.name, "capacity": capacity}),
+        )
+        .await?;
+    let host = state.store.host(id).await?;
+    Ok((StatusCode::CREATED, Json(host_json(&host))).into_response())
+}
+
+async fn set_host_status(
+    admin: &Admin,
+    state: &AdminState,
+    name: &str,
+    status: &str,
+) -> Result<Json<Value>, ApiError> {
+    let before = state
+        .store
+        .host_by_name(name)
+        .await?
+        .ok_or_else(|| not_found("host", name))?;
+    state.store.set_host_status(name, status).await?;
+    state
+        .store
+        .audit(
+            &admin.actor(),
+            "host.set_status",
+            None,
+            json!({"host": name, "before": before.status, "after": status}),
+        )
+        .await?;
+    let host = state.store.host(before.id).await?;
+    Ok(Json(host_json(&host)))
+}
+
+pub async fn drain_host(
+    admin: Admin,
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_host_status(&admin, &state, &name, "draining").await
+}
+
+pub async fn activate_host(
+    admin: Admin,
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_host_status(&admin, &state, &name, "active").await
+}
+
+pub async fn remove_host(
+    admin: Admin,
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let host = state
+        .store
+        .host_by_name(&name)
+        .await?
+        .ok_or_else(|| not_found("host", &name))?;
+    provisioner::remove_host(&state.store, &state.keyring, &host)
+        .await
+        .map_err(|error| match error {
+            provisioner::ProvisionError::Store(store) => ApiError::from(store),
+            other => {
+                tracing::warn!(host = %name, error = %other, "removing a host failed");
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "host_unreachable",
+                    "The host's server could not be cleaned up; check that it is reachable and try again.",
+                )
+            }
+        })?;
+    state
+        .store
+        .audit(&admin.actor(), "host.remove", None, json!({"host": name}))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TenantFilter {
+    status: Option<String>,
+    /// Part of the subdomain or display name.
+    q: Option<String>,
+}
+
+pub async fn list_tenants(
+    _admin: Admin,
+    State(state): State<AdminState>,
+    Query(filter): Query<TenantFilter>,
+) -> Result<Json<Value>, ApiError> {
+    let status = match filter.status.as_deref() {
+        None | Some("") => None,
+        Some(raw) => Some(TenantStatus::parse(raw).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_status",
+                format!("`{raw}` is not a tenant status (provisioning, active, failed, suspended, cancelled, deprovisioned)."),
+            )
+        })?),
+    };
+    let needle = filter.q.unwrap_or_default().to_lowercase();
+    let tenants = state.store.tenants().await?;
+    let rows = tenants
+        .iter()
+        .filter(|tenant| status.is_none_or(|status| tenant.status == status))
+        .filter(|tenant| {
+            needle.is_empty()
+                || tenant.slug.contains(&needle)
+                || tenant.display_name.to_lowercase().contains(&needle)
+        })
+        .map(tenant_json)
+        .collect();
+    Ok(Json(Value::Array(rows)))
+}
+
+async fn tenant_by_slug(state: &AdminState, slug: &str) -> Result<TenantRecord, ApiError> {
+    state
+        .store
+        .tenant_by_slug(slug)
+        .await?
+        .ok_or_else(|| not_found("tenant", slug))
+}
+
+pub async fn show_tenant(
+    _admin: Admin,
+    State(state): State<AdminState>,
+    Path(slug): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = tenant_by_slug(&state, &slug).await?;
+    let exports: Vec<Value> = state
+        .store
+        .exports_of(tenant.id)
+        .await?
+        .iter()
+        .map(|export| json!({"id": export.id, "reason": export.reason, "file": export.path, "bytes": export.bytes}))
+        .collect();
+    let audit: Vec<Value> = state
+        .store
+        .audit_of(tenant.id)
+        .await?
+        .into_iter()
+        .map(|(actor, action, detail)| json!({"actor": actor, "action": action, "detail": detail}))
+        .collect();
+    let mut answer = tenant_json(&tenant);
+    answer["exports"] = Value::Array(exports);
+    answer["audit"] = Value::Array(audit);
+    Ok(Json(answer))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CancelRequest {
+    /// How long to keep the database, e.g. `30days`; default: the `offboarding.grace` setting.
+    grace: Option<String>,
+}
+
+pub async fn cancel_tenant(
+    admin: Admin,
+    State(state): State<AdminState>,
+    Path(slug): Path<String>,
+    request: Option<Json<CancelRequest>>,
+) -> Result<Json<Value>, ApiError> {
+    let request = request.map(|Json(request)| request).unwrap_or_default();
+    let grace = match request.grace.as_deref() {
+        None => state.default_grace,
+        Some(text) => humantime::parse_duration(text).map_err(|_| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_grace",
+                format!("`{text}` is not a duration like 30days, 12h or 0s."),
+            )
+        })?,
+    };
+    let tenant = tenant_by_slug(&state, &slug).await?;
+    let cancelled = state
+        .store
+        .cancel_tenant(tenant.id, grace, &admin.actor())
+        .await?;
+    Ok(Json(tenant_json(&cancelled)))
+}
+
+pub async fn retry_tenant(
+    admin: Admin,
+    State(state): State<AdminState>,
+    Path(slug): Path<String>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_by_slug(&state, &slug).await?;
+    if tenant.status != TenantStatus::Failed {
+        return Err(StoreError::WrongStatus(tenant.status.as_str()).into());
+    }
+    state.store.retry_provisioning(tenant.id).await?;
+    state
+        .store
+        .audit(
+            &admin.actor(),
+            "tenant.retry_provisioning",
+            Some(tenant.id),
+            json!({"before": "failed", "after": "provisioning"}),
+        )
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"slug": slug, "status": "provisioning"})),
+    )
+        .into_response())
+}

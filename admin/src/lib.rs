@@ -1,0 +1,79 @@
+//! The super-admin side of the apex: login (argon2id password + TOTP second factor), sessions,
+//! and the JSON admin API under `/api/v1/admin` (database hosts, tenants: list, show, cancel,
+//! retry). The migration dashboard and consoles build on the same sessions.
+//!
+//! Boundary: mounted on the apex only (the `silo` binary merges [`router`] into the control
+//! plane's); it acts through `control_plane::Store` and the provisioner, never on tenant data.
+//! Invariant: every handler except login takes an [`auth::Admin`], and every change is audited.
+
+pub mod api;
+pub mod auth;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{delete, get, post};
+use control_plane::http::ClientRateLimiter;
+use control_plane::{Keyring, Store};
+
+pub use auth::{Enrollment, create_admin, current_code};
+
+/// What the admin routes share.
+#[derive(Clone)]
+pub struct AdminState {
+    pub store: Store,
+    pub keyring: Arc<Keyring>,
+    pub login_limiter: Arc<ClientRateLimiter>,
+    pub session_lifetime: Duration,
+    /// The grace period a cancellation gets unless the request names one.
+    pub default_grace: Duration,
+    /// An argon2 hash checked for unknown emails, so they cost as much as known ones.
+    dummy_hash: String,
+}
+
+impl AdminState {
+    pub fn new(store: Store, keyring: Arc<Keyring>, default_grace: Duration) -> Self {
+        let dummy = secrecy::SecretString::from("not a real password, only for timing");
+        Self {
+            store,
+            keyring,
+            // Ten attempts a minute per address: enough for typos, useless for guessing.
+            login_limiter: Arc::new(ClientRateLimiter::new(10)),
+            session_lifetime: Duration::from_secs(12 * 3600),
+            default_grace,
+            dummy_hash: control_plane::passwords::hash(&dummy),
+        }
+    }
+}
+
+/// The admin routes, to be merged into the apex router.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/api/v1/admin/sessions", post(auth::create_session))
+        .route(
+            "/api/v1/admin/sessions/current",
+            delete(auth::delete_session),
+        )
+        .route(
+            "/api/v1/admin/hosts",
+            get(api::list_hosts).post(api::add_host),
+        )
+        .route("/api/v1/admin/hosts/{name}", delete(api::remove_host))
+        .route("/api/v1/admin/hosts/{name}/drain", post(api::drain_host))
+        .route(
+            "/api/v1/admin/hosts/{name}/activate",
+            post(api::activate_host),
+        )
+        .route("/api/v1/admin/tenants", get(api::list_tenants))
+        .route("/api/v1/admin/tenants/{slug}", get(api::show_tenant))
+        .route(
+            "/api/v1/admin/tenants/{slug}/cancel",
+            post(api::cancel_tenant),
+        )
+        .route(
+            "/api/v1/admin/tenants/{slug}/retry",
+            post(api::retry_tenant),
+        )
+        .with_state(state)
+}
