@@ -103,7 +103,10 @@ impl From<crate::store::StoreError> for ApiError {
             StoreError::WrongStatus(_) => {
                 ApiError::new(StatusCode::CONFLICT, "wrong_status", format!("{error}."))
             }
-            StoreError::HostInUse(_) | StoreError::HostNameTaken | StoreError::AdminExists => {
+            StoreError::HostInUse(_)
+            | StoreError::HostNameTaken
+            | StoreError::AdminExists
+            | StoreError::RolloutOpen => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string())
             }
             StoreError::Unavailable(source) => {

@@ -10,6 +10,7 @@ pub mod error;
 pub mod http;
 pub mod model;
 pub mod passwords;
+pub mod rollouts;
 pub mod sealing;
 pub mod settings;
 pub mod signup;

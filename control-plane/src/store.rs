@@ -26,6 +26,8 @@ pub enum StoreError {
     HostNameTaken,
     #[error("the database host still holds {0} tenants; move or offboard them first")]
     HostInUse(i64),
+    #[error("another rollout is still open; finish, pause-and-abort or complete it first")]
+    RolloutOpen,
     #[error("a super-admin with that email already exists")]
     AdminExists,
     #[error("the tenant is `{0}`; that is not possible in this state")]
@@ -441,12 +443,27 @@ impl Store {
 
     /// Takes the lock that lets one worker at a time refill a host's warm pool, if it is free.
     pub async fn try_lock_warm_pool(&self, host_id: Uuid) -> StoreResult<Option<SessionLock>> {
+        self.try_session_lock(LockClass::WarmPool, &host_id.to_string())
+            .await
+    }
+
+    /// The lock held by whichever process drives a rollout; `None` if another process has it.
+    pub async fn try_lock_rollout(&self, rollout_id: Uuid) -> StoreResult<Option<SessionLock>> {
+        self.try_session_lock(LockClass::Rollout, &rollout_id.to_string())
+            .await
+    }
+
+    async fn try_session_lock(
+        &self,
+        class: LockClass,
+        key: &str,
+    ) -> StoreResult<Option<SessionLock>> {
         use sqlx::Connection as _;
         let mut connection =
             sqlx::postgres::PgConnection::connect_with(&self.pool.connect_options()).await?;
         let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2))")
-            .bind(LockClass::WarmPool as i32)
-            .bind(host_id.to_string())
+            .bind(class as i32)
+            .bind(key)
             .fetch_one(&mut connection)
             .await?;
         if taken {
@@ -1121,6 +1138,7 @@ enum LockClass {
     Tenant = 0x5110,
     Template = 0x5111,
     WarmPool = 0x5112,
+    Rollout = 0x5113,
 }
 
 /// Holds an advisory lock on a connection of its own; dropping it closes the connection, which

@@ -5,8 +5,13 @@
 //! Invariant: two processes migrating the same database never both apply a migration; the
 //! advisory lock serialises them and refinery's history makes the second a no-op.
 
+pub mod drift;
+pub mod rollout;
+
+use std::sync::Arc;
 use std::time::Duration;
 
+use tenant_schema::Migration;
 use tokio_postgres::Client;
 
 /// The advisory lock key every Silo migrator takes in a tenant database (advisory locks are
@@ -58,10 +63,58 @@ pub async fn applied_version(client: &Client) -> Result<i32, MigrateError> {
     Ok(client.query_one(&statement, &[]).await?.get(0))
 }
 
-/// Applies every pending migration up to `target` (all, when `None`) and returns the version the
-/// database is at afterwards.
+/// The migrations a process knows: the embedded tenant schema, or (in tests and tools) that plus
+/// more. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct MigrationSet {
+    migrations: Arc<Vec<Migration>>,
+}
+
+impl MigrationSet {
+    /// The migrations built into this binary.
+    pub fn embedded() -> Self {
+        Self {
+            migrations: Arc::new(tenant_schema::migrations()),
+        }
+    }
+
+    /// The embedded migrations plus `extra` (`V{n}__name` and its SQL), for tests and tools.
+    pub fn with_extra(extra: &[(&str, &str)]) -> Result<Self, MigrateError> {
+        let mut migrations = tenant_schema::migrations();
+        for (name, sql) in extra {
+            migrations.push(Migration::unapplied(name, sql)?);
+        }
+        migrations.sort_by_key(Migration::version);
+        Ok(Self {
+            migrations: Arc::new(migrations),
+        })
+    }
+
+    /// The newest version in the set.
+    pub fn latest(&self) -> i32 {
+        self.migrations
+            .iter()
+            .map(Migration::version)
+            .max()
+            .unwrap_or(0)
+    }
+
+    pub fn migrations(&self) -> &[Migration] {
+        &self.migrations
+    }
+
+    fn runner(&self) -> refinery::Runner {
+        let mut runner = refinery::Runner::new(&self.migrations);
+        runner.set_migration_table_name(tenant_schema::HISTORY_TABLE);
+        runner
+    }
+}
+
+/// Applies every pending migration of `set` up to `target` (all, when `None`) and returns the
+/// version the database is at afterwards.
 pub async fn migrate_to(
     client: &mut Client,
+    set: &MigrationSet,
     target: Option<i32>,
     limits: MigrationLimits,
 ) -> Result<i32, MigrateError> {
@@ -75,7 +128,7 @@ pub async fn migrate_to(
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await?;
-    let result = run_locked(client, target).await;
+    let result = run_locked(client, set, target).await;
     // Unlock even when the migration failed; a lost connection releases it anyway.
     let unlocked = client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
@@ -85,8 +138,12 @@ pub async fn migrate_to(
     Ok(version)
 }
 
-async fn run_locked(client: &mut Client, target: Option<i32>) -> Result<i32, MigrateError> {
-    let mut runner = tenant_schema::runner();
+async fn run_locked(
+    client: &mut Client,
+    set: &MigrationSet,
+    target: Option<i32>,
+) -> Result<i32, MigrateError> {
+    let mut runner = set.runner();
     if let Some(version) = target {
         runner = runner.set_target(refinery::Target::Version(version));
     }

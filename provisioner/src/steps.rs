@@ -64,6 +64,7 @@ pub struct Provisioner {
     store: Store,
     keyring: Arc<Keyring>,
     settings: ProvisioningSettings,
+    migrations: migrator::MigrationSet,
 }
 
 /// The step names, as recorded in `provisioning_events` and shown by the status endpoint.
@@ -99,7 +100,14 @@ impl Provisioner {
             store,
             keyring,
             settings,
+            migrations: migrator::MigrationSet::embedded(),
         }
+    }
+
+    /// Uses `migrations` instead of the embedded ones (tests and tools that add migrations).
+    pub fn with_migrations(mut self, migrations: migrator::MigrationSet) -> Self {
+        self.migrations = migrations;
+        self
     }
 
     /// Runs provisioning for one tenant to its end: `active`, or `failed` with a reason after the
@@ -156,7 +164,7 @@ impl Provisioner {
         current_step: &mut &'static str,
     ) -> Result<(), ProvisionError> {
         let id = tenant.id;
-        let version = released_version();
+        let version = released_version(&self.store, &self.migrations).await?;
         if tenant.host_id.is_none() {
             tenant = self
                 .timed(id, attempt, step::PLACED, current_step, async {
@@ -200,6 +208,7 @@ impl Provisioner {
                 let admin = connect(&admin_url).await?;
                 let template = crate::templates::ensure_template(
                     &self.store,
+                    &self.migrations,
                     &admin,
                     &admin_url,
                     host.id,
@@ -226,6 +235,7 @@ impl Provisioner {
                     let mut client = connect(&tenant_url).await?;
                     let migrated = migrator::migrate_to(
                         &mut client,
+                        &self.migrations,
                         Some(version),
                         migrator::MigrationLimits::default(),
                     )
@@ -326,10 +336,26 @@ fn describe_database_error(error: &tokio_postgres::Error) -> String {
     }
 }
 
-/// The schema version new tenants are created at. Until rollouts exist it is the newest embedded
-/// version; the migrator issue makes it the version of the last completed rollout.
-pub fn released_version() -> i32 {
-    tenant_schema::latest_version()
+/// The schema version new tenants are created at: the released version (the target of the last
+/// completed rollout, or the first build's newest), never a newer one a rollout is still taking
+/// through the fleet. Capped at what `migrations` knows, should an older build still be running.
+pub async fn released_version(
+    store: &Store,
+    migrations: &migrator::MigrationSet,
+) -> Result<i32, StoreError> {
+    let known = migrations.latest();
+    Ok(match store.released_version().await? {
+        Some(released) if released <= known => released,
+        Some(released) => {
+            tracing::warn!(
+                released,
+                known,
+                "this build predates the released schema version"
+            );
+            known
+        }
+        None => known,
+    })
 }
 
 /// `url` pointing at another database on the same server.

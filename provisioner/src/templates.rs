@@ -35,6 +35,7 @@ pub fn template_name(host_id: Uuid, version: i32) -> String {
 /// many workers at once: one builds, the others wait and then use it.
 pub async fn ensure_template(
     store: &Store,
+    migrations: &migrator::MigrationSet,
     admin: &Client,
     admin_url: &SecretString,
     host_id: Uuid,
@@ -54,7 +55,7 @@ pub async fn ensure_template(
         {
             return Ok(name);
         }
-        let name = build(admin, admin_url, host_id, version).await?;
+        let name = build(admin, admin_url, migrations, host_id, version).await?;
         store.record_template(host_id, version, &name).await?;
         Ok(name)
     }
@@ -76,6 +77,7 @@ pub(crate) async fn database_exists(
 async fn build(
     admin: &Client,
     admin_url: &SecretString,
+    migrations: &migrator::MigrationSet,
     host_id: Uuid,
     version: i32,
 ) -> Result<String, ProvisionError> {
@@ -114,6 +116,7 @@ async fn build(
             .await?;
         migrator::migrate_to(
             &mut template,
+            migrations,
             Some(version),
             migrator::MigrationLimits::default(),
         )

@@ -55,7 +55,8 @@ pub async fn refill_host(
         return Ok(());
     };
     let result = async {
-        let version = released_version();
+        let migrations = migrator::MigrationSet::embedded();
+        let version = released_version(store, &migrations).await?;
         let admin_url = keyring.open(Purpose::HostAdminUrl, host.id, &host.sealed_admin_url)?;
         let mut current = 0_i64;
         for warm in store.warm_databases(host.id).await? {
@@ -110,9 +111,15 @@ async fn finish(
     let url = keyring.open(Purpose::WarmDatabaseUrl, warm.id, &warm.sealed_database_url)?;
     let admin = connect(admin_url).await?;
     ensure_role(&admin, &warm.role_name, &url).await?;
-    let template =
-        crate::templates::ensure_template(store, &admin, admin_url, host.id, warm.schema_version)
-            .await?;
+    let template = crate::templates::ensure_template(
+        store,
+        &migrator::MigrationSet::embedded(),
+        &admin,
+        admin_url,
+        host.id,
+        warm.schema_version,
+    )
+    .await?;
     crate::templates::create_from_template(
         &admin,
         admin_url,

@@ -22,6 +22,8 @@ pub struct ApplicationOptions {
     pub serve_http: bool,
     /// Run provisioning workers in this process.
     pub run_workers: bool,
+    /// The tenant-schema migrations this process knows (the embedded ones, except in tests).
+    pub migrations: migrator::MigrationSet,
 }
 
 pub struct Application {
@@ -127,11 +129,24 @@ impl Application {
 
         if options.run_workers {
             let provisioning = options.settings.provisioning.clone();
-            let provisioner = Arc::new(Provisioner::new(
+            let provisioner = Arc::new(
+                Provisioner::new(
+                    options.store.clone(),
+                    options.keyring.clone(),
+                    provisioning.clone(),
+                )
+                .with_migrations(options.migrations.clone()),
+            );
+            let engine = migrator::rollout::Engine::new(
                 options.store.clone(),
                 options.keyring.clone(),
-                provisioning.clone(),
-            ));
+                options.migrations.clone(),
+            );
+            let stop = stopped();
+            tasks.spawn(async move {
+                migrator::rollout::run_rollouts(engine, stop).await;
+                Ok(())
+            });
             if provisioning.warm_pool > 0 {
                 let (store, keyring, settings) = (
                     options.store.clone(),

@@ -83,6 +83,11 @@ pub async fn bootstrap(
         .migrate()
         .await
         .context("cannot apply the control-plane migrations")?;
+    // A fresh control plane releases this build's newest tenant schema; later versions are
+    // released only by completed rollouts.
+    store
+        .ensure_initial_release(tenant_schema::latest_version())
+        .await?;
     // The server Silo starts or is pointed at is a database host too, unless hosts were
     // registered explicitly; the embedded one's URL is refreshed every start.
     if embedded.is_some() || store.hosts().await?.is_empty() {

@@ -204,6 +204,7 @@ async fn serve(
         keyring: Arc::clone(&started.keyring),
         serve_http: http,
         run_workers: workers,
+        migrations: migrator::MigrationSet::embedded(),
     })
     .await?;
     if let Some(address) = application.address() {

@@ -154,6 +154,7 @@ pub struct TestOptions {
     pub signups_per_minute: Option<u32>,
     pub keys: Option<SecretString>,
     pub database: Option<String>,
+    pub migrations: Option<migrator::MigrationSet>,
 }
 
 impl Default for TestOptions {
@@ -164,6 +165,7 @@ impl Default for TestOptions {
             signups_per_minute: None,
             keys: None,
             database: None,
+            migrations: None,
         }
     }
 }
@@ -240,6 +242,9 @@ impl TestApp {
             keyring: keyring.clone(),
             serve_http: true,
             run_workers: options.run_workers,
+            migrations: options
+                .migrations
+                .unwrap_or_else(migrator::MigrationSet::embedded),
         })
         .await
         .expect("application builds");
@@ -464,6 +469,7 @@ impl TestWorker {
                 keyring: started.keyring,
                 serve_http: false,
                 run_workers: true,
+                migrations: migrator::MigrationSet::embedded(),
             })
             .await
             .expect("worker builds");

@@ -13,5 +13,6 @@ mod isolation;
 mod offboarding;
 mod pages;
 mod provisioning;
+mod rollouts;
 mod sealing;
 mod signup;

@@ -49,6 +49,7 @@ async fn start(
         keyring: keyring.clone(),
         serve_http: true,
         run_workers: true,
+        migrations: migrator::MigrationSet::embedded(),
     })
     .await?;
     let address = application.address().context("serving HTTP")?;

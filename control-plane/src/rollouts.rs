@@ -1,0 +1,631 @@
+//! Rollouts and releases in the control-plane database: the plan (which tenant goes in which
+//! stage), every tenant's outcome, the rollout's state machine, and the released schema version.
+//!
+//! Invariants: at most one rollout is open (a unique partial index); state changes are guarded
+//! by the state they leave, so two processes can never both make a transition; a tenant's
+//! control-plane `schema_version` changes in the same transaction as its rollout row.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::Row as _;
+use sqlx::postgres::PgRow;
+use uuid::Uuid;
+
+use crate::sealing::Sealed;
+use crate::store::{Store, StoreError, StoreResult};
+
+/// A rollout's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutState {
+    Pending,
+    Running,
+    Paused,
+    Completed,
+    Aborted,
+}
+
+impl RolloutState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutState::Pending => "pending",
+            RolloutState::Running => "running",
+            RolloutState::Paused => "paused",
+            RolloutState::Completed => "completed",
+            RolloutState::Aborted => "aborted",
+        }
+    }
+
+    fn parse(value: &str) -> StoreResult<Self> {
+        Ok(match value {
+            "pending" => RolloutState::Pending,
+            "running" => RolloutState::Running,
+            "paused" => RolloutState::Paused,
+            "completed" => RolloutState::Completed,
+            "aborted" => RolloutState::Aborted,
+            other => {
+                return Err(StoreError::Database(sqlx::Error::Decode(
+                    format!("unknown rollout state {other}").into(),
+                )));
+            }
+        })
+    }
+
+    /// Whether the rollout can still change.
+    pub fn is_open(self) -> bool {
+        matches!(
+            self,
+            RolloutState::Pending | RolloutState::Running | RolloutState::Paused
+        )
+    }
+}
+
+/// How many failures in one stage pause the rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureLimit {
+    Count(i32),
+    Percent(f32),
+}
+
+impl FailureLimit {
+    /// Whether `failed` failures among `total` tenants of a stage exceed the limit.
+    pub fn exceeded(self, failed: i64, total: i64) -> bool {
+        match self {
+            FailureLimit::Count(count) => failed > i64::from(count),
+            FailureLimit::Percent(percent) => {
+                total > 0 && (failed as f64) * 100.0 / (total as f64) > f64::from(percent)
+            }
+        }
+    }
+}
+
+/// What an operator asks for.
+#[derive(Debug, Clone)]
+pub struct RolloutSpec {
+    pub target_version: i32,
+    /// Cumulative percentages, ascending, ending at 100.
+    pub stages: Vec<i32>,
+    pub concurrency_per_host: i32,
+    pub failure_limit: FailureLimit,
+    pub bake: Duration,
+    pub manual_approval: bool,
+    pub created_by: String,
+}
+
+/// A rollout as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct RolloutRecord {
+    pub id: Uuid,
+    pub target_version: i32,
+    pub stages: Vec<i32>,
+    pub current_stage: i32,
+    pub concurrency_per_host: i32,
+    pub failure_limit: FailureLimit,
+    pub bake_seconds: i32,
+    pub manual_approval: bool,
+    pub state: RolloutState,
+    pub pause_reason: Option<String>,
+    pub created_by: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub stage_started_at: chrono::DateTime<chrono::Utc>,
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// One tenant's place and outcome in a rollout.
+#[derive(Debug, Clone, Serialize)]
+pub struct RolloutTenant {
+    pub tenant_id: Uuid,
+    pub slug: String,
+    pub host: Option<String>,
+    pub canary: bool,
+    pub stage: i32,
+    pub position: i32,
+    pub status: String,
+    pub from_version: Option<i32>,
+    pub to_version: Option<i32>,
+    pub attempts: i32,
+    pub error: Option<String>,
+}
+
+/// What the engine needs to migrate one tenant.
+#[derive(Debug, Clone)]
+pub struct RolloutWork {
+    pub tenant_id: Uuid,
+    pub slug: String,
+    pub host_id: Option<Uuid>,
+    pub schema_version: Option<i32>,
+    pub sealed_database_url: Option<Sealed>,
+}
+
+/// Per-status tenant counts of one stage (or of the whole rollout).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct StageCounts {
+    pub total: i64,
+    pub pending: i64,
+    pub running: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub skipped: i64,
+}
+
+impl StageCounts {
+    pub fn done(&self) -> i64 {
+        self.succeeded + self.failed + self.skipped
+    }
+}
+
+/// The tenants a rollout covers, in plan order: canaries first, then by a hash of the id, so
+/// planning twice picks the same tenants for each stage. `$1` is the stages array.
+macro_rules! plan_query {
+    ($tail:literal) => {
+        concat!(
+            "WITH ordered AS ( \
+               SELECT t.id, t.slug, t.canary, t.schema_version, h.name AS host, \
+                      (row_number() OVER (ORDER BY t.canary DESC, md5(t.id::text)) - 1)::int AS position, \
+                      count(*) OVER () AS total \
+               FROM tenants t LEFT JOIN database_hosts h ON h.id = t.host_id \
+               WHERE t.status IN ('active', 'suspended') \
+             ), staged AS ( \
+               SELECT o.*, (SELECT min(i) - 1 FROM generate_subscripts($1::int[], 1) AS i \
+                            WHERE o.position < ceil(o.total * ($1::int[])[i] / 100.0))::int AS stage \
+               FROM ordered o \
+             ) ",
+            $tail
+        )
+    };
+}
+
+fn rollout_from_row(row: &PgRow) -> StoreResult<RolloutRecord> {
+    let max_failures: Option<i32> = row.try_get("max_failures")?;
+    let max_failure_percent: Option<f32> = row.try_get("max_failure_percent")?;
+    let state: String = row.try_get("state")?;
+    Ok(RolloutRecord {
+        id: row.try_get("id")?,
+        target_version: row.try_get("target_version")?,
+        stages: row.try_get("stages")?,
+        current_stage: row.try_get("current_stage")?,
+        concurrency_per_host: row.try_get("concurrency_per_host")?,
+        failure_limit: match (max_failures, max_failure_percent) {
+            (Some(count), _) => FailureLimit::Count(count),
+            (None, Some(percent)) => FailureLimit::Percent(percent),
+            (None, None) => FailureLimit::Count(0),
+        },
+        bake_seconds: row.try_get("bake_seconds")?,
+        manual_approval: row.try_get("manual_approval")?,
+        state: RolloutState::parse(&state)?,
+        pause_reason: row.try_get("pause_reason")?,
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+        stage_started_at: row.try_get("stage_started_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}
+
+fn rollout_tenant_from_row(row: &PgRow) -> StoreResult<RolloutTenant> {
+    Ok(RolloutTenant {
+        tenant_id: row.try_get("tenant_id")?,
+        slug: row.try_get("slug")?,
+        host: row.try_get("host")?,
+        canary: row.try_get("canary")?,
+        stage: row.try_get("stage")?,
+        position: row.try_get("position")?,
+        status: row.try_get("status")?,
+        from_version: row.try_get("from_version")?,
+        to_version: row.try_get("to_version")?,
+        attempts: row.try_get("attempts")?,
+        error: row.try_get("error")?,
+    })
+}
+
+/// A planned tenant, before any rollout exists.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedTenant {
+    pub slug: String,
+    pub host: Option<String>,
+    pub canary: bool,
+    pub stage: i32,
+    pub schema_version: Option<i32>,
+}
+
+impl Store {
+    /// The released schema version: what new tenants are provisioned at.
+    pub async fn released_version(&self) -> StoreResult<Option<i32>> {
+        Ok(
+            sqlx::query_scalar("SELECT max(version) FROM schema_releases")
+                .fetch_one(self.pool())
+                .await?,
+        )
+    }
+
+    /// Records `version` as released if nothing ever was (a fresh control plane releases the
+    /// build's newest migration; later versions need a completed rollout).
+    pub async fn ensure_initial_release(&self, version: i32) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO schema_releases (version) SELECT $1 \
+             WHERE NOT EXISTS (SELECT 1 FROM schema_releases)",
+        )
+        .bind(version)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Which tenants each stage of `stages` would take, without changing anything.
+    pub async fn plan(&self, stages: &[i32]) -> StoreResult<Vec<PlannedTenant>> {
+        let rows = sqlx::query(plan_query!(
+            "SELECT slug, host, canary, stage, schema_version FROM staged ORDER BY position"
+        ))
+        .bind(stages)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PlannedTenant {
+                    slug: row.try_get("slug")?,
+                    host: row.try_get("host")?,
+                    canary: row.try_get("canary")?,
+                    stage: row.try_get("stage")?,
+                    schema_version: row.try_get("schema_version")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Creates a running rollout and its plan in one transaction. Refused while another rollout
+    /// is open.
+    pub async fn create_rollout(&self, spec: &RolloutSpec) -> StoreResult<Uuid> {
+        let id = Uuid::new_v4();
+        let (max_failures, max_failure_percent) = match spec.failure_limit {
+            FailureLimit::Count(count) => (Some(count), None),
+            FailureLimit::Percent(percent) => (None, Some(percent)),
+        };
+        let mut transaction = self.pool().begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO rollouts (id, target_version, stages, concurrency_per_host, max_failures, \
+             max_failure_percent, bake_seconds, manual_approval, created_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(id)
+        .bind(spec.target_version)
+        .bind(&spec.stages)
+        .bind(spec.concurrency_per_host)
+        .bind(max_failures)
+        .bind(max_failure_percent)
+        .bind(i32::try_from(spec.bake.as_secs()).unwrap_or(i32::MAX))
+        .bind(spec.manual_approval)
+        .bind(&spec.created_by)
+        .execute(&mut *transaction)
+        .await;
+        match inserted {
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                return Err(StoreError::RolloutOpen);
+            }
+            other => {
+                other?;
+            }
+        }
+        sqlx::query(plan_query!(
+            "INSERT INTO rollout_tenants (rollout_id, tenant_id, stage, position) \
+             SELECT $2, id, stage, position FROM staged"
+        ))
+        .bind(&spec.stages)
+        .bind(id)
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(id)
+    }
+
+    /// Adds to the last stage every servable tenant the plan does not hold yet (tenants that
+    /// signed up after the rollout began); returns how many.
+    pub async fn add_late_tenants(&self, rollout_id: Uuid, last_stage: i32) -> StoreResult<u64> {
+        let added = sqlx::query(
+            "INSERT INTO rollout_tenants (rollout_id, tenant_id, stage, position) \
+             SELECT $1, t.id, $2, \
+                    (SELECT coalesce(max(position), -1) FROM rollout_tenants WHERE rollout_id = $1) \
+                    + (row_number() OVER (ORDER BY t.created_at, t.id))::int \
+             FROM tenants t WHERE t.status IN ('active', 'suspended') \
+               AND NOT EXISTS (SELECT 1 FROM rollout_tenants r WHERE r.rollout_id = $1 AND r.tenant_id = t.id)",
+        )
+        .bind(rollout_id)
+        .bind(last_stage)
+        .execute(self.pool())
+        .await?;
+        Ok(added.rows_affected())
+    }
+
+    pub async fn rollout(&self, id: Uuid) -> StoreResult<RolloutRecord> {
+        let row = sqlx::query("SELECT * FROM rollouts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        rollout_from_row(&row)
+    }
+
+    /// Every rollout, newest first.
+    pub async fn rollouts(&self) -> StoreResult<Vec<RolloutRecord>> {
+        let rows = sqlx::query("SELECT * FROM rollouts ORDER BY created_at DESC, id")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(rollout_from_row).collect()
+    }
+
+    /// The rollouts the engine should drive now: running ones.
+    pub async fn running_rollouts(&self) -> StoreResult<Vec<Uuid>> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM rollouts WHERE state = 'running'")
+                .fetch_all(self.pool())
+                .await?,
+        )
+    }
+
+    /// Pending (or interrupted: `running`) tenants of a stage, in plan order.
+    pub async fn stage_work(&self, rollout_id: Uuid, stage: i32) -> StoreResult<Vec<RolloutWork>> {
+        let rows = sqlx::query(
+            "SELECT t.id, t.slug, t.host_id, t.schema_version, t.sealed_database_url, \
+                    t.database_url_key_id \
+             FROM rollout_tenants r JOIN tenants t ON t.id = r.tenant_id \
+             WHERE r.rollout_id = $1 AND r.stage = $2 AND r.status IN ('pending', 'running') \
+             ORDER BY r.position",
+        )
+        .bind(rollout_id)
+        .bind(stage)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let blob: Option<Vec<u8>> = row.try_get("sealed_database_url")?;
+                let key_id: Option<String> = row.try_get("database_url_key_id")?;
+                Ok(RolloutWork {
+                    tenant_id: row.try_get("id")?,
+                    slug: row.try_get("slug")?,
+                    host_id: row.try_get("host_id")?,
+                    schema_version: row.try_get("schema_version")?,
+                    sealed_database_url: blob
+                        .zip(key_id)
+                        .map(|(blob, key_id)| Sealed { key_id, blob }),
+                })
+            })
+            .collect()
+    }
+
+    /// Marks a tenant as being migrated now, only while the rollout is running: `false` means
+    /// it was paused or aborted meanwhile and the tenant must not be touched.
+    pub async fn start_rollout_tenant(
+        &self,
+        rollout_id: Uuid,
+        tenant_id: Uuid,
+        from_version: Option<i32>,
+    ) -> StoreResult<bool> {
+        let updated = sqlx::query(
+            "UPDATE rollout_tenants SET status = 'running', attempts = attempts + 1, \
+             started_at = now(), finished_at = NULL, error = NULL, \
+             from_version = coalesce(from_version, $3) \
+             WHERE rollout_id = $1 AND tenant_id = $2 \
+               AND EXISTS (SELECT 1 FROM rollouts WHERE id = $1 AND state = 'running')",
+        )
+        .bind(rollout_id)
+        .bind(tenant_id)
+        .bind(from_version)
+        .execute(self.pool())
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    /// Records a tenant's outcome; on success its control-plane version moves in the same
+    /// transaction.
+    pub async fn finish_rollout_tenant(
+        &self,
+        rollout_id: Uuid,
+        tenant_id: Uuid,
+        status: &str,
+        to_version: Option<i32>,
+        error: Option<&str>,
+    ) -> StoreResult<()> {
+        let mut transaction = self.pool().begin().await?;
+        sqlx::query(
+            "UPDATE rollout_tenants SET status = $3, to_version = $4, error = $5, finished_at = now() \
+             WHERE rollout_id = $1 AND tenant_id = $2",
+        )
+        .bind(rollout_id)
+        .bind(tenant_id)
+        .bind(status)
+        .bind(to_version)
+        .bind(error)
+        .execute(&mut *transaction)
+        .await?;
+        if let Some(version) = to_version {
+            sqlx::query("UPDATE tenants SET schema_version = $2, updated_at = now() WHERE id = $1")
+                .bind(tenant_id)
+                .bind(version)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Tenant counts per status for one stage, or for the whole rollout (`stage` = None).
+    pub async fn stage_counts(
+        &self,
+        rollout_id: Uuid,
+        stage: Option<i32>,
+    ) -> StoreResult<StageCounts> {
+        let row = sqlx::query(
+            "SELECT count(*) AS total, \
+                    count(*) FILTER (WHERE status = 'pending') AS pending, \
+                    count(*) FILTER (WHERE status = 'running') AS running, \
+                    count(*) FILTER (WHERE status = 'succeeded') AS succeeded, \
+                    count(*) FILTER (WHERE status = 'failed') AS failed, \
+                    count(*) FILTER (WHERE status = 'skipped') AS skipped \
+             FROM rollout_tenants WHERE rollout_id = $1 AND ($2::int IS NULL OR stage = $2)",
+        )
+        .bind(rollout_id)
+        .bind(stage)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(StageCounts {
+            total: row.try_get("total")?,
+            pending: row.try_get("pending")?,
+            running: row.try_get("running")?,
+            succeeded: row.try_get("succeeded")?,
+            failed: row.try_get("failed")?,
+            skipped: row.try_get("skipped")?,
+        })
+    }
+
+    /// The rollout's tenants in plan order (optionally only those with `status`).
+    pub async fn rollout_tenants(
+        &self,
+        rollout_id: Uuid,
+        status: Option<&str>,
+    ) -> StoreResult<Vec<RolloutTenant>> {
+        let rows = sqlx::query(
+            "SELECT r.*, t.slug, t.canary, h.name AS host \
+             FROM rollout_tenants r JOIN tenants t ON t.id = r.tenant_id \
+             LEFT JOIN database_hosts h ON h.id = t.host_id \
+             WHERE r.rollout_id = $1 AND ($2::text IS NULL OR r.status = $2) ORDER BY r.position",
+        )
+        .bind(rollout_id)
+        .bind(status)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(rollout_tenant_from_row).collect()
+    }
+
+    /// One tenant's rows across every rollout, newest first: (rollout id, target, row).
+    pub async fn tenant_rollouts(
+        &self,
+        tenant_id: Uuid,
+    ) -> StoreResult<Vec<(Uuid, i32, RolloutTenant)>> {
+        let rows = sqlx::query(
+            "SELECT r.*, t.slug, t.canary, h.name AS host, o.target_version \
+             FROM rollout_tenants r JOIN tenants t ON t.id = r.tenant_id \
+             JOIN rollouts o ON o.id = r.rollout_id \
+             LEFT JOIN database_hosts h ON h.id = t.host_id \
+             WHERE r.tenant_id = $1 ORDER BY o.created_at DESC",
+        )
+        .bind(tenant_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("rollout_id")?,
+                    row.try_get("target_version")?,
+                    rollout_tenant_from_row(row)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Moves a rollout from one of `from` to `to` (with a reason); `false` if it was in none of
+    /// them. Completing also releases the target version, in the same transaction.
+    pub async fn transition_rollout(
+        &self,
+        rollout_id: Uuid,
+        from: &[RolloutState],
+        to: RolloutState,
+        reason: Option<&str>,
+    ) -> StoreResult<bool> {
+        let from: Vec<&str> = from.iter().map(|state| state.as_str()).collect();
+        let mut transaction = self.pool().begin().await?;
+        let target: Option<i32> = sqlx::query_scalar(
+            "UPDATE rollouts SET state = $3, pause_reason = $4, \
+             finished_at = CASE WHEN $3 IN ('completed', 'aborted') THEN now() END \
+             WHERE id = $1 AND state = ANY($2) RETURNING target_version",
+        )
+        .bind(rollout_id)
+        .bind(&from)
+        .bind(to.as_str())
+        .bind(reason)
+        .fetch_optional(&mut *transaction)
+        .await?;
+        let Some(target) = target else {
+            return Ok(false);
+        };
+        if to == RolloutState::Completed {
+            sqlx::query(
+                "INSERT INTO schema_releases (version, rollout_id) VALUES ($1, $2) \
+                 ON CONFLICT (version) DO NOTHING",
+            )
+            .bind(target)
+            .bind(rollout_id)
+            .execute(&mut *transaction)
+            .await?;
+        }
+        transaction.commit().await?;
+        Ok(true)
+    }
+
+    /// Starts the next stage (only if `stage` is still the current one).
+    pub async fn advance_stage(&self, rollout_id: Uuid, stage: i32) -> StoreResult<bool> {
+        let updated = sqlx::query(
+            "UPDATE rollouts SET current_stage = $2 + 1, stage_started_at = now() \
+             WHERE id = $1 AND current_stage = $2 AND state = 'running'",
+        )
+        .bind(rollout_id)
+        .bind(stage)
+        .execute(self.pool())
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    /// Puts failed tenants back to pending and a paused rollout back to running; returns how
+    /// many tenants will be tried again.
+    pub async fn retry_rollout_failures(&self, rollout_id: Uuid) -> StoreResult<u64> {
+        let mut transaction = self.pool().begin().await?;
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM rollouts WHERE id = $1 FOR UPDATE")
+                .bind(rollout_id)
+                .fetch_optional(&mut *transaction)
+                .await?;
+        match state.as_deref() {
+            None => return Err(StoreError::NotFound),
+            // A completed rollout may retry its failed tenants; its release stands.
+            Some("running" | "paused" | "completed") => {}
+            Some(_) => return Err(StoreError::WrongStatus("finished")),
+        }
+        let retried = sqlx::query(
+            "UPDATE rollout_tenants SET status = 'pending', error = NULL \
+             WHERE rollout_id = $1 AND status = 'failed'",
+        )
+        .bind(rollout_id)
+        .execute(&mut *transaction)
+        .await?;
+        sqlx::query(
+            "UPDATE rollouts SET state = 'running', pause_reason = NULL, finished_at = NULL WHERE id = $1",
+        )
+            .bind(rollout_id)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(retried.rows_affected())
+    }
+
+    /// Counts of servable tenants per control-plane schema version.
+    pub async fn version_distribution(&self) -> StoreResult<Vec<(Option<i32>, i64)>> {
+        let rows = sqlx::query(
+            "SELECT schema_version, count(*) AS tenants FROM tenants \
+             WHERE status IN ('active', 'suspended') GROUP BY schema_version ORDER BY schema_version",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("schema_version")?, row.try_get("tenants")?)))
+            .collect()
+    }
+
+    /// Marks or unmarks a tenant as a canary (canaries go first in every rollout).
+    pub async fn set_canary(&self, tenant_id: Uuid, canary: bool) -> StoreResult<()> {
+        sqlx::query("UPDATE tenants SET canary = $2 WHERE id = $1")
+            .bind(tenant_id)
+            .bind(canary)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}
