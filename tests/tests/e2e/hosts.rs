@@ -128,8 +128,12 @@ async fn tenants_spread_over_hosts_and_a_full_or_drained_fleet_takes_no_more() {
         .unwrap();
     let templates_left: i64 = b_server
         .query_one(
-            "SELECT count(*) FROM pg_database WHERE datname LIKE 'silo_template_%'",
-            &[],
+            "SELECT count(*) FROM pg_database WHERE datname LIKE $1",
+            // Only this host's: other tests build templates on cluster b at the same time.
+            &[&format!(
+                "silo_template_{}_%",
+                &b.id.simple().to_string()[..12]
+            )],
         )
         .await
         .unwrap()
