@@ -44,6 +44,26 @@ impl Default for MigrationLimits {
     }
 }
 
+/// Connects to a tenant database as the migrator (10 s connect timeout). The error is safe to
+/// show: it never contains the URL.
+pub async fn connect_tenant(url: &secrecy::SecretString) -> Result<Client, String> {
+    use secrecy::ExposeSecret as _;
+    let mut config: tokio_postgres::Config = url
+        .expose_secret()
+        .parse()
+        .map_err(|_| "the tenant's database URL does not parse".to_owned())?;
+    config.connect_timeout(Duration::from_secs(10));
+    config.application_name("silo-migrator");
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|error| format!("cannot connect to the tenant database: {error}"))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
 /// The newest applied version recorded in the tenant's own history (0 when none).
 pub async fn applied_version(client: &Client) -> Result<i32, MigrateError> {
     let exists: bool = client

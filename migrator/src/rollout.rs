@@ -18,7 +18,6 @@ use control_plane::rollouts::{RolloutRecord, RolloutState, RolloutWork};
 use control_plane::store::StoreError;
 use control_plane::{Keyring, Purpose, Store};
 use futures::StreamExt as _;
-use secrecy::ExposeSecret as _;
 use uuid::Uuid;
 
 use crate::{MigrationLimits, MigrationSet, migrate_to};
@@ -314,19 +313,7 @@ impl Engine {
             .keyring
             .open(Purpose::TenantDatabaseUrl, item.tenant_id, sealed)
             .map_err(|error| error.to_string())?;
-        let mut config: tokio_postgres::Config = url
-            .expose_secret()
-            .parse()
-            .map_err(|_| "the tenant's database URL does not parse".to_owned())?;
-        config.connect_timeout(Duration::from_secs(10));
-        config.application_name("silo-migrator");
-        let (mut client, connection) = config
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map_err(|error| format!("cannot connect to the tenant database: {error}"))?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
+        let mut client = crate::connect_tenant(&url).await?;
         let before = crate::applied_version(&client)
             .await
             .map_err(|e| describe(&e))?;

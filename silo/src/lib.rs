@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod cli;
 pub mod commands;
 pub mod dispatch;
+pub mod migrator_cli;
 pub mod tenants;
 
 pub use application::{Application, ApplicationOptions};

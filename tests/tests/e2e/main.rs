@@ -10,6 +10,7 @@ mod harness;
 mod admin;
 mod hosts;
 mod isolation;
+mod migrator_cli;
 mod offboarding;
 mod pages;
 mod provisioning;
