@@ -1,6 +1,7 @@
 //! The super-admin side of the apex: login (argon2id password + TOTP second factor), sessions,
-//! and the JSON admin API under `/api/v1/admin` (database hosts, tenants: list, show, cancel,
-//! retry). The migration dashboard and consoles build on the same sessions.
+//! the JSON admin API under `/api/v1/admin` (database hosts, tenants: list, show, cancel,
+//! retry), and the migration dashboard under `/admin` (server-rendered, live while a rollout
+//! runs).
 //!
 //! Boundary: mounted on the apex only (the `silo` binary merges [`router`] into the control
 //! plane's); it acts through `control_plane::Store` and the provisioner, never on tenant data.
@@ -8,6 +9,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod dashboard;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,12 +30,19 @@ pub struct AdminState {
     pub session_lifetime: Duration,
     /// The grace period a cancellation gets unless the request names one.
     pub default_grace: Duration,
+    /// The migrations this build knows (rollout targets are limited to them).
+    pub migrations: migrator::MigrationSet,
     /// An argon2 hash checked for unknown emails, so they cost as much as known ones.
     dummy_hash: String,
 }
 
 impl AdminState {
-    pub fn new(store: Store, keyring: Arc<Keyring>, default_grace: Duration) -> Self {
+    pub fn new(
+        store: Store,
+        keyring: Arc<Keyring>,
+        default_grace: Duration,
+        migrations: migrator::MigrationSet,
+    ) -> Self {
         let dummy = secrecy::SecretString::from("not a real password, only for timing");
         Self {
             store,
@@ -42,6 +51,7 @@ impl AdminState {
             login_limiter: Arc::new(ClientRateLimiter::new(10)),
             session_lifetime: Duration::from_secs(12 * 3600),
             default_grace,
+            migrations,
             dummy_hash: control_plane::passwords::hash(&dummy),
         }
     }
@@ -50,6 +60,23 @@ impl AdminState {
 /// The admin routes, to be merged into the apex router.
 pub fn router(state: AdminState) -> Router {
     Router::new()
+        .route("/admin", get(dashboard::home))
+        .route(
+            "/admin/login",
+            get(dashboard::login_page).post(dashboard::login_submit),
+        )
+        .route("/admin/logout", post(dashboard::logout))
+        .route("/admin/rollouts/new", get(dashboard::preview))
+        .route("/admin/rollouts", post(dashboard::start))
+        .route("/admin/rollouts/{id}", get(dashboard::rollout_page))
+        .route(
+            "/admin/rollouts/{id}/live",
+            get(dashboard::rollout_fragment),
+        )
+        .route(
+            "/admin/rollouts/{id}/{action}",
+            post(dashboard::rollout_action),
+        )
         .route("/api/v1/admin/sessions", post(auth::create_session))
         .route(
             "/api/v1/admin/sessions/current",

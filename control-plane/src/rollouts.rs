@@ -219,6 +219,36 @@ fn rollout_tenant_from_row(row: &PgRow) -> StoreResult<RolloutTenant> {
     })
 }
 
+/// What an operator can do to a rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RolloutAction {
+    Pause,
+    Resume,
+    Abort,
+    Retry,
+}
+
+impl RolloutAction {
+    pub fn parse(value: &str) -> Option<Self> {
+        Some(match value {
+            "pause" => RolloutAction::Pause,
+            "resume" => RolloutAction::Resume,
+            "abort" => RolloutAction::Abort,
+            "retry" => RolloutAction::Retry,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutAction::Pause => "pause",
+            RolloutAction::Resume => "resume",
+            RolloutAction::Abort => "abort",
+            RolloutAction::Retry => "retry",
+        }
+    }
+}
+
 /// A planned tenant, before any rollout exists.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedTenant {
@@ -604,6 +634,66 @@ impl Store {
             .await?;
         transaction.commit().await?;
         Ok(retried.rows_affected())
+    }
+
+    /// Applies an operator's action and audits it; `WrongStatus` when the rollout's state does not
+    /// allow it (nothing changes then).
+    pub async fn rollout_action(
+        &self,
+        rollout_id: Uuid,
+        action: RolloutAction,
+        actor: &str,
+    ) -> StoreResult<RolloutRecord> {
+        let before = self.rollout(rollout_id).await?;
+        let changed = match action {
+            RolloutAction::Pause => {
+                self.transition_rollout(
+                    rollout_id,
+                    &[RolloutState::Running],
+                    RolloutState::Paused,
+                    Some("paused by an operator"),
+                )
+                .await?
+            }
+            RolloutAction::Resume => {
+                self.transition_rollout(
+                    rollout_id,
+                    &[RolloutState::Paused],
+                    RolloutState::Running,
+                    None,
+                )
+                .await?
+            }
+            RolloutAction::Abort => {
+                self.transition_rollout(
+                    rollout_id,
+                    &[
+                        RolloutState::Pending,
+                        RolloutState::Running,
+                        RolloutState::Paused,
+                    ],
+                    RolloutState::Aborted,
+                    Some("aborted by an operator"),
+                )
+                .await?
+            }
+            RolloutAction::Retry => {
+                let retried = self.retry_rollout_failures(rollout_id).await?;
+                retried > 0 || before.state == RolloutState::Paused
+            }
+        };
+        if !changed {
+            return Err(StoreError::WrongStatus(before.state.as_str()));
+        }
+        let after = self.rollout(rollout_id).await?;
+        self.audit(
+            actor,
+            &format!("rollout.{}", action.as_str()),
+            None,
+            serde_json::json!({"rollout": rollout_id, "before": before.state, "after": after.state}),
+        )
+        .await?;
+        Ok(after)
     }
 
     /// Counts of servable tenants per control-plane schema version.

@@ -91,6 +91,7 @@ impl Application {
                 options.store.clone(),
                 options.keyring.clone(),
                 options.settings.offboarding.grace,
+                options.migrations.clone(),
             ));
             let apex = apex.merge(admin);
             let tenant = tenant_router::router(router_state.clone());

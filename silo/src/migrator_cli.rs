@@ -10,7 +10,10 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use control_plane::rollouts::{FailureLimit, RolloutRecord, RolloutSpec, RolloutState};
+use control_plane::rollouts::{
+    FailureLimit, RolloutAction, RolloutRecord, RolloutSpec, RolloutState,
+};
+use control_plane::store::StoreError;
 use control_plane::{Purpose, Store};
 use migrator::MigrationSet;
 use migrator::rollout::Engine;
@@ -477,68 +480,34 @@ async fn rollout_command(
                 .then(|| Engine::new(store.clone(), started.keyring.clone(), migrations.clone()));
             return watch(store, rollout.id, engine, args.reference.json, out).await;
         }
-        RolloutCommand::Pause(reference) => (reference, "pause"),
-        RolloutCommand::Resume(reference) => (reference, "resume"),
-        RolloutCommand::Abort(reference) => (reference, "abort"),
-        RolloutCommand::Retry(reference) => (reference, "retry"),
+        RolloutCommand::Pause(reference) => (reference, RolloutAction::Pause),
+        RolloutCommand::Resume(reference) => (reference, RolloutAction::Resume),
+        RolloutCommand::Abort(reference) => (reference, RolloutAction::Abort),
+        RolloutCommand::Retry(reference) => (reference, RolloutAction::Retry),
     };
     let rollout = resolve_rollout(store, reference.id).await?;
-    let changed = match action {
-        "pause" => {
-            store
-                .transition_rollout(
-                    rollout.id,
-                    &[RolloutState::Running],
-                    RolloutState::Paused,
-                    Some("paused by an operator"),
-                )
-                .await?
-        }
-        "resume" => {
-            store
-                .transition_rollout(
-                    rollout.id,
-                    &[RolloutState::Paused],
-                    RolloutState::Running,
-                    None,
-                )
-                .await?
-        }
-        "abort" => {
-            store
-                .transition_rollout(
-                    rollout.id,
-                    &[
-                        RolloutState::Pending,
-                        RolloutState::Running,
-                        RolloutState::Paused,
-                    ],
-                    RolloutState::Aborted,
-                    Some("aborted by an operator"),
-                )
-                .await?
-        }
-        _ => {
-            let retried = store.retry_rollout_failures(rollout.id).await?;
-            writeln!(out, "Retrying {retried} failed tenants.")?;
-            true
-        }
+    let retry_count = if action == RolloutAction::Retry {
+        store
+            .rollout_tenants(rollout.id, Some("failed"))
+            .await?
+            .len()
+    } else {
+        0
     };
-    if !changed {
-        bail!(
-            "cannot {action} rollout {}: it is {}",
-            rollout.id,
-            rollout.state.as_str()
-        );
-    }
     store
-        .audit(
-            &actor(),
-            &format!("rollout.{action}"),
-            None,
-            json!({"rollout": rollout.id, "before": rollout.state}),
-        )
-        .await?;
+        .rollout_action(rollout.id, action, &actor())
+        .await
+        .map_err(|error| match error {
+            StoreError::WrongStatus(state) => anyhow::anyhow!(
+                "cannot {} rollout {}: it is {state}",
+                action.as_str(),
+                rollout.id
+            ),
+            other => other.into(),
+        })?;
+    if action == RolloutAction::Retry && !reference.json {
+        writeln!(out, "Retrying {retry_count} failed tenants.")?;
+    }
     let after = store.rollout(rollout.id).await?;
     let counts = store.stage_counts(after.id, None).await?;
     if reference.json {

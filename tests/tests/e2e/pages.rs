@@ -64,3 +64,123 @@ async fn the_signup_form_creates_a_workspace_and_links_to_it() {
     browser.finish().await;
     app.finish().await;
 }
+
+/// The migration dashboard in a real browser: log in with password and TOTP, preview and start a
+/// rollout (confirming the browser's dialog), watch it complete live, find the failed tenant's
+/// error through the filter, and see the new released version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_migration_dashboard_starts_a_rollout_and_shows_it_live() {
+    let migrations = migrator::MigrationSet::with_extra(&[
+        (
+            "V3__loyalty_cards",
+            "CREATE TABLE loyalty_cards (id bigint PRIMARY KEY);",
+        ),
+        (
+            "V4__guarded",
+            "DO $$ BEGIN IF EXISTS (SELECT 1 FROM branches WHERE code = 'BROKEN') THEN \
+               RAISE EXCEPTION 'branch BROKEN blocks this migration'; END IF; END $$; \
+             SELECT pg_sleep(0.3);",
+        ),
+    ])
+    .unwrap();
+    let app = TestApp::spawn_with(crate::harness::TestOptions {
+        migrations: Some(migrations),
+        ..Default::default()
+    })
+    .await;
+    for slug in ["one", "two", "three"] {
+        app.active_tenant(slug).await;
+    }
+    crate::harness::connect(&app.tenant_url("two").await)
+        .await
+        .unwrap()
+        .batch_execute("INSERT INTO branches (code, name) VALUES ('BROKEN', 'Blocks V4')")
+        .await
+        .unwrap();
+    let secret = admin::create_admin(
+        &app.store,
+        &app.keyring,
+        "ops@silo.test",
+        secrecy::SecretString::from("correct horse battery staple"),
+    )
+    .await
+    .unwrap()
+    .totp_secret;
+
+    let browser = Browser::start().await;
+    let base = format!("http://localhost:{}", app.address.port());
+    browser.client.goto(&format!("{base}/admin")).await.unwrap();
+    assert!(
+        browser
+            .client
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/admin/login")
+    );
+    // A wrong code is refused with a message; the right one logs in.
+    browser.fill("#email", "ops@silo.test").await;
+    browser
+        .fill("#password", "correct horse battery staple")
+        .await;
+    browser.fill("#totp_code", "000000").await;
+    browser.click("#login").await;
+    browser
+        .wait_for_text("#error", |text| text.contains("wrong"))
+        .await;
+    browser.fill("#email", "ops@silo.test").await;
+    browser
+        .fill("#password", "correct horse battery staple")
+        .await;
+    browser
+        .fill("#totp_code", &admin::current_code(&secret).unwrap())
+        .await;
+    browser.click("#login").await;
+    browser.wait_for_text("#released", |text| text == "2").await;
+
+    browser.fill("#stages", "100").await;
+    browser.fill("#max_failures", "1").await;
+    browser.fill("#concurrency", "1").await;
+    browser.click("#preview").await;
+    browser
+        .wait_for_text("h3", |text| {
+            text.contains("Stage 1 (up to 100%): 3 tenants")
+        })
+        .await;
+    browser.click("#confirm-start").await;
+    browser.client.accept_alert().await.unwrap();
+    // The page updates itself while the rollout runs.
+    browser
+        .wait_for_text("#rollout-state", |text| text == "running")
+        .await;
+    browser
+        .wait_for_text("#rollout-state", |text| text == "completed")
+        .await;
+    let error = browser
+        .wait_for_text("tr[data-slug='two'] .error-text", |text| !text.is_empty())
+        .await;
+    assert!(error.contains("branch BROKEN blocks"), "{error}");
+    browser.click("#filter-failed").await;
+    browser
+        .wait_for_text("#tenants", |text| {
+            text.contains("two") && !text.contains("three")
+        })
+        .await;
+
+    browser.client.goto(&format!("{base}/admin")).await.unwrap();
+    browser.wait_for_text("#released", |text| text == "4").await;
+    let audit = app
+        .control_plane()
+        .await
+        .query_one(
+            "SELECT count(*) FROM audit_log WHERE actor = 'admin:ops@silo.test' AND action = 'rollout.start'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(audit, 1);
+    browser.finish().await;
+    app.finish().await;
+}
