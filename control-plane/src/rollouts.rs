@@ -455,26 +455,21 @@ impl Store {
         to_version: Option<i32>,
         error: Option<&str>,
     ) -> StoreResult<()> {
-        let mut transaction = self.pool().begin().await?;
+        // One statement (one round trip): the rollout row and, on success, the tenant's version.
         sqlx::query(
-            "UPDATE rollout_tenants SET status = $3, to_version = $4, error = $5, finished_at = now() \
-             WHERE rollout_id = $1 AND tenant_id = $2",
+            "WITH finished AS ( \
+               UPDATE rollout_tenants SET status = $3, to_version = $4, error = $5, finished_at = now() \
+               WHERE rollout_id = $1 AND tenant_id = $2 RETURNING tenant_id) \
+             UPDATE tenants SET schema_version = $4, updated_at = now() \
+             WHERE $4::int IS NOT NULL AND id IN (SELECT tenant_id FROM finished)",
         )
         .bind(rollout_id)
         .bind(tenant_id)
         .bind(status)
         .bind(to_version)
         .bind(error)
-        .execute(&mut *transaction)
+        .execute(self.pool())
         .await?;
-        if let Some(version) = to_version {
-            sqlx::query("UPDATE tenants SET schema_version = $2, updated_at = now() WHERE id = $1")
-                .bind(tenant_id)
-                .bind(version)
-                .execute(&mut *transaction)
-                .await?;
-        }
-        transaction.commit().await?;
         Ok(())
     }
 

@@ -138,15 +138,13 @@ pub async fn migrate_to(
     target: Option<i32>,
     limits: MigrationLimits,
 ) -> Result<i32, MigrateError> {
+    // One round trip: the timeouts, then the lock (its key is a constant, not input).
     client
         .batch_execute(&format!(
-            "SET lock_timeout = {}; SET statement_timeout = {};",
+            "SET lock_timeout = {}; SET statement_timeout = {}; SELECT pg_advisory_lock({MIGRATION_LOCK_KEY});",
             limits.lock_timeout.as_millis(),
             limits.statement_timeout.as_millis()
         ))
-        .await?;
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await?;
     let result = run_locked(client, set, target).await;
     // Unlock even when the migration failed; a lost connection releases it anyway.

@@ -1,6 +1,10 @@
 //! Shared pieces of the benchmark programs: a private cluster, a Silo on port 0, and statistics.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use anyhow::Context as _;
+use silo::{Application, ApplicationOptions};
 
 /// Latency percentiles of a sample, in milliseconds.
 #[derive(Debug, Clone, Copy)]
@@ -41,3 +45,78 @@ pub fn row(name: &str, summary: &Summary, note: &str) -> String {
 
 pub const TABLE_HEADER: &str =
     "| run | n | p50 ms | p95 ms | max ms | per second | note |\n|---|---|---|---|---|---|---|";
+
+pub struct Running {
+    pub address: std::net::SocketAddr,
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts Silo (HTTP and workers) on the given control plane.
+pub async fn start(
+    settings: &control_plane::Settings,
+    store: &control_plane::Store,
+    keyring: &Arc<control_plane::Keyring>,
+) -> anyhow::Result<Running> {
+    let application = Application::build(ApplicationOptions {
+        settings: settings.clone(),
+        store: store.clone(),
+        keyring: keyring.clone(),
+        serve_http: true,
+        run_workers: true,
+        migrations: migrator::MigrationSet::embedded(),
+    })
+    .await?;
+    let address = application.address().context("serving HTTP")?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(application.run_until(async {
+        let _ = stopped.await;
+    }));
+    Ok(Running {
+        address,
+        stop,
+        task,
+    })
+}
+
+/// Signs up `slug` and polls its status until it leaves `provisioning`; returns the latency.
+pub async fn signup(
+    http: &reqwest::Client,
+    address: std::net::SocketAddr,
+    slug: &str,
+) -> anyhow::Result<Duration> {
+    let started = std::time::Instant::now();
+    let response = http
+        .post(format!("http://{address}/api/v1/signups"))
+        .header("host", "localhost")
+        .json(&serde_json::json!({
+            "company_name": slug, "subdomain": slug,
+            "admin_email": format!("owner@{slug}.test"), "admin_password": "benchmark password"
+        }))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status() == 202,
+        "signup of {slug} answered {}",
+        response.status()
+    );
+    let accepted: serde_json::Value = response.json().await?;
+    let status_url = format!(
+        "http://{address}{}",
+        accepted["status_url"].as_str().context("status_url")?
+    );
+    loop {
+        let status: serde_json::Value = http
+            .get(&status_url)
+            .header("host", "localhost")
+            .send()
+            .await?
+            .json()
+            .await?;
+        match status["status"].as_str() {
+            Some("active") => return Ok(started.elapsed()),
+            Some("provisioning") => tokio::time::sleep(Duration::from_millis(1)).await,
+            other => anyhow::bail!("{slug} ended {other:?}: {}", status["reason"]),
+        }
+    }
+}

@@ -6,7 +6,6 @@
 //! against FILE_COPY from the same template; (3) Silo cold: signups one after another through the
 //! real HTTP API, no warm pool; (4) Silo warm: the same with a warm pool of N per host, filled first.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -15,8 +14,7 @@ use control_plane::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
 use control_plane::{Keyring, Settings};
 use secrecy::ExposeSecret as _;
 use silo::bootstrap::bootstrap;
-use silo::{Application, ApplicationOptions};
-use silo_bench::{Summary, TABLE_HEADER, row, summarise};
+use silo_bench::{Summary, TABLE_HEADER, row, signup, start, summarise};
 
 /// Provisioning benchmark: prints a markdown table of the floor and Silo's latencies.
 #[derive(Debug, Parser)]
@@ -30,80 +28,6 @@ struct Args {
     /// Keep the benchmark cluster (and its disk) afterwards.
     #[arg(long)]
     keep: bool,
-}
-
-struct Running {
-    address: std::net::SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-async fn start(
-    settings: &Settings,
-    store: &control_plane::Store,
-    keyring: &Arc<Keyring>,
-) -> anyhow::Result<Running> {
-    let application = Application::build(ApplicationOptions {
-        settings: settings.clone(),
-        store: store.clone(),
-        keyring: keyring.clone(),
-        serve_http: true,
-        run_workers: true,
-        migrations: migrator::MigrationSet::embedded(),
-    })
-    .await?;
-    let address = application.address().context("serving HTTP")?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(application.run_until(async {
-        let _ = stopped.await;
-    }));
-    Ok(Running {
-        address,
-        stop,
-        task,
-    })
-}
-
-/// Signs up `slug` and polls its status until it leaves `provisioning`; returns the latency.
-async fn signup(
-    http: &reqwest::Client,
-    address: std::net::SocketAddr,
-    slug: &str,
-) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    let response = http
-        .post(format!("http://{address}/api/v1/signups"))
-        .header("host", "localhost")
-        .json(&serde_json::json!({
-            "company_name": slug, "subdomain": slug,
-            "admin_email": format!("owner@{slug}.test"), "admin_password": "benchmark password"
-        }))
-        .send()
-        .await?;
-    anyhow::ensure!(
-        response.status() == 202,
-        "signup of {slug} answered {}",
-        response.status()
-    );
-    let accepted: serde_json::Value = response.json().await?;
-    let status_url = format!(
-        "http://{address}{}",
-        accepted["status_url"].as_str().context("status_url")?
-    );
-    loop {
-        let status: serde_json::Value = http
-            .get(&status_url)
-            .header("host", "localhost")
-            .send()
-            .await?
-            .json()
-            .await?;
-        match status["status"].as_str() {
-            Some("active") => return Ok(started.elapsed()),
-            Some("provisioning") => tokio::time::sleep(Duration::from_millis(1)).await,
-            other => anyhow::bail!("{slug} ended {other:?}: {}", status["reason"]),
-        }
-    }
 }
 
 async fn silo_phase(
