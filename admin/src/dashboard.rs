@@ -296,6 +296,7 @@ impl StartForm {
             failure_limit,
             bake,
             manual_approval: self.manual_approval.is_some(),
+            verify: false,
             created_by: actor,
         })
     }

@@ -21,6 +21,8 @@ CREATE TABLE rollouts (
     max_failure_percent  real CHECK (max_failure_percent >= 0 AND max_failure_percent <= 100),
     bake_seconds         integer NOT NULL DEFAULT 0 CHECK (bake_seconds >= 0),
     manual_approval      boolean NOT NULL DEFAULT false,
+    -- Read each tenant's own history instead of trusting the control plane's version.
+    verify               boolean NOT NULL DEFAULT false,
     state                text NOT NULL DEFAULT 'running'
                          CHECK (state IN ('pending', 'running', 'paused', 'completed', 'aborted')),
     pause_reason         text,

@@ -91,6 +91,8 @@ pub struct RolloutSpec {
     pub failure_limit: FailureLimit,
     pub bake: Duration,
     pub manual_approval: bool,
+    /// Read every tenant's own history instead of trusting the control plane's version.
+    pub verify: bool,
     pub created_by: String,
 }
 
@@ -105,6 +107,7 @@ pub struct RolloutRecord {
     pub failure_limit: FailureLimit,
     pub bake_seconds: i32,
     pub manual_approval: bool,
+    pub verify: bool,
     pub state: RolloutState,
     pub pause_reason: Option<String>,
     pub created_by: String,
@@ -194,6 +197,7 @@ fn rollout_from_row(row: &PgRow) -> StoreResult<RolloutRecord> {
         },
         bake_seconds: row.try_get("bake_seconds")?,
         manual_approval: row.try_get("manual_approval")?,
+        verify: row.try_get("verify")?,
         state: RolloutState::parse(&state)?,
         pause_reason: row.try_get("pause_reason")?,
         created_by: row.try_get("created_by")?,
@@ -314,8 +318,8 @@ impl Store {
         let mut transaction = self.pool().begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO rollouts (id, target_version, stages, concurrency_per_host, max_failures, \
-             max_failure_percent, bake_seconds, manual_approval, created_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             max_failure_percent, bake_seconds, manual_approval, created_by, verify) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(id)
         .bind(spec.target_version)
@@ -326,6 +330,7 @@ impl Store {
         .bind(i32::try_from(spec.bake.as_secs()).unwrap_or(i32::MAX))
         .bind(spec.manual_approval)
         .bind(&spec.created_by)
+        .bind(spec.verify)
         .execute(&mut *transaction)
         .await;
         match inserted {
@@ -455,21 +460,26 @@ impl Store {
         to_version: Option<i32>,
         error: Option<&str>,
     ) -> StoreResult<()> {
-        // One statement (one round trip): the rollout row and, on success, the tenant's version.
+        let mut transaction = self.pool().begin().await?;
         sqlx::query(
-            "WITH finished AS ( \
-               UPDATE rollout_tenants SET status = $3, to_version = $4, error = $5, finished_at = now() \
-               WHERE rollout_id = $1 AND tenant_id = $2 RETURNING tenant_id) \
-             UPDATE tenants SET schema_version = $4, updated_at = now() \
-             WHERE $4::int IS NOT NULL AND id IN (SELECT tenant_id FROM finished)",
+            "UPDATE rollout_tenants SET status = $3, to_version = $4, error = $5, finished_at = now() \
+             WHERE rollout_id = $1 AND tenant_id = $2",
         )
         .bind(rollout_id)
         .bind(tenant_id)
         .bind(status)
         .bind(to_version)
         .bind(error)
-        .execute(self.pool())
+        .execute(&mut *transaction)
         .await?;
+        if let Some(version) = to_version {
+            sqlx::query("UPDATE tenants SET schema_version = $2, updated_at = now() WHERE id = $1")
+                .bind(tenant_id)
+                .bind(version)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        transaction.commit().await?;
         Ok(())
     }
 

@@ -55,7 +55,11 @@ pub const RESERVED_SUBDOMAINS: &[&str] = &[
     "www",
 ];
 
-/// Minimum admin password length (the strength rules deepen in the provisioner issue).
+/// The zxcvbn score an admin password needs: Three means "safely unguessable: moderate
+/// protection from an offline slow-hash scenario" (about 10^10 guesses).
+const MIN_PASSWORD_SCORE: zxcvbn::Score = zxcvbn::Score::Three;
+
+/// Minimum admin password length.
 pub const MIN_PASSWORD_LENGTH: usize = 10;
 
 /// A signup whose fields passed validation, normalised.
@@ -143,6 +147,28 @@ pub fn validate(request: &SignupRequest) -> Result<ValidSignup, ApiError> {
             format!("The admin password must be at least {MIN_PASSWORD_LENGTH} characters long."),
         ));
     }
+    // Long is not enough: zxcvbn estimates how guessable it is (common passwords, words,
+    // keyboard walks, and the signup's own subdomain, company and email).
+    // The signup's own words count as known: whole, joined without spaces, and word by word.
+    let joined: String = company_name.split_whitespace().collect();
+    let mut known: Vec<&str> = vec![subdomain.as_str(), company_name.as_str(), &joined];
+    known.extend(admin_email.split(['@', '.', '-', '_', '+']));
+    known.extend(company_name.split(|c: char| !c.is_alphanumeric()));
+    known.retain(|word| word.chars().count() >= 3);
+    let estimate = zxcvbn::zxcvbn(password, &known);
+    if estimate.score() < MIN_PASSWORD_SCORE {
+        let hint = estimate
+            .feedback()
+            .and_then(|feedback| feedback.warning())
+            .map(|warning| format!(" ({warning})"))
+            .unwrap_or_default();
+        return Err(unprocessable(
+            "weak_password",
+            format!(
+                "The admin password is too easy to guess{hint}. Use a few uncommon words or more varied characters."
+            ),
+        ));
+    }
     Ok(ValidSignup {
         subdomain,
         company_name,
@@ -194,33 +220,54 @@ mod tests {
     #[test]
     fn whole_signups() {
         let cases: &[(SignupRequest, Option<&str>)] = &[
-            (request("Acme", "acme", "a@acme.test", "long enough!"), None),
             (
-                request("  ", "acme", "a@acme.test", "long enough!"),
+                request("Acme", "acme", "a@acme.test", "violet tram oyster gravel"),
+                None,
+            ),
+            (
+                request("  ", "acme", "a@acme.test", "violet tram oyster gravel"),
                 Some("invalid_company_name"),
             ),
             (
-                request(&"x".repeat(201), "acme", "a@acme.test", "long enough!"),
+                request(
+                    &"x".repeat(201),
+                    "acme",
+                    "a@acme.test",
+                    "violet tram oyster gravel",
+                ),
                 Some("invalid_company_name"),
             ),
             (
-                request("Acme", "acme", "not-an-email", "long enough!"),
+                request("Acme", "acme", "not-an-email", "violet tram oyster gravel"),
                 Some("invalid_email"),
             ),
             (
-                request("Acme", "acme", "a@b", "long enough!"),
+                request("Acme", "acme", "a@b", "violet tram oyster gravel"),
                 Some("invalid_email"),
             ),
             (
-                request("Acme", "acme", "a b@acme.test", "long enough!"),
+                request("Acme", "acme", "a b@acme.test", "violet tram oyster gravel"),
                 Some("invalid_email"),
             ),
             (
                 request("Acme", "acme", "a@acme.test", "short"),
                 Some("weak_password"),
             ),
+            // Long but guessable: a common password, a keyboard walk, the signup's own names.
             (
-                request("Acme", "w", "a@acme.test", "long enough!"),
+                request("Acme", "acme", "a@acme.test", "password1234"),
+                Some("weak_password"),
+            ),
+            (
+                request("Acme", "acme", "a@acme.test", "qwertyuiopasdf"),
+                Some("weak_password"),
+            ),
+            (
+                request("Acme Pharmacy", "acme", "a@acme.test", "acmepharmacy1"),
+                Some("weak_password"),
+            ),
+            (
+                request("Acme", "w", "a@acme.test", "violet tram oyster gravel"),
                 Some("invalid_subdomain"),
             ),
         ];

@@ -63,7 +63,13 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Parses a PostgreSQL URL without ever echoing it.
 pub fn connect_options(url: &SecretString) -> StoreResult<PgConnectOptions> {
-    PgConnectOptions::from_str(url.expose_secret()).map_err(|_| StoreError::InvalidUrl)
+    PgConnectOptions::from_str(url.expose_secret())
+        .map(|options| {
+            // Defence in depth: a transaction left open by a bug is ended by the server instead
+            // of holding row locks (and every rollout worker behind them) forever.
+            options.options([("idle_in_transaction_session_timeout", "60s")])
+        })
+        .map_err(|_| StoreError::InvalidUrl)
 }
 
 /// Creates `database` on the server behind `admin_url` unless it exists.

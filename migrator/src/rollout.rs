@@ -260,7 +260,8 @@ impl Engine {
         item: &RolloutWork,
     ) -> Result<TenantOutcome, StoreError> {
         let target = rollout.target_version;
-        if !self.verify && item.schema_version.is_some_and(|version| version >= target) {
+        let verify = self.verify || rollout.verify;
+        if !verify && item.schema_version.is_some_and(|version| version >= target) {
             self.store
                 .finish_rollout_tenant(rollout.id, item.tenant_id, "skipped", None, None)
                 .await?;
@@ -273,7 +274,7 @@ impl Engine {
         {
             return Ok(TenantOutcome::NotStarted);
         }
-        let result = self.migrate_tenant(item, target).await;
+        let result = self.migrate_tenant(item, target, verify).await;
         match result {
             Ok((before, after)) if before >= target => {
                 self.store
@@ -304,7 +305,12 @@ impl Engine {
     }
 
     /// Connects to the tenant's database and migrates it; returns (version before, after).
-    async fn migrate_tenant(&self, item: &RolloutWork, target: i32) -> Result<(i32, i32), String> {
+    async fn migrate_tenant(
+        &self,
+        item: &RolloutWork,
+        target: i32,
+        verify: bool,
+    ) -> Result<(i32, i32), String> {
         let sealed = item
             .sealed_database_url
             .as_ref()
@@ -316,7 +322,7 @@ impl Engine {
         let mut client = crate::connect_tenant(&url).await?;
         // The control plane's record is trusted unless verifying (refinery checks the history
         // either way, so nothing is applied twice).
-        let before = match (self.verify, item.schema_version) {
+        let before = match (verify, item.schema_version) {
             (false, Some(version)) => version,
             _ => crate::applied_version(&client)
                 .await

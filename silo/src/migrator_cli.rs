@@ -96,6 +96,10 @@ pub struct StartArgs {
     /// Pause after every stage until `migrator rollout resume` approves the next.
     #[arg(long)]
     pub manual_approval: bool,
+    /// Read every tenant's own migration history instead of trusting the control plane's
+    /// record of its version (slower: connects to tenants already at the target).
+    #[arg(long)]
+    pub verify: bool,
     /// Run the rollout in this process (and watch it) instead of leaving it to the workers.
     #[arg(long)]
     pub local: bool,
@@ -560,6 +564,7 @@ async fn start(
         failure_limit,
         bake: args.bake,
         manual_approval: args.manual_approval,
+        verify: args.verify,
         created_by: actor(),
     };
     let id = store.create_rollout(&spec).await?;

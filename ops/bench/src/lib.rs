@@ -91,7 +91,7 @@ pub async fn signup(
         .header("host", "localhost")
         .json(&serde_json::json!({
             "company_name": slug, "subdomain": slug,
-            "admin_email": format!("owner@{slug}.test"), "admin_password": "benchmark password"
+            "admin_email": format!("owner@{slug}.test"), "admin_password": "violet tram oyster gravel"
         }))
         .send()
         .await?;

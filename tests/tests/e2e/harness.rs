@@ -424,7 +424,7 @@ pub fn signup_body(subdomain: &str) -> Value {
         "company_name": format!("{subdomain} Pharmacy"),
         "subdomain": subdomain,
         "admin_email": format!("owner@{subdomain}.test"),
-        "admin_password": "a long enough password",
+        "admin_password": "violet tram oyster gravel",
     })
 }
 

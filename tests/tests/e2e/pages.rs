@@ -14,7 +14,7 @@ async fn the_signup_form_creates_a_workspace_and_links_to_it() {
     browser.fill("#subdomain", "corner").await;
     browser.fill("#admin_email", "owner@corner.test").await;
     browser
-        .fill("#admin_password", "a long enough password")
+        .fill("#admin_password", "violet tram oyster gravel")
         .await;
     browser.click("#submit").await;
     browser
@@ -53,7 +53,7 @@ async fn the_signup_form_creates_a_workspace_and_links_to_it() {
     browser.fill("#subdomain", "corner").await;
     browser.fill("#admin_email", "copy@cat.test").await;
     browser
-        .fill("#admin_password", "a long enough password")
+        .fill("#admin_password", "violet tram oyster gravel")
         .await;
     browser.click("#submit").await;
     let error = browser

@@ -2,7 +2,8 @@
 //! its failure limit with later tenants untouched, retry after a fix, the target released only on
 //! completion (signups meanwhile get the released version), a killed engine resuming without
 //! applying anything twice, a lock held by a long transaction failing its tenant fast, a no-op
-//! rollout that connects to nobody, and drift reported.
+//! rollout that connects to nobody, drift reported, and `--verify` reading each database's own
+//! history where the control plane's record is wrong.
 
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,7 @@ fn spec(target: i32, stages: &[i32], failure_limit: FailureLimit) -> RolloutSpec
         failure_limit,
         bake: Duration::ZERO,
         manual_approval: false,
+        verify: false,
         created_by: "test:sre".to_owned(),
     }
 }
@@ -359,5 +361,78 @@ async fn a_tenant_locked_by_a_long_transaction_fails_fast_and_drift_is_reported(
     assert_eq!(drift.changed, [3]);
     assert_eq!(drift.extra, [9]);
     assert!(drift.missing.is_empty());
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_rollout_reads_each_tenants_own_history_instead_of_the_record() {
+    let set = extra_migrations();
+    let mut app = TestApp::spawn_with(TestOptions {
+        migrations: Some(set.clone()),
+        ..Default::default()
+    })
+    .await;
+    app.active_tenant("honest").await;
+    app.active_tenant("misrecorded").await;
+    app.stop().await;
+    // The control plane believes "misrecorded" is at V4; its database is really at V2.
+    app.control_plane()
+        .await
+        .execute(
+            "UPDATE tenants SET schema_version = 4 WHERE slug = 'misrecorded'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let engine = Engine::new(app.store.clone(), app.keyring.clone(), set);
+
+    // Trusting the record, the tenant is skipped without being touched.
+    let trusting = app
+        .store
+        .create_rollout(&spec(3, &[100], FailureLimit::Count(0)))
+        .await
+        .unwrap();
+    let state = engine.drive_if_free(trusting).await.unwrap().unwrap();
+    assert_eq!(state, RolloutState::Completed);
+    let skipped = app
+        .store
+        .rollout_tenants(trusting, Some("skipped"))
+        .await
+        .unwrap();
+    assert_eq!(
+        skipped.iter().map(|t| t.slug.as_str()).collect::<Vec<_>>(),
+        ["misrecorded"]
+    );
+    assert_eq!(tenant_history(&app, "misrecorded").await.0, 2);
+    assert_eq!(tenant_history(&app, "honest").await.0, 3);
+
+    // --verify reads each database's own history: the misrecorded tenant is brought up to V4
+    // and its record corrected.
+    let verifying = app
+        .store
+        .create_rollout(&RolloutSpec {
+            verify: true,
+            ..spec(4, &[100], FailureLimit::Count(0))
+        })
+        .await
+        .unwrap();
+    assert!(app.store.rollout(verifying).await.unwrap().verify);
+    let state = engine.drive_if_free(verifying).await.unwrap().unwrap();
+    assert_eq!(state, RolloutState::Completed);
+    let succeeded = app
+        .store
+        .rollout_tenants(verifying, Some("succeeded"))
+        .await
+        .unwrap();
+    assert_eq!(succeeded.len(), 2, "{succeeded:?}");
+    assert_eq!(tenant_history(&app, "misrecorded").await, (4, 4, 4));
+    assert_eq!(tenant_history(&app, "honest").await, (4, 4, 4));
+    let recorded = app
+        .store
+        .tenant_by_slug("misrecorded")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(recorded.schema_version, Some(4));
     app.finish().await;
 }

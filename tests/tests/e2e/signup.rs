@@ -75,7 +75,7 @@ async fn signup_provisions_a_database_that_serves_the_tenant() {
     let hash: String = admin.get(2);
     assert!(hash.starts_with("$argon2id$"));
     assert!(control_plane::passwords::verify(
-        &"a long enough password".to_owned().into(),
+        &"violet tram oyster gravel".to_owned().into(),
         &hash
     ));
     assert!(record.pending_admin_password_hash.is_none());

@@ -134,6 +134,7 @@ async fn run(args: &Args, cluster: &EmbeddedPostgres) -> anyhow::Result<()> {
         failure_limit: FailureLimit::Count(0),
         bake: Duration::ZERO,
         manual_approval: false,
+        verify: false,
         created_by: "bench".to_owned(),
     };
     let id = store.create_rollout(&spec(args.concurrency)).await?;
