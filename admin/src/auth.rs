@@ -153,7 +153,7 @@ pub async fn login(
     client: std::net::IpAddr,
     request: LoginRequest,
 ) -> Result<LoginAnswer, ApiError> {
-    if let Err(wait) = state.login_limiter.check(client) {
+    if let Err(wait) = state.login_limiter.check(&client) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",

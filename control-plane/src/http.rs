@@ -26,14 +26,18 @@ pub struct ApexState {
     pub signup_limiter: Arc<ClientRateLimiter>,
 }
 
-/// A per-client-address rate limit (GCRA, from governor): signups, admin logins.
+/// A per-key rate limit (GCRA, from governor): signups and admin logins per client address,
+/// tenant requests per tenant.
 #[derive(Debug)]
-pub struct ClientRateLimiter {
-    limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
+pub struct RateLimit<K: std::hash::Hash + Eq + Clone> {
+    limiter: governor::DefaultKeyedRateLimiter<K>,
 }
 
-impl ClientRateLimiter {
-    /// `per_minute` requests per address (0 disables the limit).
+/// Signups and admin logins per client address.
+pub type ClientRateLimiter = RateLimit<std::net::IpAddr>;
+
+impl<K: std::hash::Hash + Eq + Clone> RateLimit<K> {
+    /// `per_minute` requests per key, in a burst or spread out (0 disables the limit).
     pub fn new(per_minute: u32) -> Self {
         let quota = governor::Quota::per_minute(
             std::num::NonZeroU32::new(per_minute).unwrap_or(std::num::NonZeroU32::MAX),
@@ -43,13 +47,24 @@ impl ClientRateLimiter {
         }
     }
 
-    /// `Err(seconds to wait)` when the address is over its quota.
-    pub fn check(&self, address: std::net::IpAddr) -> Result<(), u32> {
+    /// `per_second` requests per key, with bursts of `burst` (0 disables the limit).
+    pub fn per_second(per_second: u32, burst: u32) -> Self {
+        let rate = std::num::NonZeroU32::new(per_second).unwrap_or(std::num::NonZeroU32::MAX);
+        let burst = std::num::NonZeroU32::new(burst).unwrap_or(rate);
+        Self {
+            limiter: governor::RateLimiter::keyed(
+                governor::Quota::per_second(rate).allow_burst(burst),
+            ),
+        }
+    }
+
+    /// `Err(seconds to wait)` when the key is over its quota.
+    pub fn check(&self, key: &K) -> Result<(), u32> {
         use governor::clock::{Clock as _, DefaultClock};
         if self.limiter.len() > 100_000 {
             self.limiter.retain_recent();
         }
-        self.limiter.check_key(&address).map_err(|not_until| {
+        self.limiter.check_key(key).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             u32::try_from(wait.as_secs().saturating_add(1)).unwrap_or(u32::MAX)
         })
@@ -110,7 +125,7 @@ async fn create_signup(
     if let Some(Extension(ConnectInfo(address))) = client {
         state
             .signup_limiter
-            .check(address.ip())
+            .check(&address.ip())
             .map_err(|seconds| {
                 ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,

@@ -84,6 +84,25 @@ pub struct RouterSettings {
     pub pool_max_size: usize,
     /// How long a request waits for a tenant database connection.
     pub connect_timeout: Duration,
+    /// Connections this router process may hold to one database host, over all its tenants'
+    /// pools. `None`: `budget_share` of the host's `max_connections` (less the superuser
+    /// reserve), read once per host.
+    pub connection_budget: Option<u32>,
+    /// The share of a host's `max_connections` one router process takes when no explicit
+    /// budget is set (with several router replicas, lower it so their sum stays under 1).
+    pub budget_share: f64,
+    /// How long a request waits for a budget permit before it gets 503 `capacity`.
+    pub budget_wait: Duration,
+    /// Consecutive connection failures to a host that open its circuit breaker.
+    pub breaker_threshold: u32,
+    /// How long an open breaker fails that host's tenants fast before trying again.
+    pub breaker_cool_down: Duration,
+    /// Requests per second one tenant may make on this router (0: unlimited); bursts of twice
+    /// that are allowed.
+    pub tenant_requests_per_second: u32,
+    /// Take the tenant from `X-Forwarded-Host` instead of `Host` (only behind a proxy that sets
+    /// it; off by default, since clients can send anything).
+    pub trust_forwarded_host: bool,
 }
 
 impl Default for Settings {
@@ -107,6 +126,13 @@ impl Default for Settings {
                 pool_idle_timeout: Duration::from_secs(300),
                 pool_max_size: 4,
                 connect_timeout: Duration::from_secs(5),
+                connection_budget: None,
+                budget_share: 0.5,
+                budget_wait: Duration::from_secs(2),
+                breaker_threshold: 3,
+                breaker_cool_down: Duration::from_secs(5),
+                tenant_requests_per_second: 200,
+                trust_forwarded_host: false,
             },
             offboarding: OffboardingSettings {
                 export_dir: None,
@@ -182,6 +208,15 @@ struct FileRouter {
     pool_max_size: Option<usize>,
     #[serde(default, with = "humantime_serde")]
     connect_timeout: Option<Duration>,
+    connection_budget: Option<u32>,
+    budget_share: Option<f64>,
+    #[serde(default, with = "humantime_serde")]
+    budget_wait: Option<Duration>,
+    breaker_threshold: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    breaker_cool_down: Option<Duration>,
+    tenant_requests_per_second: Option<u32>,
+    trust_forwarded_host: Option<bool>,
 }
 
 impl Settings {
@@ -212,9 +247,29 @@ impl Settings {
                     message: error.message().to_owned(),
                 })?;
             settings.apply_file(file);
+            settings
+                .check_router()
+                .map_err(|message| SettingsError::File {
+                    path: path.clone(),
+                    message,
+                })?;
         }
         settings.apply_environment(lookup)?;
         Ok(settings)
+    }
+
+    /// The router settings a file can get wrong in ways its types do not catch.
+    fn check_router(&self) -> Result<(), String> {
+        let r = &self.router;
+        if !(r.budget_share > 0.0 && r.budget_share <= 1.0) {
+            return Err("router.budget_share must be above 0 and at most 1".to_owned());
+        }
+        if r.connection_budget == Some(0) || r.pool_max_size == 0 {
+            return Err(
+                "router.connection_budget and router.pool_max_size must be at least 1".to_owned(),
+            );
+        }
+        Ok(())
     }
 
     fn apply_file(&mut self, file: FileSettings) {
@@ -251,6 +306,16 @@ impl Settings {
         r.pool_idle_timeout = file.router.pool_idle_timeout.unwrap_or(r.pool_idle_timeout);
         r.pool_max_size = file.router.pool_max_size.unwrap_or(r.pool_max_size);
         r.connect_timeout = file.router.connect_timeout.unwrap_or(r.connect_timeout);
+        let f = file.router;
+        r.connection_budget = f.connection_budget.or(r.connection_budget);
+        r.budget_share = f.budget_share.unwrap_or(r.budget_share);
+        r.budget_wait = f.budget_wait.unwrap_or(r.budget_wait);
+        r.breaker_threshold = f.breaker_threshold.unwrap_or(r.breaker_threshold);
+        r.breaker_cool_down = f.breaker_cool_down.unwrap_or(r.breaker_cool_down);
+        r.tenant_requests_per_second = f
+            .tenant_requests_per_second
+            .unwrap_or(r.tenant_requests_per_second);
+        r.trust_forwarded_host = f.trust_forwarded_host.unwrap_or(r.trust_forwarded_host);
         let o = &mut self.offboarding;
         if file.offboarding.export_dir.is_some() {
             o.export_dir = file.offboarding.export_dir;
@@ -371,5 +436,33 @@ mod tests {
                 .database_url
                 .is_none()
         );
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_loads_and_bad_router_values_are_refused() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/silo.example.toml");
+        let dir = std::env::temp_dir().join(format!("silo-settings-{}", uuid::Uuid::new_v4()));
+        let settings = Settings::load(&dir, Some(&example), |_| None).unwrap();
+        assert_eq!(settings.router.budget_share, 0.5);
+        assert_eq!(settings.router.tenant_requests_per_second, 200);
+        assert!(!settings.router.trust_forwarded_host);
+
+        std::fs::create_dir_all(&dir).unwrap();
+        for bad in [
+            "[router]\nbudget_share = 0.0\n",
+            "[router]\nbudget_share = 1.5\n",
+            "[router]\nconnection_budget = 0\n",
+        ] {
+            let file = dir.join("bad.toml");
+            std::fs::write(&file, bad).unwrap();
+            let error = Settings::load(&dir, Some(&file), |_| None).unwrap_err();
+            assert!(error.to_string().contains("router."), "{bad}: {error}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

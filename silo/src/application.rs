@@ -64,8 +64,9 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_sender, stop_receiver) = watch::channel(false);
+        let stop_receiver_for_tasks = stop_receiver.clone();
         let stopped = move || {
-            let mut receiver = stop_receiver.clone();
+            let mut receiver = stop_receiver_for_tasks.clone();
             async move {
                 let _ = receiver.wait_for(|stopped| *stopped).await;
             }
@@ -93,10 +94,17 @@ impl Application {
                 options.settings.offboarding.grace,
                 options.migrations.clone(),
             ));
-            let apex = apex.merge(admin);
+            let apex = apex
+                .merge(admin)
+                .merge(tenant_router::apex_router(router_state.clone()));
             let tenant = tenant_router::router(router_state.clone());
-            let app =
-                crate::dispatch::host_dispatch(base_domain, apex, tenant).layer(tower_http_trace());
+            let app = crate::dispatch::host_dispatch(
+                base_domain,
+                options.settings.router.trust_forwarded_host,
+                apex,
+                tenant,
+            )
+            .layer(tower_http_trace());
             let stop = stopped();
             tasks.spawn(async move {
                 axum::serve(
@@ -178,17 +186,38 @@ impl Application {
                 Ok(())
             });
             let pool = options.store.pool().clone();
-            let stop = stopped();
+            let mut stop_watch = stop_receiver.clone();
             tasks.spawn(async move {
-                provisioner::run_worker(
-                    provisioner,
-                    pool,
-                    provisioning.concurrency,
-                    provisioning.heartbeat_interval,
-                    stop,
-                )
-                .await
-                .map_err(|error| anyhow::anyhow!("provisioning worker failed: {error}"))
+                // The worker stops with an error when the control-plane database goes away; it
+                // is restarted (backing off) rather than taking the whole process down.
+                let mut backoff = Duration::from_millis(500);
+                loop {
+                    let mut receiver = stop_watch.clone();
+                    let result = provisioner::run_worker(
+                        provisioner.clone(),
+                        pool.clone(),
+                        provisioning.concurrency,
+                        provisioning.heartbeat_interval,
+                        async move {
+                            let _ = receiver.wait_for(|stopped| *stopped).await;
+                        },
+                    )
+                    .await;
+                    if *stop_watch.borrow() {
+                        return Ok(());
+                    }
+                    match result {
+                        Ok(()) => tracing::warn!("provisioning worker stopped; restarting"),
+                        Err(error) => {
+                            tracing::warn!(%error, "provisioning worker failed; restarting");
+                        }
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {},
+                        _ = stop_watch.wait_for(|stopped| *stopped) => return Ok(()),
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
             });
         }
 

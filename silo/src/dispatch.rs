@@ -15,24 +15,48 @@ use tower::ServiceExt as _;
 #[derive(Clone)]
 struct Dispatch {
     base_domain: Arc<str>,
+    trust_forwarded_host: bool,
     apex: Router,
     tenant: Router,
 }
 
-/// One router answering every Host.
-pub fn host_dispatch(base_domain: Arc<str>, apex: Router, tenant: Router) -> Router {
+/// One router answering every Host. With `trust_forwarded_host` (only behind a proxy that sets
+/// it) the first `X-Forwarded-Host` value is used instead of `Host`.
+pub fn host_dispatch(
+    base_domain: Arc<str>,
+    trust_forwarded_host: bool,
+    apex: Router,
+    tenant: Router,
+) -> Router {
     Router::new().fallback(dispatch).with_state(Dispatch {
         base_domain,
+        trust_forwarded_host,
         apex,
         tenant,
     })
 }
 
 async fn dispatch(State(routes): State<Dispatch>, mut request: Request<Body>) -> Response {
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|value| value.to_str().ok())
+    let forwarded = routes
+        .trust_forwarded_host
+        .then(|| request.headers().get("x-forwarded-host"))
+        .flatten()
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|value| value.split(',').next())
+        });
+    let host = match forwarded {
+        Some(Some(forwarded)) => Some(forwarded.trim()),
+        // A forwarded host that is not text is refused, not replaced by Host.
+        Some(None) => return ApiError::tenant_not_found().into_response(),
+        None => request
+            .headers()
+            .get(header::HOST)
+            .and_then(|value| value.to_str().ok()),
+    };
+    let host = host
         .or_else(|| {
             request
                 .uri()

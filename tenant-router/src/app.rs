@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use control_plane::ApiError;
 use control_plane::model::TenantHealth;
 
+use crate::budget::TenantClient;
 use crate::host::TenantSlug;
 use crate::resolve::{ResolvedTenant, RouterState};
 
@@ -25,13 +26,24 @@ pub fn router(state: RouterState) -> Router {
                 "There is no such endpoint. See /api/openapi.json on the main site.",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::record_request,
+        ))
+        .with_state(state)
+}
+
+/// Routes the apex serves for the router: `/metrics` (Prometheus text).
+pub fn apex_router(state: RouterState) -> Router {
+    Router::new()
+        .route("/metrics", get(crate::metrics::serve_metrics))
         .with_state(state)
 }
 
 /// A resolved, servable tenant and a connection to its own database.
 pub struct TenantConnection {
     pub tenant: Arc<ResolvedTenant>,
-    pub client: deadpool_postgres::Object,
+    pub client: TenantClient,
 }
 
 impl<S> FromRequestParts<S> for TenantConnection
@@ -48,6 +60,7 @@ where
             .get::<TenantSlug>()
             .ok_or_else(ApiError::tenant_not_found)?;
         let tenant = state.resolve(&slug.0).await?;
+        state.check_rate(&tenant)?;
         let client = state.connection(&tenant).await?;
         Ok(Self { tenant, client })
     }

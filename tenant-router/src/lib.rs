@@ -7,9 +7,11 @@
 //! database.
 
 pub mod app;
+pub mod budget;
 pub mod host;
+pub mod metrics;
 pub mod resolve;
 
-pub use app::router;
+pub use app::{apex_router, router};
 pub use host::{HostKind, TenantSlug, classify_host};
 pub use resolve::RouterState;

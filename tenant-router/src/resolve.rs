@@ -1,21 +1,49 @@
-//! Tenant resolution and per-tenant connection pools, both cached in moka.
+//! Tenant resolution and per-tenant connection pools, both cached in moka, and the per-host
+//! connection budgets and circuit breakers the pools share.
 //!
 //! Misses are not cached, so a tenant is reachable the moment it is activated. Every change to a
 //! tenant row is published by the control-plane database (LISTEN/NOTIFY) and drops that tenant's
-//! entries at once; the TTL on hits is only a backstop.
+//! entries at once; the TTL on hits is only a backstop. After a lost listener connection every
+//! entry is marked stale (read again before use), not dropped: if the control-plane database is
+//! down, tenants already resolved keep being served from their stale entries.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
+use control_plane::http::RateLimit;
 use control_plane::model::{TENANT_CHANGES_CHANNEL, TenantChanged, TenantStatus};
 use control_plane::settings::RouterSettings;
-use control_plane::store::TenantRecord;
+use control_plane::store::{StoreError, TenantRecord};
 use control_plane::{ApiError, Keyring, Purpose, Sealed, Store};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool::managed::PoolError;
+use deadpool_postgres::{ManagerConfig, RecyclingMethod, Runtime};
 use moka::future::Cache;
 use secrecy::ExposeSecret as _;
 use uuid::Uuid;
+
+use crate::budget::{
+    BudgetedManager, CircuitBreaker, ConnectError, ConnectionBudget, HostState, TenantClient,
+    TenantPool,
+};
+use crate::metrics::{LookupLabels, RouterMetrics};
+
+/// How long a stale entry's refresh may take before the stale entry is served instead.
+const STALE_REFRESH_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long stale entries are served without asking a control plane that just failed.
+const CONTROL_PLANE_BACK_OFF: Duration = Duration::from_secs(1);
+
+/// Run before a pooled connection is handed to the next request: ends any transaction left
+/// open or aborted, then resets every session setting, prepared statement, temporary table,
+/// advisory lock and LISTEN, so nothing of one request reaches the next.
+/// (deadpool's `Clean`, plus a last statement that fails — so the connection is dropped — when
+/// the connection came back inside a transaction: only then does `now()`, the transaction's
+/// start, differ from this statement's start. An aborted transaction fails the first statement.)
+const RESET_SESSION: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
+     SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES; \
+     SELECT 1 / (now() = statement_timestamp())::int";
 
 /// What the router needs to know about a tenant to serve it.
 #[derive(Debug, Clone)]
@@ -23,6 +51,7 @@ pub struct ResolvedTenant {
     pub id: Uuid,
     pub slug: String,
     pub status: TenantStatus,
+    pub host_id: Option<Uuid>,
     sealed_database_url: Option<Sealed>,
 }
 
@@ -32,70 +61,151 @@ impl From<TenantRecord> for ResolvedTenant {
             id: record.id,
             slug: record.slug,
             status: record.status,
+            host_id: record.host_id,
             sealed_database_url: record.sealed_database_url,
         }
     }
 }
 
-/// The router's shared state: the control-plane store, the keyring, and the two caches.
+/// A resolution and when it was read: it is used without asking the control plane while it is
+/// younger than the TTL and no reconnect of the change listener happened since.
 #[derive(Debug, Clone)]
+struct CachedTenant {
+    tenant: Arc<ResolvedTenant>,
+    read_at: Instant,
+    epoch: u64,
+}
+
+/// A tenant's pool and the sealed URL it was built from: a tenant whose credentials or host
+/// changed gets a new pool even if its change notification was lost.
+#[derive(Clone)]
+struct CachedPool {
+    pool: TenantPool,
+    built_from: Option<Sealed>,
+}
+
+/// The router's shared state: the control-plane store, the keyring, the caches, the per-host
+/// budgets and breakers, the per-tenant rate limit and the metrics. Cheap to clone.
+#[derive(Clone)]
 pub struct RouterState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     store: Store,
     keyring: Arc<Keyring>,
     settings: RouterSettings,
-    tenant_cache: Cache<String, Arc<ResolvedTenant>>,
-    pool_cache: Cache<Uuid, Pool>,
+    tenant_cache: Cache<String, CachedTenant>,
+    pool_cache: Cache<Uuid, CachedPool>,
+    hosts: Mutex<HashMap<Uuid, Arc<HostState>>>,
+    /// Hosts whose first contact failed recently: their tenants fail fast until it expires.
+    unreachable_hosts: Cache<Uuid, ()>,
+    /// Bumped whenever notifications may have been missed; older entries must be read again.
+    epoch: AtomicU64,
+    /// After a failed read of the control plane, stale entries are served without asking it
+    /// again until this passes.
+    control_plane_down_until: Mutex<Option<Instant>>,
+    rate_limit: Option<RateLimit<Uuid>>,
+    metrics: RouterMetrics,
+}
+
+impl std::fmt::Debug for RouterState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterState")
+            .field("tenants_cached", &self.inner.tenant_cache.entry_count())
+            .field("pools_open", &self.inner.pool_cache.entry_count())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RouterState {
     pub fn new(store: Store, keyring: Arc<Keyring>, settings: RouterSettings) -> Self {
         let tenant_cache = Cache::builder()
             .max_capacity(100_000)
-            .time_to_live(settings.tenant_cache_ttl)
+            // Entries outlive the TTL (they are re-read, or served stale if the control plane is
+            // down); an entry nobody asked for in a day is dropped.
+            .time_to_idle(Duration::from_secs(24 * 3600))
             .build();
         let pool_cache = Cache::builder()
             .max_capacity(10_000)
             .time_to_idle(settings.pool_idle_timeout)
             .build();
+        let unreachable_hosts = Cache::builder()
+            .time_to_live(settings.breaker_cool_down)
+            .build();
+        let rate_limit = (settings.tenant_requests_per_second > 0).then(|| {
+            RateLimit::per_second(
+                settings.tenant_requests_per_second,
+                settings.tenant_requests_per_second.saturating_mul(2),
+            )
+        });
         Self {
-            store,
-            keyring,
-            settings,
-            tenant_cache,
-            pool_cache,
+            inner: Arc::new(Inner {
+                store,
+                keyring,
+                settings,
+                tenant_cache,
+                pool_cache,
+                hosts: Mutex::new(HashMap::new()),
+                unreachable_hosts,
+                epoch: AtomicU64::new(0),
+                control_plane_down_until: Mutex::new(None),
+                rate_limit,
+                metrics: RouterMetrics::default(),
+            }),
         }
+    }
+
+    pub fn metrics(&self) -> &RouterMetrics {
+        &self.inner.metrics
+    }
+
+    pub fn settings(&self) -> &RouterSettings {
+        &self.inner.settings
+    }
+
+    /// The database hosts this process has connected to, with their budgets and breakers.
+    pub fn hosts(&self) -> Vec<(Uuid, Arc<HostState>)> {
+        self.inner
+            .hosts
+            .lock()
+            .map(|hosts| hosts.iter().map(|(id, host)| (*id, host.clone())).collect())
+            .unwrap_or_default()
     }
 
     /// Runs moka's pending expiry work; moka has no thread of its own, so the binary calls this
     /// periodically to close idle pools on time.
     pub async fn run_cache_maintenance(&self) {
-        self.tenant_cache.run_pending_tasks().await;
-        self.pool_cache.run_pending_tasks().await;
+        self.inner.tenant_cache.run_pending_tasks().await;
+        self.inner.pool_cache.run_pending_tasks().await;
+        self.inner.unreachable_hosts.run_pending_tasks().await;
     }
 
     /// Forgets one tenant: its resolution and its pool. A pool in use by a request stays alive
     /// (deadpool pools are reference-counted) until that request returns its connection.
     pub async fn invalidate(&self, changed: &TenantChanged) {
-        self.tenant_cache.invalidate(&changed.slug).await;
-        self.pool_cache.invalidate(&changed.id).await;
+        self.inner.tenant_cache.invalidate(&changed.slug).await;
+        self.inner.pool_cache.invalidate(&changed.id).await;
     }
 
-    /// Forgets every tenant; used when change notifications may have been missed.
+    /// Marks every resolution stale (each is read again before its next use); used when change
+    /// notifications may have been missed. Stale entries remain a fallback while the
+    /// control-plane database cannot be reached.
     pub fn invalidate_all(&self) {
-        self.tenant_cache.invalidate_all();
-        self.pool_cache.invalidate_all();
+        self.inner.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Listens for tenant changes and drops the affected cache entries until `shutdown`
-    /// resolves. After a lost connection it clears both caches before trusting them again, since
-    /// notifications sent meanwhile are lost.
+    /// resolves. After a lost connection it marks every entry stale before trusting the cache
+    /// again, since notifications sent meanwhile are lost.
     pub async fn follow_changes(&self, shutdown: impl Future<Output = ()>) {
         let follow = async {
             loop {
-                let mut listener = match self.store.listen(TENANT_CHANGES_CHANNEL).await {
+                let mut listener = match self.inner.store.listen(TENANT_CHANGES_CHANNEL).await {
                     Ok(listener) => listener,
                     Err(error) => {
                         tracing::warn!(%error, "cannot listen for tenant changes; retrying");
+                        self.invalidate_all();
                         tokio::time::sleep(Duration::from_secs(1)).await;
                         continue;
                     }
@@ -134,24 +244,88 @@ impl RouterState {
 
     /// How many tenant pools are open.
     pub fn open_pools(&self) -> u64 {
-        self.pool_cache.entry_count()
+        self.inner.pool_cache.entry_count()
+    }
+
+    fn control_plane_backing_off(&self) -> bool {
+        self.inner
+            .control_plane_down_until
+            .lock()
+            .map(|until| until.is_some_and(|until| Instant::now() < until))
+            .unwrap_or(false)
+    }
+
+    fn back_off_control_plane(&self) {
+        if let Ok(mut until) = self.inner.control_plane_down_until.lock() {
+            *until = Some(Instant::now() + CONTROL_PLANE_BACK_OFF);
+        }
+    }
+
+    fn lookup(&self, result: &'static str) {
+        self.inner
+            .metrics
+            .tenant_lookups
+            .get_or_create(&LookupLabels { result })
+            .inc();
     }
 
     /// Resolves a slug to a tenant that may be served, or the error the client should see.
     pub async fn resolve(&self, slug: &str) -> Result<Arc<ResolvedTenant>, ApiError> {
-        let tenant = match self.tenant_cache.get(slug).await {
-            Some(tenant) => tenant,
-            None => {
-                let record = self
-                    .store
-                    .tenant_by_slug(slug)
-                    .await?
-                    .ok_or_else(ApiError::tenant_not_found)?;
-                let tenant = Arc::new(ResolvedTenant::from(record));
-                self.tenant_cache
-                    .insert(slug.to_owned(), tenant.clone())
-                    .await;
-                tenant
+        let inner = &self.inner;
+        let cached = inner.tenant_cache.get(slug).await;
+        let fresh = cached.as_ref().filter(|entry| {
+            entry.epoch == inner.epoch.load(Ordering::SeqCst)
+                && entry.read_at.elapsed() < inner.settings.tenant_cache_ttl
+        });
+        let tenant = if let Some(entry) = fresh {
+            self.lookup("hit");
+            entry.tenant.clone()
+        } else if let Some(entry) = cached.as_ref().filter(|_| self.control_plane_backing_off()) {
+            // The control plane failed a moment ago: do not make every request wait for it.
+            self.lookup("stale");
+            entry.tenant.clone()
+        } else {
+            // Read the epoch first: a change notified while we read makes this entry stale.
+            let epoch = inner.epoch.load(Ordering::SeqCst);
+            let read = inner.store.tenant_by_slug(slug);
+            // With a stale entry to fall back on, a slow control plane is not waited out.
+            let read = match &cached {
+                Some(_) => tokio::time::timeout(STALE_REFRESH_TIMEOUT, read)
+                    .await
+                    .unwrap_or_else(|_| Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut))),
+                None => read.await,
+            };
+            match read {
+                Ok(Some(record)) => {
+                    self.lookup("miss");
+                    let tenant = Arc::new(ResolvedTenant::from(record));
+                    let entry = CachedTenant {
+                        tenant: tenant.clone(),
+                        read_at: Instant::now(),
+                        epoch,
+                    };
+                    inner.tenant_cache.insert(slug.to_owned(), entry).await;
+                    tenant
+                }
+                Ok(None) => {
+                    self.lookup("miss");
+                    inner.tenant_cache.invalidate(slug).await;
+                    return Err(ApiError::tenant_not_found());
+                }
+                Err(error) => {
+                    self.back_off_control_plane();
+                    match cached {
+                        Some(entry) => {
+                            self.lookup("stale");
+                            tracing::warn!(tenant = %slug, %error, "control plane unreachable; serving the last known tenant record");
+                            entry.tenant
+                        }
+                        None => {
+                            tracing::warn!(tenant = %slug, %error, "control plane unreachable; cannot resolve");
+                            return Err(ApiError::unavailable());
+                        }
+                    }
+                }
             }
         };
         match tenant.status {
@@ -176,28 +350,83 @@ impl RouterState {
         }
     }
 
-    /// A connection to the tenant's own database from its cached pool.
-    pub async fn connection(
-        &self,
-        tenant: &ResolvedTenant,
-    ) -> Result<deadpool_postgres::Object, ApiError> {
-        let pool = self
-            .pool_cache
-            .try_get_with(tenant.id, async { self.build_pool(tenant) })
-            .await
-            .map_err(|error: Arc<ApiError>| (*error).clone())?;
-        pool.get().await.map_err(|error| {
-            tracing::warn!(tenant = %tenant.slug, %error, "cannot get a tenant database connection");
-            tenant_unavailable()
+    /// Counts one request against the tenant's rate limit.
+    pub fn check_rate(&self, tenant: &ResolvedTenant) -> Result<(), ApiError> {
+        let Some(limit) = &self.inner.rate_limit else {
+            return Ok(());
+        };
+        limit.check(&tenant.id).map_err(|seconds| {
+            self.inner.metrics.rate_limited.inc();
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "This workspace is making requests faster than its plan allows. Slow down and retry.",
+            )
+            .retry_after(seconds)
         })
     }
 
-    fn build_pool(&self, tenant: &ResolvedTenant) -> Result<Pool, ApiError> {
+    /// A connection to the tenant's own database from its cached pool, within its host's
+    /// connection budget; fails fast while the host's breaker is open.
+    pub async fn connection(&self, tenant: &ResolvedTenant) -> Result<TenantClient, ApiError> {
+        let pool = self.pool(tenant).await?;
+        let host = pool.manager().host.clone();
+        if host.breaker.is_open() {
+            return Err(tenant_unavailable());
+        }
+        match pool.get().await {
+            Ok(client) => {
+                host.breaker.record_success();
+                Ok(client)
+            }
+            Err(PoolError::Backend(ConnectError::Capacity) | PoolError::Timeout(_)) => {
+                Err(capacity())
+            }
+            Err(PoolError::Backend(error)) => {
+                if error.is_host_failure() {
+                    host.breaker.record_failure();
+                }
+                tracing::warn!(tenant = %tenant.slug, %error, "cannot connect to the tenant database");
+                Err(tenant_unavailable())
+            }
+            Err(error) => {
+                tracing::warn!(tenant = %tenant.slug, %error, "cannot get a tenant database connection");
+                Err(tenant_unavailable())
+            }
+        }
+    }
+
+    /// The tenant's pool: the cached one if it was built from the tenant's current sealed URL,
+    /// else a new one.
+    async fn pool(&self, tenant: &ResolvedTenant) -> Result<TenantPool, ApiError> {
+        let cache = &self.inner.pool_cache;
+        if let Some(cached) = cache.get(&tenant.id).await {
+            if cached.built_from == tenant.sealed_database_url {
+                return Ok(cached.pool);
+            }
+            cache.invalidate(&tenant.id).await;
+        }
+        let cached = cache
+            .try_get_with(tenant.id, async {
+                let pool = self.build_pool(tenant).await?;
+                Ok(CachedPool {
+                    pool,
+                    built_from: tenant.sealed_database_url.clone(),
+                })
+            })
+            .await
+            .map_err(|error: Arc<ApiError>| (*error).clone())?;
+        Ok(cached.pool)
+    }
+
+    async fn build_pool(&self, tenant: &ResolvedTenant) -> Result<TenantPool, ApiError> {
+        let settings = &self.inner.settings;
         let sealed = tenant
             .sealed_database_url
             .as_ref()
             .ok_or_else(tenant_unavailable)?;
         let url = self
+            .inner
             .keyring
             .open(Purpose::TenantDatabaseUrl, tenant.id, sealed)
             .map_err(|error| {
@@ -208,24 +437,104 @@ impl RouterState {
             tracing::error!(tenant = %tenant.slug, "the tenant's connection string does not parse");
             tenant_unavailable()
         })?;
-        config.connect_timeout(self.settings.connect_timeout);
+        config.connect_timeout(settings.connect_timeout);
         config.application_name("silo-router");
-        let manager = Manager::from_config(
-            config,
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                // Reset session state between requests so nothing leaks from one to the next.
-                recycling_method: RecyclingMethod::Clean,
-            },
-        );
-        Pool::builder(manager)
-            .max_size(self.settings.pool_max_size)
+        let host = self.host(tenant, &config).await?;
+        let manager = BudgetedManager {
+            inner: deadpool_postgres::Manager::from_config(
+                config,
+                tokio_postgres::NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Custom(RESET_SESSION.to_owned()),
+                },
+            ),
+            host: host.clone(),
+            tenant: tenant.id,
+        };
+        let pool = TenantPool::builder(manager)
+            .max_size(settings.pool_max_size)
             .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(self.settings.connect_timeout))
-            .create_timeout(Some(self.settings.connect_timeout))
+            // Waiting for one of the tenant's own connections (its cap) counts as capacity; a
+            // new connection's wait for the host budget and its connect have their own limits.
+            .wait_timeout(Some(settings.budget_wait))
             .build()
-            .map_err(|_| ApiError::internal())
+            .map_err(|_| ApiError::internal())?;
+        host.register(tenant.id, &pool);
+        Ok(pool)
     }
+
+    /// The tenant's host state, made on first contact: its budget is the configured one, or a
+    /// share of the server's `max_connections` (read once, over the tenant's own credentials).
+    async fn host(
+        &self,
+        tenant: &ResolvedTenant,
+        config: &tokio_postgres::Config,
+    ) -> Result<Arc<HostState>, ApiError> {
+        let inner = &self.inner;
+        let host_id = tenant.host_id.unwrap_or_default();
+        if let Some(host) = inner
+            .hosts
+            .lock()
+            .ok()
+            .and_then(|hosts| hosts.get(&host_id).cloned())
+        {
+            return Ok(host);
+        }
+        if inner.unreachable_hosts.contains_key(&host_id) {
+            return Err(tenant_unavailable());
+        }
+        let settings = &inner.settings;
+        let limit = match settings.connection_budget {
+            Some(limit) => limit,
+            None => match usable_connections(config).await {
+                Ok(usable) => share_of(usable, settings.budget_share),
+                Err(error) => {
+                    tracing::warn!(tenant = %tenant.slug, %error, "cannot reach the tenant's database host");
+                    inner.unreachable_hosts.insert(host_id, ()).await;
+                    return Err(tenant_unavailable());
+                }
+            },
+        };
+        let mut hosts = inner.hosts.lock().map_err(|_| ApiError::internal())?;
+        let host = hosts.entry(host_id).or_insert_with(|| {
+            Arc::new(HostState::new(
+                ConnectionBudget::new(limit, settings.budget_wait),
+                CircuitBreaker::new(settings.breaker_threshold, settings.breaker_cool_down),
+            ))
+        });
+        Ok(host.clone())
+    }
+}
+
+/// The connections a server accepts from non-superusers.
+async fn usable_connections(config: &tokio_postgres::Config) -> Result<u32, tokio_postgres::Error> {
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+    let connection = tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT current_setting('max_connections')::int \
+                  - current_setting('superuser_reserved_connections')::int",
+            &[],
+        )
+        .await;
+    drop(client);
+    let _ = connection.await;
+    let usable: i32 = row?.get(0);
+    Ok(u32::try_from(usable).unwrap_or(1))
+}
+
+/// `share` of `usable` connections, at least one.
+fn share_of(usable: u32, share: f64) -> u32 {
+    ((f64::from(usable) * share).floor() as u32).max(1)
+}
+
+fn capacity() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "capacity",
+        "This workspace's database server is at its connection limit. Try again shortly.",
+    )
+    .retry_after(1)
 }
 
 fn tenant_unavailable() -> ApiError {
@@ -235,4 +544,16 @@ fn tenant_unavailable() -> ApiError {
         "This workspace's database cannot be reached right now. Try again shortly.",
     )
     .retry_after(5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share_of;
+
+    #[test]
+    fn the_default_budget_is_a_share_of_the_usable_connections() {
+        assert_eq!(share_of(97, 0.5), 48);
+        assert_eq!(share_of(47, 0.5), 23);
+        assert_eq!(share_of(1, 0.1), 1, "never zero");
+    }
 }

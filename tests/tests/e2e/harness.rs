@@ -57,6 +57,35 @@ pub fn cluster_b() -> &'static EmbeddedPostgres {
     })
 }
 
+fn start_private(name: &str, max_connections: u32) -> EmbeddedPostgres {
+    EmbeddedPostgres::start(
+        &test_root().join(format!("cluster-{name}")),
+        ClusterOptions {
+            ephemeral: true,
+            max_connections,
+        },
+    )
+    .expect("a private test cluster starts")
+}
+
+/// A cluster of the test's own, which it may stop and restart; made fresh under
+/// `cluster-<name>` (the CI script stops any left running).
+pub fn private_cluster(name: &str, max_connections: u32) -> &'static EmbeddedPostgres {
+    let dir = test_root().join(format!("cluster-{name}"));
+    if dir.exists() {
+        let _ = start_private(name, max_connections).stop();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Box::leak(Box::new(start_private(name, max_connections)))
+}
+
+/// Starts a stopped private cluster again, on its old port with its data.
+pub async fn restart_private_cluster(name: &'static str, max_connections: u32) -> EmbeddedPostgres {
+    tokio::task::spawn_blocking(move || start_private(name, max_connections))
+        .await
+        .expect("cluster start does not panic")
+}
+
 pub fn superuser_url(database: &str) -> SecretString {
     cluster().superuser_url(database)
 }
@@ -155,6 +184,10 @@ pub struct TestOptions {
     pub keys: Option<SecretString>,
     pub database: Option<String>,
     pub migrations: Option<migrator::MigrationSet>,
+    /// Where the control-plane database lives (default: the shared cluster).
+    pub control_plane: Option<&'static EmbeddedPostgres>,
+    /// Changes to the settings before the app starts.
+    pub configure: Option<fn(&mut Settings)>,
 }
 
 impl Default for TestOptions {
@@ -166,6 +199,8 @@ impl Default for TestOptions {
             keys: None,
             database: None,
             migrations: None,
+            control_plane: None,
+            configure: None,
         }
     }
 }
@@ -224,6 +259,12 @@ impl TestApp {
             .keys
             .unwrap_or_else(|| Keyring::generate_entry("test1"));
         let mut settings = test_settings(&database, &keys);
+        if let Some(cluster) = options.control_plane {
+            settings.database_url = Some(cluster.superuser_url(&database));
+        }
+        if let Some(configure) = options.configure {
+            configure(&mut settings);
+        }
         settings.provisioning.warm_pool = options.warm_pool;
         if let Some(per_minute) = options.signups_per_minute {
             settings.signups_per_client_per_minute = per_minute;

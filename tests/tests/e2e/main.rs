@@ -15,5 +15,6 @@ mod offboarding;
 mod pages;
 mod provisioning;
 mod rollouts;
+mod router;
 mod sealing;
 mod signup;

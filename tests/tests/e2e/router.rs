@@ -1,0 +1,488 @@
+//! The router under pressure: a host's connection budget shared by more tenants than it has
+//! connections (checked in `pg_stat_activity`), 503 `capacity` when it stays full, pooled
+//! connections that carry nothing from one request to the next, a dead database host failing
+//! only its own tenants (fast, behind a circuit breaker), and tenants served from the cache
+//! while the control-plane database is down.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use control_plane::settings::Settings;
+use reqwest::StatusCode;
+use tenant_router::RouterState;
+
+use crate::harness::{
+    TestApp, TestOptions, cluster, error_code, private_cluster, restart_private_cluster,
+    superuser_client,
+};
+
+/// The most router connections to `databases` seen in `pg_stat_activity` while `running` is
+/// set (the provisioner's own, closing as the last tenant activates, are not the router's).
+fn sample_connections(
+    databases: Vec<String>,
+    running: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<i64> {
+    tokio::spawn(async move {
+        let admin = superuser_client("postgres").await;
+        let most = AtomicI64::new(0);
+        while running.load(Ordering::Relaxed) {
+            let row = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE datname = ANY($1) AND application_name = 'silo-router'",
+                    &[&databases],
+                )
+                .await
+                .unwrap();
+            most.fetch_max(row.get(0), Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        most.load(Ordering::Relaxed)
+    })
+}
+
+async fn database_names(app: &TestApp, slugs: &[String]) -> Vec<String> {
+    let mut names = Vec::new();
+    for slug in slugs {
+        let tenant = app.store.tenant_by_slug(slug).await.unwrap().unwrap();
+        names.push(tenant.database_name.unwrap());
+    }
+    names
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|line| line.starts_with(name))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_tenants_than_the_budget_are_all_served_without_exceeding_it() {
+    let app = TestApp::spawn_with(TestOptions {
+        configure: Some(|settings: &mut Settings| {
+            settings.router.connection_budget = Some(3);
+            settings.router.pool_max_size = 2;
+            settings.router.budget_wait = Duration::from_secs(5);
+        }),
+        ..Default::default()
+    })
+    .await;
+    let slugs: Vec<String> = (0..8).map(|i| format!("shop-{i}")).collect();
+    for slug in &slugs {
+        app.active_tenant(slug).await;
+    }
+    let running = Arc::new(AtomicBool::new(true));
+    let sampler = sample_connections(database_names(&app, &slugs).await, running.clone());
+
+    // Three rounds of every tenant at once, four requests each.
+    for _ in 0..3 {
+        let mut requests = Vec::new();
+        for slug in &slugs {
+            for _ in 0..4 {
+                requests.push(app.tenant_get(slug, "/api/v1/health"));
+            }
+        }
+        for response in futures::future::join_all(requests).await {
+            if response.status() != StatusCode::OK {
+                panic!("{:?}", error_code(response).await);
+            }
+        }
+    }
+    running.store(false, Ordering::Relaxed);
+    let most = sampler.await.unwrap();
+    assert!(most >= 1, "the sampler saw the router's connections");
+    assert!(
+        most <= 3,
+        "{most} connections to the tenant databases, budget 3"
+    );
+
+    let metrics = app.apex_get("/metrics").await.text().await.unwrap();
+    assert_eq!(metric(&metrics, "silo_router_host_connection_budget{"), 3.0);
+    assert!(metric(&metrics, "silo_router_host_connections{") <= 3.0);
+    assert!(
+        metric(&metrics, "silo_router_host_budget_waits{") >= 1.0,
+        "tenants waited for the budget: {metrics}"
+    );
+    assert!(metric(&metrics, "silo_router_requests_total{class=\"2xx\"}") >= 96.0);
+    assert!(
+        !metrics.contains("shop-"),
+        "no per-tenant labels in the metrics"
+    );
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_budget_answers_capacity_and_pooled_sessions_leak_nothing() {
+    let app = TestApp::spawn().await;
+    app.active_tenant("first").await;
+    app.active_tenant("second").await;
+    let mut settings = Settings::default().router;
+    settings.connection_budget = Some(1);
+    settings.pool_max_size = 1;
+    settings.budget_wait = Duration::from_millis(300);
+    let router = RouterState::new(app.store.clone(), app.keyring.clone(), settings);
+    let first = router.resolve("first").await.unwrap();
+    let second = router.resolve("second").await.unwrap();
+
+    // The one connection is busy with "first": "second" waits, then gets 503 capacity.
+    let held = router.connection(&first).await.unwrap();
+    let started = Instant::now();
+    let refused = router.connection(&second).await.unwrap_err();
+    assert_eq!(refused.code, "capacity");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    // Once it is idle, "second" takes it over (the idle one is closed for it).
+    let pid: i32 = held
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    drop(held);
+    let other = router.connection(&second).await.unwrap();
+    let database: String = other
+        .query_one("SELECT current_database()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(Some(database), first_database(&app).await);
+    drop(other);
+
+    // Session state does not survive into the next checkout of the same connection.
+    let client = router.connection(&first).await.unwrap();
+    let reused: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(reused, pid, "the first connection was closed to make room");
+    client
+        .batch_execute(
+            "SET statement_timeout = '1234ms'; SET search_path = pg_catalog; \
+             CREATE TEMP TABLE scratch (x int); \
+             SELECT pg_advisory_lock(42);",
+        )
+        .await
+        .unwrap();
+    drop(client);
+    let client = router.connection(&first).await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT pg_backend_pid(), current_setting('statement_timeout'), \
+             current_setting('search_path'), to_regclass('pg_temp.scratch') IS NULL, \
+             (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid())",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), reused, "the same connection, reset");
+    assert_eq!(row.get::<_, String>(1), "0");
+    assert_eq!(row.get::<_, String>(2), "\"$user\", public");
+    assert!(row.get::<_, bool>(3), "the temp table is gone");
+    assert_eq!(row.get::<_, i64>(4), 0, "the advisory lock is released");
+
+    // A transaction left open, or aborted, is never handed on: the connection is replaced.
+    client
+        .batch_execute("BEGIN; INSERT INTO branches (code, name) VALUES ('LEAK', 'Leak')")
+        .await
+        .unwrap();
+    drop(client);
+    let client = router.connection(&first).await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT txid_current_if_assigned() IS NULL, \
+             (SELECT count(*) FROM branches WHERE code = 'LEAK')",
+            &[],
+        )
+        .await
+        .unwrap();
+    // The old transaction had written, so it had a transaction id; a fresh one has none yet.
+    assert!(row.get::<_, bool>(0), "not inside the old transaction");
+    assert_eq!(
+        row.get::<_, i64>(1),
+        0,
+        "the open transaction was rolled back"
+    );
+    let _ = client.batch_execute("BEGIN; SELECT 1/0").await;
+    drop(client);
+    let client = router.connection(&first).await.unwrap();
+    assert_eq!(
+        client
+            .query_one("SELECT 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+    drop(client);
+    app.finish().await;
+}
+
+async fn first_database(app: &TestApp) -> Option<String> {
+    app.store
+        .tenant_by_slug("first")
+        .await
+        .unwrap()
+        .unwrap()
+        .database_name
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_database_host_fails_only_its_tenants_fast() {
+    let doomed = private_cluster("router-down", 50);
+    let app = TestApp::spawn_with(TestOptions {
+        configure: Some(|settings: &mut Settings| {
+            settings.router.breaker_cool_down = Duration::from_millis(700);
+            settings.router.connect_timeout = Duration::from_secs(2);
+        }),
+        ..Default::default()
+    })
+    .await;
+    // "remote" is placed on the doomed host (the most free capacity), "local" on the default.
+    app.store
+        .add_host(
+            &app.keyring,
+            "doomed",
+            &doomed.superuser_url("postgres"),
+            100_000,
+        )
+        .await
+        .unwrap();
+    app.active_tenant("remote").await;
+    app.store
+        .set_host_status("doomed", "draining")
+        .await
+        .unwrap();
+    app.active_tenant("local").await;
+    let remote = app.store.tenant_by_slug("remote").await.unwrap().unwrap();
+    let doomed_id = app.store.host_by_name("doomed").await.unwrap().unwrap().id;
+    assert_eq!(remote.host_id, Some(doomed_id));
+    for slug in ["remote", "local"] {
+        assert_eq!(
+            app.tenant_get(slug, "/api/v1/health").await.status(),
+            StatusCode::OK
+        );
+    }
+
+    doomed.stop().unwrap();
+    let mut answers = HashSet::new();
+    let started = Instant::now();
+    for _ in 0..6 {
+        let (status, code) = error_code(app.tenant_get("remote", "/api/v1/health").await).await;
+        answers.insert((status, code));
+    }
+    assert_eq!(
+        answers,
+        HashSet::from([(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "tenant_unavailable".to_owned()
+        )])
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "failed fast: {:?}",
+        started.elapsed()
+    );
+    // The other host's tenant does not notice.
+    assert_eq!(
+        app.tenant_get("local", "/api/v1/health").await.status(),
+        StatusCode::OK
+    );
+    let metrics = app.apex_get("/metrics").await.text().await.unwrap();
+    assert!(
+        metric(
+            &metrics,
+            &format!("silo_router_host_breaker_trips{{host=\"{doomed_id}\"}}")
+        ) >= 1.0,
+        "{metrics}"
+    );
+
+    // Back up: after the cool-down its tenants are served again.
+    let restarted = restart_private_cluster("router-down", 50).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if app.tenant_get("remote", "/api/v1/health").await.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the host came back but its tenant is not served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.finish().await;
+    restarted.stop().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolved_tenants_are_served_while_the_control_plane_is_down() {
+    let control = private_cluster("router-control", 50);
+    let mut app = TestApp::spawn_with(TestOptions {
+        control_plane: Some(control),
+        ..Default::default()
+    })
+    .await;
+    // Tenants live on the shared cluster; the control plane's own server takes none.
+    app.store
+        .add_host(
+            &app.keyring,
+            "shared",
+            &cluster().superuser_url("postgres"),
+            100_000,
+        )
+        .await
+        .unwrap();
+    app.store
+        .set_host_status("local", "draining")
+        .await
+        .unwrap();
+    app.active_tenant("known").await;
+    app.active_tenant("unseen").await;
+    assert_eq!(
+        app.tenant_get("known", "/api/v1/health").await.status(),
+        StatusCode::OK
+    );
+    let databases: Vec<String> =
+        database_names(&app, &["known".to_owned(), "unseen".to_owned()]).await;
+
+    control.stop().unwrap();
+    // The listener notices the loss and marks every entry stale; the known tenant is served
+    // from its stale entry throughout.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert_eq!(
+            app.tenant_get("known", "/api/v1/health").await.status(),
+            StatusCode::OK
+        );
+        let metrics = app.apex_get("/metrics").await.text().await.unwrap();
+        if metric(
+            &metrics,
+            "silo_router_tenant_lookups_total{result=\"stale\"}",
+        ) >= 1.0
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never served from a stale entry: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, code) = error_code(app.tenant_get("unseen", "/api/v1/health").await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    );
+
+    // Back up: the unseen tenant resolves again.
+    let restarted = restart_private_cluster("router-control", 50).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while app.tenant_get("unseen", "/api/v1/health").await.status() != StatusCode::OK {
+        assert!(
+            Instant::now() < deadline,
+            "the control plane came back but unseen is not served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.stop().await;
+    let admin = superuser_client("postgres").await;
+    for database in databases {
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+            ))
+            .await
+            .unwrap();
+    }
+    restarted.stop().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_noisy_tenant_is_rate_limited_alone() {
+    let app = TestApp::spawn_with(TestOptions {
+        configure: Some(|settings: &mut Settings| {
+            settings.router.tenant_requests_per_second = 2;
+        }),
+        ..Default::default()
+    })
+    .await;
+    app.active_tenant("noisy").await;
+    app.active_tenant("quiet").await;
+    let mut limited = None;
+    for _ in 0..10 {
+        let response = app.tenant_get("noisy", "/api/v1/health").await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(response);
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let limited = limited.expect("ten requests at once exceed a burst of four");
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    assert_eq!(
+        error_code(limited).await,
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited".to_owned())
+    );
+    assert_eq!(
+        app.tenant_get("quiet", "/api/v1/health").await.status(),
+        StatusCode::OK
+    );
+    let metrics = app.apex_get("/metrics").await.text().await.unwrap();
+    assert!(metric(&metrics, "silo_router_rate_limited_total") >= 1.0);
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_host_is_used_only_when_configured() {
+    let untrusting = TestApp::spawn().await;
+    untrusting.active_tenant("shop").await;
+    let response = untrusting
+        .request(
+            reqwest::Method::GET,
+            &untrusting.apex_host(),
+            "/api/v1/health",
+        )
+        .header("x-forwarded-host", untrusting.tenant_host("shop"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::NOT_FOUND,
+        "the apex answered, not the tenant"
+    );
+    untrusting.finish().await;
+
+    let trusting = TestApp::spawn_with(TestOptions {
+        configure: Some(|settings: &mut Settings| {
+            settings.router.trust_forwarded_host = true;
+        }),
+        ..Default::default()
+    })
+    .await;
+    trusting.active_tenant("shop").await;
+    let proxied = |forwarded: &str| {
+        trusting
+            .request(reqwest::Method::GET, "proxy.internal", "/api/v1/health")
+            .header("x-forwarded-host", forwarded)
+            .send()
+    };
+    let response = proxied(&format!("SHOP.localhost, {}", trusting.apex_host()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["tenant"], "shop");
+    let response = proxied("shop.evillocalhost").await.unwrap();
+    assert_eq!(
+        error_code(response).await,
+        (StatusCode::NOT_FOUND, "tenant_not_found".to_owned())
+    );
+    trusting.finish().await;
+}
