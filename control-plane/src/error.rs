@@ -13,6 +13,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub retry_after_seconds: Option<u32>,
+    /// For validation errors: field name → what is wrong with it.
+    pub fields: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Serialize)]
@@ -24,6 +26,8 @@ struct Body<'a> {
 struct Inner<'a> {
     code: &'a str,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fields: Option<&'a std::collections::BTreeMap<String, String>>,
 }
 
 impl ApiError {
@@ -33,12 +37,25 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after_seconds: None,
+            fields: None,
         }
     }
 
     pub fn retry_after(mut self, seconds: u32) -> Self {
         self.retry_after_seconds = Some(seconds);
         self
+    }
+
+    /// 422 `validation_failed`, naming each field that is wrong.
+    pub fn validation(fields: std::collections::BTreeMap<String, String>) -> Self {
+        let names: Vec<&str> = fields.keys().map(String::as_str).collect();
+        let mut error = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            format!("Some fields are not valid: {}.", names.join(", ")),
+        );
+        error.fields = Some(fields);
+        error
     }
 
     pub fn tenant_not_found() -> Self {
@@ -74,6 +91,7 @@ impl IntoResponse for ApiError {
             error: Inner {
                 code: self.code,
                 message: &self.message,
+                fields: self.fields.as_ref(),
             },
         });
         let mut response = (self.status, body).into_response();

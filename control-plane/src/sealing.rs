@@ -70,6 +70,8 @@ pub enum Purpose {
     WarmDatabaseUrl,
     /// A super-admin's TOTP secret, sealed to the admin's id.
     AdminTotpSecret,
+    /// A tenant app session token, sealed to the tenant's id (so it opens on no other tenant).
+    TenantSession,
 }
 
 impl Purpose {
@@ -79,6 +81,7 @@ impl Purpose {
             Purpose::HostAdminUrl => "silo/host-admin-url/v1",
             Purpose::WarmDatabaseUrl => "silo/warm-database-url/v1",
             Purpose::AdminTotpSecret => "silo/admin-totp-secret/v1",
+            Purpose::TenantSession => "silo/tenant-session/v1",
         }
     }
 }

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use control_plane::ApiError;
 use tenant_router::{HostKind, classify_host};
 use tower::ServiceExt as _;
+use tracing::Instrument as _;
 
 #[derive(Clone)]
 struct Dispatch {
@@ -64,15 +65,17 @@ async fn dispatch(State(routes): State<Dispatch>, mut request: Request<Body>) ->
                 .map(|authority| authority.as_str())
         })
         .unwrap_or_default();
-    let target = match classify_host(host, &routes.base_domain) {
-        HostKind::Apex => routes.apex,
+    let (target, span) = match classify_host(host, &routes.base_domain) {
+        HostKind::Apex => (routes.apex, tracing::info_span!("apex")),
         HostKind::Tenant(slug) => {
+            // Every log line of a tenant request carries the tenant's slug.
+            let span = tracing::info_span!("tenant", tenant = %slug.0);
             request.extensions_mut().insert(slug);
-            routes.tenant
+            (routes.tenant, span)
         }
         HostKind::Unknown => return ApiError::tenant_not_found().into_response(),
     };
-    match target.oneshot(request).await {
+    match target.oneshot(request).instrument(span).await {
         Ok(response) => response,
         Err(infallible) => match infallible {},
     }

@@ -249,6 +249,12 @@ impl Deref for BudgetedClient {
     }
 }
 
+impl std::ops::DerefMut for BudgetedClient {
+    fn deref_mut(&mut self) -> &mut ClientWrapper {
+        &mut self.client
+    }
+}
+
 impl Drop for BudgetedClient {
     fn drop(&mut self) {
         let permit = self.permit.take();

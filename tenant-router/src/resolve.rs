@@ -30,6 +30,9 @@ use crate::budget::{
 };
 use crate::metrics::{LookupLabels, RouterMetrics};
 
+/// Tenant app sign-in attempts one client address may make per tenant and minute.
+const LOGINS_PER_CLIENT_PER_MINUTE: u32 = 10;
+
 /// How long a stale entry's refresh may take before the stale entry is served instead.
 const STALE_REFRESH_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long stale entries are served without asking a control plane that just failed.
@@ -106,6 +109,8 @@ struct Inner {
     /// again until this passes.
     control_plane_down_until: Mutex<Option<Instant>>,
     rate_limit: Option<RateLimit<Uuid>>,
+    /// Tenant app sign-in attempts per tenant and client address.
+    login_limit: RateLimit<(Uuid, std::net::IpAddr)>,
     metrics: RouterMetrics,
 }
 
@@ -151,6 +156,7 @@ impl RouterState {
                 epoch: AtomicU64::new(0),
                 control_plane_down_until: Mutex::new(None),
                 rate_limit,
+                login_limit: RateLimit::new(LOGINS_PER_CLIENT_PER_MINUTE),
                 metrics: RouterMetrics::default(),
             }),
         }
@@ -158,6 +164,15 @@ impl RouterState {
 
     pub fn metrics(&self) -> &RouterMetrics {
         &self.inner.metrics
+    }
+
+    pub fn keyring(&self) -> &Keyring {
+        &self.inner.keyring
+    }
+
+    /// Counts one sign-in attempt; `Err(seconds to wait)` when over the limit.
+    pub fn check_login_rate(&self, tenant: Uuid, client: std::net::IpAddr) -> Result<(), u32> {
+        self.inner.login_limit.check(&(tenant, client))
     }
 
     pub fn settings(&self) -> &RouterSettings {

@@ -18,3 +18,4 @@ mod rollouts;
 mod router;
 mod sealing;
 mod signup;
+mod tenant_app;

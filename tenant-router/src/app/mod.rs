@@ -1,11 +1,18 @@
 //! The tenant app's HTTP API (the sample back office). Every handler gets its tenant through the
-//! [`TenantConnection`] extractor, so none can reach another tenant's database.
+//! [`TenantConnection`] extractor (or [`auth::Authed`], which adds the signed-in user), so none
+//! can reach another tenant's database.
+
+pub mod auth;
+pub mod catalog;
+pub mod common;
+pub mod trade;
+pub mod users;
 
 use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use control_plane::ApiError;
 use control_plane::model::TenantHealth;
@@ -19,6 +26,58 @@ use crate::resolve::{ResolvedTenant, RouterState};
 pub fn router(state: RouterState) -> Router {
     Router::new()
         .route("/api/v1/health", get(health))
+        .route("/api/v1/sessions", post(auth::login))
+        .route("/api/v1/me", get(auth::me))
+        .route(
+            "/api/v1/users",
+            get(users::list_users).post(users::create_user),
+        )
+        .route(
+            "/api/v1/users/{id}",
+            axum::routing::patch(users::update_user),
+        )
+        .route(
+            "/api/v1/branches",
+            get(catalog::list_branches).post(catalog::create_branch),
+        )
+        .route(
+            "/api/v1/branches/{id}",
+            get(catalog::get_branch).patch(catalog::update_branch),
+        )
+        .route(
+            "/api/v1/suppliers",
+            get(catalog::list_suppliers).post(catalog::create_supplier),
+        )
+        .route(
+            "/api/v1/suppliers/{id}",
+            get(catalog::get_supplier).patch(catalog::update_supplier),
+        )
+        .route(
+            "/api/v1/items",
+            get(catalog::list_items).post(catalog::create_item),
+        )
+        .route(
+            "/api/v1/items/{id}",
+            get(catalog::get_item)
+                .patch(catalog::update_item)
+                .delete(catalog::deactivate_item),
+        )
+        .route("/api/v1/stock", get(trade::stock_levels))
+        .route("/api/v1/purchases", post(trade::create_purchase))
+        .route("/api/v1/purchases/{id}", get(trade::get_purchase))
+        .route(
+            "/api/v1/sales",
+            get(trade::list_sales).post(trade::create_sale),
+        )
+        .route("/api/v1/sales/{id}", get(trade::get_sale))
+        .route("/api/v1/stock-takes", post(trade::start_stock_take))
+        .route("/api/v1/stock-takes/{id}", get(trade::get_stock_take))
+        .route("/api/v1/stock-takes/{id}/counts", put(trade::record_count))
+        .route(
+            "/api/v1/stock-takes/{id}/complete",
+            post(trade::complete_stock_take),
+        )
+        .route("/api/v1/reports/sales", get(trade::sales_report))
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

@@ -1,0 +1,291 @@
+//! Tenant app sign-in: email + password (argon2id, checked against the tenant's own `users`
+//! table) → a session token sealed to the tenant (XChaCha20-Poly1305, associated data = the
+//! tenant's id), so a token minted on one tenant's host opens on no other. Every request with a
+//! token re-reads the user, so a deactivated user or a changed role takes effect at once.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::{Extension, Json};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use control_plane::{ApiError, Purpose, Sealed};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::{Deserialize, Serialize};
+
+use super::TenantConnection;
+use super::common::{Body, Fields};
+use crate::resolve::RouterState;
+
+/// How long a session token is valid.
+const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+/// A hash of a random password nobody knows, verified when the email is unknown so that an
+/// unknown email takes as long to refuse as a wrong password.
+fn dummy_hash() -> String {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY
+        .get_or_init(|| {
+            let random = uuid::Uuid::new_v4().to_string();
+            control_plane::passwords::hash(&SecretString::from(random))
+        })
+        .clone()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    ReadOnly,
+    Staff,
+    Owner,
+}
+
+impl Role {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "owner" => Some(Self::Owner),
+            "staff" => Some(Self::Staff),
+            "read_only" => Some(Self::ReadOnly),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Staff => "staff",
+            Self::ReadOnly => "read_only",
+        }
+    }
+}
+
+/// What a session token carries (sealed, so the client can neither read nor change it).
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    user_id: i64,
+    expires_at: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionUser {
+    pub id: i64,
+    pub email: String,
+    pub display_name: Option<String>,
+    pub role: Role,
+}
+
+/// A signed-in user of this tenant and a connection to the tenant's database.
+pub struct Authed {
+    pub connection: TenantConnection,
+    pub user: SessionUser,
+}
+
+impl Authed {
+    /// Refuses the request unless the user's role is at least `least`.
+    pub fn require(&self, least: Role) -> Result<(), ApiError> {
+        if self.user.role >= least {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_role",
+                format!(
+                    "This needs the {} role or higher; you are {}.",
+                    least.as_str(),
+                    self.user.role.as_str()
+                ),
+            ))
+        }
+    }
+
+    pub fn client(&self) -> &tokio_postgres::Client {
+        &self.connection.client
+    }
+}
+
+fn unauthenticated() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "Sign in first and send the token as `Authorization: Bearer <token>`.",
+    )
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
+}
+
+impl<S> FromRequestParts<S> for Authed
+where
+    RouterState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(|token| SecretString::from(token.trim().to_owned()))
+            .ok_or_else(unauthenticated)?;
+        let connection = TenantConnection::from_request_parts(parts, state).await?;
+        let router = RouterState::from_ref(state);
+        let claims = open_token(&router, &connection, &token).ok_or_else(unauthenticated)?;
+        if claims.expires_at <= unix_now() {
+            return Err(unauthenticated());
+        }
+        let row = connection
+            .client
+            .query_opt(
+                "SELECT id, email, display_name, role FROM users WHERE id = $1 AND is_active",
+                &[&claims.user_id],
+            )
+            .await
+            .map_err(super::common::db_error)?
+            .ok_or_else(unauthenticated)?;
+        let user = session_user(&row).ok_or_else(ApiError::internal)?;
+        Ok(Self { connection, user })
+    }
+}
+
+fn session_user(row: &tokio_postgres::Row) -> Option<SessionUser> {
+    Some(SessionUser {
+        id: row.get("id"),
+        email: row.get("email"),
+        display_name: row.get("display_name"),
+        role: Role::parse(row.get("role"))?,
+    })
+}
+
+/// `st.<key id>.<nonce ‖ ciphertext ‖ tag>`, both parts base64url.
+fn mint_token(router: &RouterState, connection: &TenantConnection, claims: &Claims) -> String {
+    let plaintext = SecretString::from(serde_json::to_string(claims).unwrap_or_default());
+    let sealed = router
+        .keyring()
+        .seal(Purpose::TenantSession, connection.tenant.id, &plaintext);
+    format!(
+        "st.{}.{}",
+        URL_SAFE_NO_PAD.encode(sealed.key_id.as_bytes()),
+        URL_SAFE_NO_PAD.encode(&sealed.blob)
+    )
+}
+
+fn open_token(
+    router: &RouterState,
+    connection: &TenantConnection,
+    token: &SecretString,
+) -> Option<Claims> {
+    let mut parts = token.expose_secret().splitn(3, '.');
+    if parts.next()? != "st" {
+        return None;
+    }
+    let key_id = String::from_utf8(URL_SAFE_NO_PAD.decode(parts.next()?).ok()?).ok()?;
+    let blob = URL_SAFE_NO_PAD.decode(parts.next()?).ok()?;
+    let plaintext = router
+        .keyring()
+        .open(
+            Purpose::TenantSession,
+            connection.tenant.id,
+            &Sealed { key_id, blob },
+        )
+        .ok()?;
+    serde_json::from_str(plaintext.expose_secret()).ok()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginRequest {
+    email: String,
+    password: SecretString,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LoginAnswer {
+    token: String,
+    expires_at: u64,
+    user: SessionUser,
+}
+
+/// `POST /api/v1/sessions`: sign in with the tenant user's email and password.
+pub async fn login(
+    State(router): State<RouterState>,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
+    connection: TenantConnection,
+    Body(request): Body<LoginRequest>,
+) -> Result<(StatusCode, Json<LoginAnswer>), ApiError> {
+    if let Some(Extension(ConnectInfo(address))) = client {
+        router
+            .check_login_rate(connection.tenant.id, address.ip())
+            .map_err(|seconds| {
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "Too many sign-in attempts from this address. Wait a minute and try again.",
+                )
+                .retry_after(seconds)
+            })?;
+    }
+    let mut fields = Fields::default();
+    fields.text("email", &request.email, 320);
+    fields.text("password", request.password.expose_secret(), 1024);
+    fields.finish()?;
+    let row = connection
+        .client
+        .query_opt(
+            "SELECT id, email, display_name, role, password_hash FROM users \
+             WHERE lower(email) = lower($1) AND is_active",
+            &[&request.email.trim()],
+        )
+        .await
+        .map_err(super::common::db_error)?;
+    let hash = row
+        .as_ref()
+        .map(|row| row.get::<_, String>("password_hash"));
+    let password = request.password;
+    let verified = tokio::task::spawn_blocking(move || {
+        let hash = hash.unwrap_or_else(dummy_hash);
+        control_plane::passwords::verify(&password, &hash)
+    })
+    .await
+    .unwrap_or(false);
+    let (Some(row), true) = (row, verified) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "The email or password is wrong.",
+        ));
+    };
+    let user = session_user(&row).ok_or_else(ApiError::internal)?;
+    connection
+        .client
+        .execute(
+            "UPDATE users SET last_login_at = now() WHERE id = $1",
+            &[&user.id],
+        )
+        .await
+        .map_err(super::common::db_error)?;
+    let claims = Claims {
+        user_id: user.id,
+        expires_at: unix_now() + SESSION_LIFETIME.as_secs(),
+    };
+    let token = mint_token(&router, &connection, &claims);
+    Ok((
+        StatusCode::CREATED,
+        Json(LoginAnswer {
+            token,
+            expires_at: claims.expires_at,
+            user,
+        }),
+    ))
+}
+
+/// `GET /api/v1/me`: who the token belongs to.
+pub async fn me(authed: Authed) -> Json<SessionUser> {
+    Json(authed.user)
+}

@@ -1,0 +1,531 @@
+//! Branches, suppliers and items: list (paged), read, create, change. Owners manage branches;
+//! owners and staff manage suppliers and items; everyone signed in reads.
+
+use axum::Json;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use control_plane::ApiError;
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use super::auth::{Authed, Role};
+use super::common::{Body, Fields, Id, Page, Paged, Params, db_error, invalid, not_found};
+
+// ---------------------------------------------------------------- branches
+
+#[derive(Debug, Serialize)]
+pub struct Branch {
+    id: i64,
+    code: String,
+    name: String,
+    address: Option<String>,
+    is_active: bool,
+    created_at: DateTime<Utc>,
+}
+
+const BRANCH_COLUMNS: &str = "id, code, name, address, is_active, created_at";
+
+fn branch(row: &Row) -> Branch {
+    Branch {
+        id: row.get("id"),
+        code: row.get("code"),
+        name: row.get("name"),
+        address: row.get("address"),
+        is_active: row.get("is_active"),
+        created_at: row.get("created_at"),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewBranch {
+    code: String,
+    name: String,
+    address: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BranchChange {
+    name: Option<String>,
+    address: Option<String>,
+    is_active: Option<bool>,
+}
+
+pub async fn list_branches(
+    authed: Authed,
+    Params(page): Params<Page>,
+) -> Result<Json<Paged<Branch>>, ApiError> {
+    page.validate()?;
+    let rows = authed
+        .client()
+        .query(
+            &format!("SELECT {BRANCH_COLUMNS} FROM branches WHERE id > $1 ORDER BY id LIMIT $2"),
+            &[&page.after(), &page.fetch()],
+        )
+        .await
+        .map_err(db_error)?;
+    Ok(Json(Paged::new(
+        rows.iter().map(branch).collect(),
+        &page,
+        |b| b.id,
+    )))
+}
+
+pub async fn get_branch(authed: Authed, Id(id): Id) -> Result<Json<Branch>, ApiError> {
+    let row = authed
+        .client()
+        .query_opt(
+            &format!("SELECT {BRANCH_COLUMNS} FROM branches WHERE id = $1"),
+            &[&id],
+        )
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| not_found("branch"))?;
+    Ok(Json(branch(&row)))
+}
+
+pub async fn create_branch(
+    authed: Authed,
+    Body(new): Body<NewBranch>,
+) -> Result<(StatusCode, Json<Branch>), ApiError> {
+    authed.require(Role::Owner)?;
+    let mut fields = Fields::default();
+    fields.text("code", &new.code, 32);
+    fields.text("name", &new.name, 200);
+    fields.optional_text("address", new.address.as_deref(), 500);
+    fields.finish()?;
+    let row = authed
+        .client()
+        .query_one(
+            &format!(
+                "INSERT INTO branches (code, name, address) VALUES ($1, $2, $3) \
+                 RETURNING {BRANCH_COLUMNS}"
+            ),
+            &[&new.code.trim(), &new.name.trim(), &new.address],
+        )
+        .await
+        .map_err(db_error)?;
+    Ok((StatusCode::CREATED, Json(branch(&row))))
+}
+
+pub async fn update_branch(
+    authed: Authed,
+    Id(id): Id,
+    Body(change): Body<BranchChange>,
+) -> Result<Json<Branch>, ApiError> {
+    authed.require(Role::Owner)?;
+    let mut fields = Fields::default();
+    if let Some(name) = &change.name {
+        fields.text("name", name, 200);
+    }
+    fields.optional_text("address", change.address.as_deref(), 500);
+    fields.finish()?;
+    let row = authed
+        .client()
+        .query_opt(
+            &format!(
+                "UPDATE branches SET name = coalesce($2, name), address = coalesce($3, address), \
+                 is_active = coalesce($4, is_active), updated_at = now() WHERE id = $1 \
+                 RETURNING {BRANCH_COLUMNS}"
+            ),
+            &[
+                &id,
+                &change.name.as_deref().map(str::trim),
+                &change.address,
+                &change.is_active,
+            ],
+        )
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| not_found("branch"))?;
+    Ok(Json(branch(&row)))
+}
+
+// ---------------------------------------------------------------- suppliers
+
+#[derive(Debug, Serialize)]
+pub struct Supplier {
+    id: i64,
+    name: String,
+    contact_name: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+const SUPPLIER_COLUMNS: &str = "id, name, contact_name, email, phone, created_at";
+
+fn supplier(row: &Row) -> Supplier {
+    Supplier {
+        id: row.get("id"),
+        name: row.get("name"),
+        contact_name: row.get("contact_name"),
+        email: row.get("email"),
+        phone: row.get("phone"),
+        created_at: row.get("created_at"),
+    }
+}
+
+/// A new supplier, or (all fields optional) a change to one.
+#[derive(Debug, Deserialize)]
+pub struct SupplierFields {
+    name: Option<String>,
+    contact_name: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+}
+
+impl SupplierFields {
+    fn validate(&self, creating: bool) -> Result<(), ApiError> {
+        let mut fields = Fields::default();
+        match &self.name {
+            Some(name) => fields.text("name", name, 200),
+            None => fields.check(!creating, "name", "is required"),
+        }
+        fields.optional_text("contact_name", self.contact_name.as_deref(), 200);
+        fields.optional_text("phone", self.phone.as_deref(), 50);
+        if let Some(email) = &self.email {
+            fields.check(
+                email.contains('@') && email.len() <= 320,
+                "email",
+                "must be an email address",
+            );
+        }
+        fields.finish()
+    }
+}
+
+pub async fn list_suppliers(
+    authed: Authed,
+    Params(page): Params<Page>,
+) -> Result<Json<Paged<Supplier>>, ApiError> {
+    page.validate()?;
+    let rows = authed
+        .client()
+        .query(
+            &format!("SELECT {SUPPLIER_COLUMNS} FROM suppliers WHERE id > $1 ORDER BY id LIMIT $2"),
+            &[&page.after(), &page.fetch()],
+        )
+        .await
+        .map_err(db_error)?;
+    Ok(Json(Paged::new(
+        rows.iter().map(supplier).collect(),
+        &page,
+        |s| s.id,
+    )))
+}
+
+pub async fn get_supplier(authed: Authed, Id(id): Id) -> Result<Json<Supplier>, ApiError> {
+    let row = authed
+        .client()
+        .query_opt(
+            &format!("SELECT {SUPPLIER_COLUMNS} FROM suppliers WHERE id = $1"),
+            &[&id],
+        )
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| not_found("supplier"))?;
+    Ok(Json(supplier(&row)))
+}
+
+pub async fn create_supplier(
+    authed: Authed,
+    Body(new): Body<SupplierFields>,
+) -> Result<(StatusCode, Json<Supplier>), ApiError> {
+    authed.require(Role::Staff)?;
+    new.validate(true)?;
+    let row = authed
+        .client()
+        .query_one(
+            &format!(
+                "INSERT INTO suppliers (name, contact_name, email, phone) VALUES ($1, $2, $3, $4) \
+                 RETURNING {SUPPLIER_COLUMNS}"
+            ),
+            &[
+                &new.name.as_deref().map(str::trim),
+                &new.contact_name,
+                &new.email,
+                &new.phone,
+            ],
+        )
+        .await
+        .map_err(db_error)?;
+    Ok((StatusCode::CREATED, Json(supplier(&row))))
+}
+
+pub async fn update_supplier(
+    authed: Authed,
+    Id(id): Id,
+    Body(change): Body<SupplierFields>,
+) -> Result<Json<Supplier>, ApiError> {
+    authed.require(Role::Staff)?;
+    change.validate(false)?;
+    let row = authed
+        .client()
+        .query_opt(
+            &format!(
+                "UPDATE suppliers SET name = coalesce($2, name), \
+                 contact_name = coalesce($3, contact_name), email = coalesce($4, email), \
+                 phone = coalesce($5, phone), updated_at = now() WHERE id = $1 \
+                 RETURNING {SUPPLIER_COLUMNS}"
+            ),
+            &[
+                &id,
+                &change.name.as_deref().map(str::trim),
+                &change.contact_name,
+                &change.email,
+                &change.phone,
+            ],
+        )
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| not_found("supplier"))?;
+    Ok(Json(supplier(&row)))
+}
+
+// ---------------------------------------------------------------- items
+
+#[derive(Debug, Serialize)]
+pub struct Item {
+    id: i64,
+    sku: String,
+    barcode: Option<String>,
+    name: String,
+    unit: String,
+    cost_price_cents: i64,
+    sale_price_cents: i64,
+    requires_prescription: bool,
+    default_supplier_id: Option<i64>,
+    reorder_level: f64,
+    is_active: bool,
+    created_at: DateTime<Utc>,
+}
+
+const ITEM_COLUMNS: &str = "id, sku, barcode, name, unit, cost_price_cents, sale_price_cents, \
+     requires_prescription, default_supplier_id, reorder_level::float8 AS reorder_level, \
+     is_active, created_at";
+
+fn item(row: &Row) -> Item {
+    Item {
+        id: row.get("id"),
+        sku: row.get("sku"),
+        barcode: row.get("barcode"),
+        name: row.get("name"),
+        unit: row.get("unit"),
+        cost_price_cents: row.get("cost_price_cents"),
+        sale_price_cents: row.get("sale_price_cents"),
+        requires_prescription: row.get("requires_prescription"),
+        default_supplier_id: row.get("default_supplier_id"),
+        reorder_level: row.get("reorder_level"),
+        is_active: row.get("is_active"),
+        created_at: row.get("created_at"),
+    }
+}
+
+/// A new item, or (all fields optional) a change to one.
+#[derive(Debug, Deserialize)]
+pub struct ItemFields {
+    sku: Option<String>,
+    barcode: Option<String>,
+    name: Option<String>,
+    unit: Option<String>,
+    cost_price_cents: Option<i64>,
+    sale_price_cents: Option<i64>,
+    requires_prescription: Option<bool>,
+    default_supplier_id: Option<i64>,
+    reorder_level: Option<f64>,
+    is_active: Option<bool>,
+}
+
+impl ItemFields {
+    fn validate(&self, creating: bool) -> Result<(), ApiError> {
+        let mut fields = Fields::default();
+        match &self.sku {
+            Some(sku) => fields.text("sku", sku, 64),
+            None => fields.check(!creating, "sku", "is required"),
+        }
+        match &self.name {
+            Some(name) => fields.text("name", name, 200),
+            None => fields.check(!creating, "name", "is required"),
+        }
+        if let Some(unit) = &self.unit {
+            fields.text("unit", unit, 32);
+        }
+        fields.optional_text("barcode", self.barcode.as_deref(), 64);
+        for (field, cents) in [
+            ("cost_price_cents", self.cost_price_cents),
+            ("sale_price_cents", self.sale_price_cents),
+        ] {
+            fields.check(
+                cents.is_none_or(|cents| (0..=100_000_000_000).contains(&cents)),
+                field,
+                "must be between 0 and 100000000000",
+            );
+        }
+        fields.check(
+            self.reorder_level
+                .is_none_or(|level| level.is_finite() && (0.0..1e10).contains(&level)),
+            "reorder_level",
+            "must be a number from 0",
+        );
+        fields.finish()
+    }
+}
+
+/// `?q=&limit=&cursor=` (serde's `flatten` cannot parse numbers from a query string, so the
+/// page's fields are repeated here).
+#[derive(Debug, Deserialize)]
+pub struct ItemQuery {
+    limit: Option<i64>,
+    cursor: Option<i64>,
+    /// Matches name, SKU or barcode (case-insensitive substring).
+    q: Option<String>,
+}
+
+pub async fn list_items(
+    authed: Authed,
+    Params(query): Params<ItemQuery>,
+) -> Result<Json<Paged<Item>>, ApiError> {
+    let page = Page {
+        limit: query.limit,
+        cursor: query.cursor,
+    };
+    page.validate()?;
+    let pattern = query.q.map(|q| {
+        format!(
+            "%{}%",
+            q.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        )
+    });
+    let rows = authed
+        .client()
+        .query(
+            &format!(
+                "SELECT {ITEM_COLUMNS} FROM items WHERE id > $1 AND ($3::text IS NULL \
+                 OR name ILIKE $3 OR sku ILIKE $3 OR barcode ILIKE $3) ORDER BY id LIMIT $2"
+            ),
+            &[&page.after(), &page.fetch(), &pattern],
+        )
+        .await
+        .map_err(db_error)?;
+    Ok(Json(Paged::new(
+        rows.iter().map(item).collect(),
+        &page,
+        |i| i.id,
+    )))
+}
+
+pub async fn get_item(authed: Authed, Id(id): Id) -> Result<Json<Item>, ApiError> {
+    let row = authed
+        .client()
+        .query_opt(
+            &format!("SELECT {ITEM_COLUMNS} FROM items WHERE id = $1"),
+            &[&id],
+        )
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| not_found("item"))?;
+    Ok(Json(item(&row)))
+}
+
+pub async fn create_item(
+    authed: Authed,
+    Body(new): Body<ItemFields>,
+) -> Result<(StatusCode, Json<Item>), ApiError> {
+    authed.require(Role::Staff)?;
+    new.validate(true)?;
+    let params: [&(dyn ToSql + Sync); 9] = [
+        &new.sku.as_deref().map(str::trim),
+        &new.barcode,
+        &new.name.as_deref().map(str::trim),
+        &new.unit.as_deref().unwrap_or("each"),
+        &new.cost_price_cents.unwrap_or(0),
+        &new.sale_price_cents.unwrap_or(0),
+        &new.requires_prescription.unwrap_or(false),
+        &new.default_supplier_id,
+        &new.reorder_level.unwrap_or(0.0),
+    ];
+    let row = authed
+        .client()
+        .query_one(
+            &format!(
+                "INSERT INTO items (sku, barcode, name, unit, cost_price_cents, sale_price_cents, \
+                 requires_prescription, default_supplier_id, reorder_level) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::float8) RETURNING {ITEM_COLUMNS}"
+            ),
+            &params,
+        )
+        .await
+        .map_err(db_error)?;
+    Ok((StatusCode::CREATED, Json(item(&row))))
+}
+
+pub async fn update_item(
+    authed: Authed,
+    Id(id): Id,
+    Body(change): Body<ItemFields>,
+) -> Result<Json<Item>, ApiError> {
+    authed.require(Role::Staff)?;
+    change.validate(false)?;
+    let params: [&(dyn ToSql + Sync); 11] = [
+        &id,
+        &change.sku.as_deref().map(str::trim),
+        &change.barcode,
+        &change.name.as_deref().map(str::trim),
+        &change.unit,
+        &change.cost_price_cents,
+        &change.sale_price_cents,
+        &change.requires_prescription,
+        &change.default_supplier_id,
+        &change.reorder_level,
+        &change.is_active,
+    ];
+    let row = authed
+        .client()
+        .query_opt(
+            &format!(
+                "UPDATE items SET sku = coalesce($2, sku), barcode = coalesce($3, barcode), \
+                 name = coalesce($4, name), unit = coalesce($5, unit), \
+                 cost_price_cents = coalesce($6, cost_price_cents), \
+                 sale_price_cents = coalesce($7, sale_price_cents), \
+                 requires_prescription = coalesce($8, requires_prescription), \
+                 default_supplier_id = coalesce($9, default_supplier_id), \
+                 reorder_level = coalesce($10::float8::numeric, reorder_level), \
+                 is_active = coalesce($11, is_active), updated_at = now() \
+                 WHERE id = $1 RETURNING {ITEM_COLUMNS}"
+            ),
+            &params,
+        )
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| not_found("item"))?;
+    Ok(Json(item(&row)))
+}
+
+/// Items are never deleted (sales and purchases refer to them): this deactivates one.
+pub async fn deactivate_item(authed: Authed, Id(id): Id) -> Result<StatusCode, ApiError> {
+    authed.require(Role::Staff)?;
+    let changed = authed
+        .client()
+        .execute(
+            "UPDATE items SET is_active = false, updated_at = now() WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(db_error)?;
+    if changed == 0 {
+        return Err(not_found("item"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A positive, finite quantity (stock moves in thousandths).
+pub fn check_quantity(field: &str, quantity: f64) -> Result<(), ApiError> {
+    if quantity.is_finite() && quantity > 0.0 && quantity < 1e10 {
+        Ok(())
+    } else {
+        Err(invalid(field, "must be a number above 0"))
+    }
+}

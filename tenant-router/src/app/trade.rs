@@ -1,0 +1,760 @@
+//! Stock: levels per branch and item; purchases (stock in) and sales (stock out), each recorded
+//! with its lines and its stock movement in one transaction; stock-take sessions that count and
+//! then set stock; and a sales report.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::http::StatusCode;
+use chrono::{DateTime, NaiveDate, Utc};
+use control_plane::ApiError;
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Row;
+
+use super::auth::{Authed, Role};
+use super::catalog::check_quantity;
+use super::common::{Body, Id, Page, Paged, Params, db_error, invalid, not_found};
+
+// ---------------------------------------------------------------- stock levels
+
+#[derive(Debug, Serialize)]
+pub struct StockLevel {
+    branch_id: i64,
+    item_id: i64,
+    sku: String,
+    name: String,
+    quantity: f64,
+    reorder_level: f64,
+    below_reorder_level: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StockQuery {
+    branch_id: Option<i64>,
+    item_id: Option<i64>,
+    /// Only levels at or below the item's reorder level.
+    low: Option<bool>,
+    limit: Option<i64>,
+    cursor: Option<i64>,
+}
+
+/// `GET /api/v1/stock`: levels, paged by item id.
+pub async fn stock_levels(
+    authed: Authed,
+    Params(query): Params<StockQuery>,
+) -> Result<Json<Paged<StockLevel>>, ApiError> {
+    let page = Page {
+        limit: query.limit,
+        cursor: query.cursor,
+    };
+    page.validate()?;
+    let rows = authed
+        .client()
+        .query(
+            "SELECT s.branch_id, s.item_id, i.sku, i.name, s.quantity::float8 AS quantity, \
+                    i.reorder_level::float8 AS reorder_level, s.quantity <= i.reorder_level AS low \
+             FROM stock_levels s JOIN items i ON i.id = s.item_id \
+             WHERE s.item_id > $1 AND ($3::bigint IS NULL OR s.branch_id = $3) \
+               AND ($4::bigint IS NULL OR s.item_id = $4) \
+               AND (NOT coalesce($5, false) OR s.quantity <= i.reorder_level) \
+             ORDER BY s.item_id, s.branch_id LIMIT $2",
+            &[
+                &page.after(),
+                &page.fetch(),
+                &query.branch_id,
+                &query.item_id,
+                &query.low,
+            ],
+        )
+        .await
+        .map_err(db_error)?;
+    let levels = rows
+        .iter()
+        .map(|row| StockLevel {
+            branch_id: row.get("branch_id"),
+            item_id: row.get("item_id"),
+            sku: row.get("sku"),
+            name: row.get("name"),
+            quantity: row.get("quantity"),
+            reorder_level: row.get("reorder_level"),
+            below_reorder_level: row.get("low"),
+        })
+        .collect();
+    Ok(Json(Paged::new(levels, &page, |level| level.item_id)))
+}
+
+// ---------------------------------------------------------------- purchases and sales
+
+#[derive(Debug, Deserialize)]
+pub struct PurchaseLineInput {
+    item_id: i64,
+    quantity: f64,
+    unit_cost_cents: i64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewPurchase {
+    branch_id: i64,
+    supplier_id: i64,
+    reference: Option<String>,
+    lines: Vec<PurchaseLineInput>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SaleLineInput {
+    item_id: i64,
+    quantity: f64,
+    /// Defaults to the item's sale price.
+    unit_price_cents: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewSale {
+    branch_id: i64,
+    lines: Vec<SaleLineInput>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Line {
+    item_id: i64,
+    quantity: f64,
+    unit_cents: i64,
+}
+
+/// A purchase or a sale with its lines.
+#[derive(Debug, Serialize)]
+pub struct Movement {
+    id: i64,
+    branch_id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    supplier_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reference: Option<String>,
+    status: String,
+    total_cents: i64,
+    by_user: Option<i64>,
+    at: DateTime<Utc>,
+    lines: Vec<Line>,
+}
+
+const MAX_LINES: usize = 500;
+
+fn check_lines<T>(lines: &[T]) -> Result<(), ApiError> {
+    if lines.is_empty() || lines.len() > MAX_LINES {
+        return Err(invalid(
+            "lines",
+            &format!("must hold 1 to {MAX_LINES} lines"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_cents(field: &str, cents: i64) -> Result<(), ApiError> {
+    if (0..=100_000_000_000).contains(&cents) {
+        Ok(())
+    } else {
+        Err(invalid(field, "must be between 0 and 100000000000"))
+    }
+}
+
+/// `POST /api/v1/purchases`: stock received from a supplier. The purchase, its lines and the
+/// stock increase commit together or not at all.
+pub async fn create_purchase(
+    mut authed: Authed,
+    Body(new): Body<NewPurchase>,
+) -> Result<(StatusCode, Json<Movement>), ApiError> {
+    authed.require(Role::Staff)?;
+    check_lines(&new.lines)?;
+    for (index, line) in new.lines.iter().enumerate() {
+        check_quantity(&format!("lines[{index}].quantity"), line.quantity)?;
+        check_cents(
+            &format!("lines[{index}].unit_cost_cents"),
+            line.unit_cost_cents,
+        )?;
+    }
+    if new
+        .reference
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > 200)
+    {
+        return Err(invalid("reference", "must be at most 200 characters"));
+    }
+    let user = authed.user.id;
+    let transaction = authed
+        .connection
+        .client
+        .transaction()
+        .await
+        .map_err(db_error)?;
+    let purchase = transaction
+        .query_one(
+            "INSERT INTO purchases (branch_id, supplier_id, reference, status, created_by, received_at) \
+             VALUES ($1, $2, $3, 'received', $4, now()) RETURNING id",
+            &[&new.branch_id, &new.supplier_id, &new.reference, &user],
+        )
+        .await
+        .map_err(db_error)?
+        .get::<_, i64>(0);
+    let mut total: i64 = 0;
+    for line in &new.lines {
+        transaction
+            .execute(
+                "INSERT INTO purchase_lines (purchase_id, item_id, quantity, unit_cost_cents) \
+                 VALUES ($1, $2, $3::float8, $4)",
+                &[
+                    &purchase,
+                    &line.item_id,
+                    &line.quantity,
+                    &line.unit_cost_cents,
+                ],
+            )
+            .await
+            .map_err(db_error)?;
+        transaction
+            .execute(
+                "INSERT INTO stock_levels (branch_id, item_id, quantity) VALUES ($1, $2, $3::float8) \
+                 ON CONFLICT (branch_id, item_id) DO UPDATE \
+                 SET quantity = stock_levels.quantity + excluded.quantity, updated_at = now()",
+                &[&new.branch_id, &line.item_id, &line.quantity],
+            )
+            .await
+            .map_err(db_error)?;
+        total = total.saturating_add(line_total(line.quantity, line.unit_cost_cents));
+    }
+    transaction
+        .execute(
+            "UPDATE purchases SET total_cents = $2 WHERE id = $1",
+            &[&purchase, &total],
+        )
+        .await
+        .map_err(db_error)?;
+    let movement = load_movement(&*transaction, Kind::Purchase, purchase).await?;
+    transaction.commit().await.map_err(db_error)?;
+    Ok((StatusCode::CREATED, Json(movement)))
+}
+
+fn line_total(quantity: f64, unit_cents: i64) -> i64 {
+    // Cents are exact up to 2^53 in an f64; totals beyond that are refused by the checks above.
+    (quantity * unit_cents as f64).round() as i64
+}
+
+/// Purchases and sales share one shape: a header and lines.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Purchase,
+    Sale,
+}
+
+impl Kind {
+    fn header_sql(self) -> &'static str {
+        match self {
+            Self::Purchase => {
+                "SELECT id, branch_id, supplier_id, reference, status, total_cents, \
+                        created_by AS by_user, coalesce(received_at, created_at) AS at \
+                 FROM purchases WHERE id = $1"
+            }
+            Self::Sale => {
+                "SELECT id, branch_id, NULL::bigint AS supplier_id, NULL::text AS reference, \
+                        status, total_cents, sold_by AS by_user, sold_at AS at \
+                 FROM sales WHERE id = $1"
+            }
+        }
+    }
+
+    fn lines_sql(self) -> &'static str {
+        match self {
+            Self::Purchase => {
+                "SELECT item_id, quantity::float8 AS quantity, unit_cost_cents AS unit_cents \
+                 FROM purchase_lines WHERE purchase_id = $1 ORDER BY id"
+            }
+            Self::Sale => {
+                "SELECT item_id, quantity::float8 AS quantity, unit_price_cents AS unit_cents \
+                 FROM sale_lines WHERE sale_id = $1 ORDER BY id"
+            }
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Purchase => "purchase",
+            Self::Sale => "sale",
+        }
+    }
+}
+
+async fn load_movement(
+    client: &impl tokio_postgres::GenericClient,
+    kind: Kind,
+    id: i64,
+) -> Result<Movement, ApiError> {
+    let row = client
+        .query_opt(kind.header_sql(), &[&id])
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| not_found(kind.name()))?;
+    let lines = client
+        .query(kind.lines_sql(), &[&id])
+        .await
+        .map_err(db_error)?;
+    Ok(Movement {
+        id: row.get("id"),
+        branch_id: row.get("branch_id"),
+        supplier_id: row.get("supplier_id"),
+        reference: row.get("reference"),
+        status: row.get("status"),
+        total_cents: row.get("total_cents"),
+        by_user: row.get("by_user"),
+        at: row.get("at"),
+        lines: lines.iter().map(line).collect(),
+    })
+}
+
+fn line(row: &Row) -> Line {
+    Line {
+        item_id: row.get("item_id"),
+        quantity: row.get("quantity"),
+        unit_cents: row.get("unit_cents"),
+    }
+}
+
+pub async fn get_purchase(authed: Authed, Id(id): Id) -> Result<Json<Movement>, ApiError> {
+    Ok(Json(
+        load_movement(authed.client(), Kind::Purchase, id).await?,
+    ))
+}
+
+/// `POST /api/v1/sales`: stock sold. Every line's stock is locked and checked first; a line
+/// with too little stock refuses the whole sale (422 `insufficient_stock`, naming the line) and
+/// nothing changes.
+pub async fn create_sale(
+    mut authed: Authed,
+    Body(new): Body<NewSale>,
+) -> Result<(StatusCode, Json<Movement>), ApiError> {
+    authed.require(Role::Staff)?;
+    check_lines(&new.lines)?;
+    for (index, line) in new.lines.iter().enumerate() {
+        check_quantity(&format!("lines[{index}].quantity"), line.quantity)?;
+        if let Some(cents) = line.unit_price_cents {
+            check_cents(&format!("lines[{index}].unit_price_cents"), cents)?;
+        }
+    }
+    let user = authed.user.id;
+    let transaction = authed
+        .connection
+        .client
+        .transaction()
+        .await
+        .map_err(db_error)?;
+    // Lock in a stable order (item id) so concurrent sales cannot deadlock.
+    let mut wanted: BTreeMap<i64, f64> = BTreeMap::new();
+    for line in &new.lines {
+        *wanted.entry(line.item_id).or_default() += line.quantity;
+    }
+    let mut prices: BTreeMap<i64, i64> = BTreeMap::new();
+    for (item_id, quantity) in &wanted {
+        let row = transaction
+            .query_opt(
+                "SELECT i.sale_price_cents, i.is_active, coalesce(s.quantity, 0)::float8 AS stock \
+                 FROM items i LEFT JOIN stock_levels s ON s.item_id = i.id AND s.branch_id = $2 \
+                 WHERE i.id = $1 FOR UPDATE OF i",
+                &[item_id, &new.branch_id],
+            )
+            .await
+            .map_err(db_error)?;
+        let Some(row) = row else {
+            return Err(invalid(
+                &line_field(&new.lines, *item_id, "item_id"),
+                "does not exist",
+            ));
+        };
+        if !row.get::<_, bool>("is_active") {
+            return Err(invalid(
+                &line_field(&new.lines, *item_id, "item_id"),
+                "is not active",
+            ));
+        }
+        let stock: f64 = row.get("stock");
+        if stock + 1e-9 < *quantity {
+            let mut error = invalid(
+                &line_field(&new.lines, *item_id, "quantity"),
+                &format!("only {stock} in stock at this branch"),
+            );
+            error.code = "insufficient_stock";
+            error.message = "There is not enough stock for this sale; nothing was recorded.".into();
+            return Err(error);
+        }
+        prices.insert(*item_id, row.get("sale_price_cents"));
+    }
+    let sale = transaction
+        .query_one(
+            "INSERT INTO sales (branch_id, status, sold_by) VALUES ($1, 'completed', $2) RETURNING id",
+            &[&new.branch_id, &user],
+        )
+        .await
+        .map_err(db_error)?
+        .get::<_, i64>(0);
+    let mut total: i64 = 0;
+    for line in &new.lines {
+        let price = line
+            .unit_price_cents
+            .unwrap_or_else(|| prices.get(&line.item_id).copied().unwrap_or(0));
+        transaction
+            .execute(
+                "INSERT INTO sale_lines (sale_id, item_id, quantity, unit_price_cents) \
+                 VALUES ($1, $2, $3::float8, $4)",
+                &[&sale, &line.item_id, &line.quantity, &price],
+            )
+            .await
+            .map_err(db_error)?;
+        transaction
+            .execute(
+                "UPDATE stock_levels SET quantity = quantity - $3::float8::numeric, updated_at = now() \
+                 WHERE branch_id = $1 AND item_id = $2",
+                &[&new.branch_id, &line.item_id, &line.quantity],
+            )
+            .await
+            .map_err(db_error)?;
+        total = total.saturating_add(line_total(line.quantity, price));
+    }
+    transaction
+        .execute(
+            "UPDATE sales SET total_cents = $2 WHERE id = $1",
+            &[&sale, &total],
+        )
+        .await
+        .map_err(db_error)?;
+    let movement = load_movement(&*transaction, Kind::Sale, sale).await?;
+    transaction.commit().await.map_err(db_error)?;
+    Ok((StatusCode::CREATED, Json(movement)))
+}
+
+/// `lines[i].<field>` of the first line selling `item_id`.
+fn line_field(lines: &[SaleLineInput], item_id: i64, field: &str) -> String {
+    let index = lines
+        .iter()
+        .position(|line| line.item_id == item_id)
+        .unwrap_or(0);
+    format!("lines[{index}].{field}")
+}
+
+pub async fn get_sale(authed: Authed, Id(id): Id) -> Result<Json<Movement>, ApiError> {
+    Ok(Json(load_movement(authed.client(), Kind::Sale, id).await?))
+}
+
+#[derive(Debug, Serialize)]
+pub struct SaleSummary {
+    id: i64,
+    branch_id: i64,
+    status: String,
+    total_cents: i64,
+    sold_at: DateTime<Utc>,
+}
+
+pub async fn list_sales(
+    authed: Authed,
+    Params(page): Params<Page>,
+) -> Result<Json<Paged<SaleSummary>>, ApiError> {
+    page.validate()?;
+    let rows = authed
+        .client()
+        .query(
+            "SELECT id, branch_id, status, total_cents, sold_at FROM sales WHERE id > $1 \
+             ORDER BY id LIMIT $2",
+            &[&page.after(), &page.fetch()],
+        )
+        .await
+        .map_err(db_error)?;
+    let sales = rows
+        .iter()
+        .map(|row| SaleSummary {
+            id: row.get("id"),
+            branch_id: row.get("branch_id"),
+            status: row.get("status"),
+            total_cents: row.get("total_cents"),
+            sold_at: row.get("sold_at"),
+        })
+        .collect();
+    Ok(Json(Paged::new(sales, &page, |sale| sale.id)))
+}
+
+// ---------------------------------------------------------------- stock takes
+
+#[derive(Debug, Deserialize)]
+pub struct NewStockTake {
+    branch_id: i64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CountInput {
+    item_id: i64,
+    counted_quantity: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Count {
+    item_id: i64,
+    expected_quantity: f64,
+    counted_quantity: f64,
+    difference: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StockTake {
+    id: i64,
+    branch_id: i64,
+    status: String,
+    started_at: DateTime<Utc>,
+    completed_at: Option<DateTime<Utc>>,
+    counts: Vec<Count>,
+}
+
+async fn load_stock_take(
+    client: &impl tokio_postgres::GenericClient,
+    id: i64,
+) -> Result<StockTake, ApiError> {
+    let row = client
+        .query_opt(
+            "SELECT id, branch_id, status, started_at, completed_at FROM stock_take_sessions \
+             WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| not_found("stock take"))?;
+    let counts = client
+        .query(
+            "SELECT item_id, expected_quantity::float8 AS expected, \
+                    counted_quantity::float8 AS counted FROM stock_take_counts \
+             WHERE session_id = $1 ORDER BY item_id",
+            &[&id],
+        )
+        .await
+        .map_err(db_error)?;
+    Ok(StockTake {
+        id: row.get("id"),
+        branch_id: row.get("branch_id"),
+        status: row.get("status"),
+        started_at: row.get("started_at"),
+        completed_at: row.get("completed_at"),
+        counts: counts
+            .iter()
+            .map(|row| {
+                let expected: f64 = row.get("expected");
+                let counted: f64 = row.get("counted");
+                Count {
+                    item_id: row.get("item_id"),
+                    expected_quantity: expected,
+                    counted_quantity: counted,
+                    difference: counted - expected,
+                }
+            })
+            .collect(),
+    })
+}
+
+/// `POST /api/v1/stock-takes`: opens a counting session for a branch.
+pub async fn start_stock_take(
+    authed: Authed,
+    Body(new): Body<NewStockTake>,
+) -> Result<(StatusCode, Json<StockTake>), ApiError> {
+    authed.require(Role::Staff)?;
+    let id: i64 = authed
+        .client()
+        .query_one(
+            "INSERT INTO stock_take_sessions (branch_id, started_by) VALUES ($1, $2) RETURNING id",
+            &[&new.branch_id, &authed.user.id],
+        )
+        .await
+        .map_err(db_error)?
+        .get(0);
+    Ok((
+        StatusCode::CREATED,
+        Json(load_stock_take(authed.client(), id).await?),
+    ))
+}
+
+fn not_open() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "wrong_status",
+        "This stock take is no longer open.",
+    )
+}
+
+/// `PUT /api/v1/stock-takes/{id}/counts`: records (or corrects) one item's count; the expected
+/// quantity is the branch's stock when the item is first counted.
+pub async fn record_count(
+    authed: Authed,
+    Id(id): Id,
+    Body(count): Body<CountInput>,
+) -> Result<Json<StockTake>, ApiError> {
+    authed.require(Role::Staff)?;
+    if !(count.counted_quantity.is_finite() && (0.0..1e10).contains(&count.counted_quantity)) {
+        return Err(invalid("counted_quantity", "must be a number from 0"));
+    }
+    let changed = authed
+        .client()
+        .execute(
+            "INSERT INTO stock_take_counts (session_id, item_id, expected_quantity, counted_quantity, counted_by) \
+             SELECT t.id, $2, coalesce(s.quantity, 0), $3::float8, $4 \
+             FROM stock_take_sessions t \
+             LEFT JOIN stock_levels s ON s.branch_id = t.branch_id AND s.item_id = $2 \
+             WHERE t.id = $1 AND t.status = 'open' \
+             ON CONFLICT (session_id, item_id) DO UPDATE \
+             SET counted_quantity = excluded.counted_quantity, counted_by = excluded.counted_by, \
+                 counted_at = now()",
+            &[&id, &count.item_id, &count.counted_quantity, &authed.user.id],
+        )
+        .await
+        .map_err(db_error)?;
+    if changed == 0 {
+        load_stock_take(authed.client(), id).await?;
+        return Err(not_open());
+    }
+    Ok(Json(load_stock_take(authed.client(), id).await?))
+}
+
+/// `POST /api/v1/stock-takes/{id}/complete`: sets every counted item's stock to its count, in
+/// one transaction with closing the session.
+pub async fn complete_stock_take(
+    mut authed: Authed,
+    Id(id): Id,
+) -> Result<Json<StockTake>, ApiError> {
+    authed.require(Role::Staff)?;
+    let transaction = authed
+        .connection
+        .client
+        .transaction()
+        .await
+        .map_err(db_error)?;
+    let closed = transaction
+        .query_opt(
+            "UPDATE stock_take_sessions SET status = 'completed', completed_at = now() \
+             WHERE id = $1 AND status = 'open' RETURNING branch_id",
+            &[&id],
+        )
+        .await
+        .map_err(db_error)?;
+    let Some(closed) = closed else {
+        load_stock_take(&*transaction, id).await?;
+        return Err(not_open());
+    };
+    let branch_id: i64 = closed.get(0);
+    transaction
+        .execute(
+            "INSERT INTO stock_levels (branch_id, item_id, quantity) \
+             SELECT $2, item_id, counted_quantity FROM stock_take_counts WHERE session_id = $1 \
+             ON CONFLICT (branch_id, item_id) DO UPDATE \
+             SET quantity = excluded.quantity, updated_at = now()",
+            &[&id, &branch_id],
+        )
+        .await
+        .map_err(db_error)?;
+    let stock_take = load_stock_take(&*transaction, id).await?;
+    transaction.commit().await.map_err(db_error)?;
+    Ok(Json(stock_take))
+}
+
+pub async fn get_stock_take(authed: Authed, Id(id): Id) -> Result<Json<StockTake>, ApiError> {
+    Ok(Json(load_stock_take(authed.client(), id).await?))
+}
+
+// ---------------------------------------------------------------- report
+
+#[derive(Debug, Deserialize)]
+pub struct ReportQuery {
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+    branch_id: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DaySales {
+    day: NaiveDate,
+    sales: i64,
+    total_cents: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TopItem {
+    item_id: i64,
+    name: String,
+    quantity: f64,
+    total_cents: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SalesReport {
+    from: NaiveDate,
+    to: NaiveDate,
+    sales: i64,
+    total_cents: i64,
+    days: Vec<DaySales>,
+    top_items: Vec<TopItem>,
+}
+
+/// `GET /api/v1/reports/sales?from=&to=&branch_id=`: completed sales per day (UTC) and the ten
+/// best-selling items, over at most a year (default: the last 30 days).
+pub async fn sales_report(
+    authed: Authed,
+    Params(query): Params<ReportQuery>,
+) -> Result<Json<SalesReport>, ApiError> {
+    let to = query.to.unwrap_or_else(|| Utc::now().date_naive());
+    let from = query.from.unwrap_or(to - chrono::Days::new(29));
+    if from > to {
+        return Err(invalid("from", "must not be after `to`"));
+    }
+    if (to - from).num_days() > 366 {
+        return Err(invalid("to", "the range may span at most a year"));
+    }
+    let days = authed
+        .client()
+        .query(
+            "SELECT (sold_at AT TIME ZONE 'UTC')::date AS day, count(*) AS sales, \
+                    coalesce(sum(total_cents), 0)::bigint AS total \
+             FROM sales WHERE status = 'completed' \
+               AND sold_at >= $1::date AND sold_at < ($2::date + 1) \
+               AND ($3::bigint IS NULL OR branch_id = $3) \
+             GROUP BY 1 ORDER BY 1",
+            &[&from, &to, &query.branch_id],
+        )
+        .await
+        .map_err(db_error)?;
+    let top = authed
+        .client()
+        .query(
+            "SELECT l.item_id, i.name, sum(l.quantity)::float8 AS quantity, \
+                    round(sum(l.quantity * l.unit_price_cents))::bigint AS total \
+             FROM sale_lines l JOIN sales s ON s.id = l.sale_id JOIN items i ON i.id = l.item_id \
+             WHERE s.status = 'completed' AND s.sold_at >= $1::date AND s.sold_at < ($2::date + 1) \
+               AND ($3::bigint IS NULL OR s.branch_id = $3) \
+             GROUP BY l.item_id, i.name ORDER BY total DESC, l.item_id LIMIT 10",
+            &[&from, &to, &query.branch_id],
+        )
+        .await
+        .map_err(db_error)?;
+    let days: Vec<DaySales> = days
+        .iter()
+        .map(|row| DaySales {
+            day: row.get("day"),
+            sales: row.get("sales"),
+            total_cents: row.get("total"),
+        })
+        .collect();
+    Ok(Json(SalesReport {
+        from,
+        to,
+        sales: days.iter().map(|day| day.sales).sum(),
+        total_cents: days.iter().map(|day| day.total_cents).sum(),
+        days,
+        top_items: top
+            .iter()
+            .map(|row| TopItem {
+                item_id: row.get("item_id"),
+                name: row.get("name"),
+                quantity: row.get("quantity"),
+                total_cents: row.get("total"),
+            })
+            .collect(),
+    }))
+}

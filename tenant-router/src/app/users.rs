@@ -1,0 +1,183 @@
+//! The tenant's own users (owner only): list, add with a role, change role or name,
+//! deactivate. The last active owner can be neither demoted nor deactivated.
+
+use axum::Json;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use control_plane::ApiError;
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Row;
+
+use super::auth::{Authed, Role};
+use super::common::{Body, Fields, Id, Page, Paged, Params, db_error, not_found};
+
+#[derive(Debug, Serialize)]
+pub struct User {
+    id: i64,
+    email: String,
+    display_name: Option<String>,
+    role: String,
+    branch_id: Option<i64>,
+    is_active: bool,
+    last_login_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+const USER_COLUMNS: &str =
+    "id, email, display_name, role, branch_id, is_active, last_login_at, created_at";
+
+fn user(row: &Row) -> User {
+    User {
+        id: row.get("id"),
+        email: row.get("email"),
+        display_name: row.get("display_name"),
+        role: row.get("role"),
+        branch_id: row.get("branch_id"),
+        is_active: row.get("is_active"),
+        last_login_at: row.get("last_login_at"),
+        created_at: row.get("created_at"),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewUser {
+    email: String,
+    display_name: Option<String>,
+    password: SecretString,
+    role: String,
+    branch_id: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UserChange {
+    display_name: Option<String>,
+    role: Option<String>,
+    is_active: Option<bool>,
+}
+
+pub async fn list_users(
+    authed: Authed,
+    Params(page): Params<Page>,
+) -> Result<Json<Paged<User>>, ApiError> {
+    authed.require(Role::Owner)?;
+    page.validate()?;
+    let rows = authed
+        .client()
+        .query(
+            &format!("SELECT {USER_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2"),
+            &[&page.after(), &page.fetch()],
+        )
+        .await
+        .map_err(db_error)?;
+    Ok(Json(Paged::new(
+        rows.iter().map(user).collect(),
+        &page,
+        |u| u.id,
+    )))
+}
+
+pub async fn create_user(
+    authed: Authed,
+    Body(new): Body<NewUser>,
+) -> Result<(StatusCode, Json<User>), ApiError> {
+    authed.require(Role::Owner)?;
+    let mut fields = Fields::default();
+    let email = new.email.trim();
+    fields.check(
+        email.len() <= 320
+            && email
+                .split_once('@')
+                .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.')),
+        "email",
+        "must be an email address",
+    );
+    fields.optional_text("display_name", new.display_name.as_deref(), 200);
+    let password_length = new.password.expose_secret().chars().count();
+    fields.check(
+        (10..=1024).contains(&password_length),
+        "password",
+        "must be 10 to 1024 characters",
+    );
+    fields.check(
+        Role::parse(&new.role).is_some(),
+        "role",
+        "must be owner, staff or read_only",
+    );
+    fields.finish()?;
+    let hash = control_plane::passwords::hash_async(new.password).await;
+    let row = authed
+        .client()
+        .query_one(
+            &format!(
+                "INSERT INTO users (email, display_name, password_hash, role, branch_id) \
+                 VALUES ($1, $2, $3, $4, $5) RETURNING {USER_COLUMNS}"
+            ),
+            &[&email, &new.display_name, &hash, &new.role, &new.branch_id],
+        )
+        .await
+        .map_err(db_error)?;
+    Ok((StatusCode::CREATED, Json(user(&row))))
+}
+
+pub async fn update_user(
+    mut authed: Authed,
+    Id(id): Id,
+    Body(change): Body<UserChange>,
+) -> Result<Json<User>, ApiError> {
+    authed.require(Role::Owner)?;
+    let mut fields = Fields::default();
+    fields.optional_text("display_name", change.display_name.as_deref(), 200);
+    if let Some(role) = &change.role {
+        fields.check(
+            Role::parse(role).is_some(),
+            "role",
+            "must be owner, staff or read_only",
+        );
+    }
+    fields.finish()?;
+    let transaction = authed
+        .connection
+        .client
+        .transaction()
+        .await
+        .map_err(db_error)?;
+    // Serialise owner changes so two owners cannot demote each other at once.
+    transaction
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtext('silo.users.owners'))",
+            &[],
+        )
+        .await
+        .map_err(db_error)?;
+    let row = transaction
+        .query_opt(
+            &format!(
+                "UPDATE users SET display_name = coalesce($2, display_name), \
+                 role = coalesce($3, role), is_active = coalesce($4, is_active), \
+                 updated_at = now() WHERE id = $1 RETURNING {USER_COLUMNS}"
+            ),
+            &[&id, &change.display_name, &change.role, &change.is_active],
+        )
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| not_found("user"))?;
+    let owners: i64 = transaction
+        .query_one(
+            "SELECT count(*) FROM users WHERE role = 'owner' AND is_active",
+            &[],
+        )
+        .await
+        .map_err(db_error)?
+        .get(0);
+    if owners == 0 {
+        // Dropping the transaction rolls the change back.
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "last_owner",
+            "This is the workspace's last active owner; make someone else owner first.",
+        ));
+    }
+    transaction.commit().await.map_err(db_error)?;
+    Ok(Json(user(&row)))
+}

@@ -1,0 +1,462 @@
+//! The tenant app over real HTTP: sign-in with the seeded admin, tokens bound to their tenant,
+//! roles, the catalogue with validation and pagination, purchases and sales moving stock in one
+//! transaction (an oversold sale changes nothing), stock takes, and the sales report.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::harness::{TestApp, error_code};
+
+const PASSWORD: &str = "violet tram oyster gravel";
+
+struct Session<'a> {
+    app: &'a TestApp,
+    slug: String,
+    token: String,
+}
+
+impl<'a> Session<'a> {
+    async fn sign_in(app: &'a TestApp, slug: &str, email: &str, password: &str) -> Self {
+        let response = app
+            .request(Method::POST, &app.tenant_host(slug), "/api/v1/sessions")
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.unwrap();
+        Self {
+            app,
+            slug: slug.to_owned(),
+            token: body["token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// The same token, sent to another tenant's host.
+    fn on(&self, slug: &str) -> Session<'a> {
+        Session {
+            app: self.app,
+            slug: slug.to_owned(),
+            token: self.token.clone(),
+        }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
+        let mut request = self
+            .app
+            .request(method, &self.app.tenant_host(&self.slug), path)
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// A call that must answer `status`; returns its JSON body (null for 204).
+    async fn expect(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        status: StatusCode,
+    ) -> Value {
+        let response = self.call(method.clone(), path, body).await;
+        let got = response.status();
+        let text = response.text().await.unwrap();
+        assert_eq!(got, status, "{method} {path}: {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    async fn error(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, String) {
+        error_code(self.call(method, path, body).await).await
+    }
+
+    async fn stock(&self, item: i64, branch: i64) -> f64 {
+        let levels = self
+            .expect(
+                Method::GET,
+                &format!("/api/v1/stock?item_id={item}&branch_id={branch}"),
+                None,
+                StatusCode::OK,
+            )
+            .await;
+        levels["data"][0]["quantity"].as_f64().unwrap_or(0.0)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_signs_in_and_runs_the_back_office() {
+    let app = TestApp::spawn().await;
+    app.active_tenant("pharma").await;
+    let host = app.tenant_host("pharma");
+
+    // Sign-in: a wrong password and an unknown email get the same answer.
+    for (email, password) in [
+        ("owner@pharma.test", "wrong password here"),
+        ("nobody@pharma.test", PASSWORD),
+    ] {
+        let response = app
+            .request(Method::POST, &host, "/api/v1/sessions")
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            error_code(response).await,
+            (StatusCode::UNAUTHORIZED, "invalid_credentials".to_owned())
+        );
+    }
+    let unauthenticated = app
+        .request(Method::GET, &host, "/api/v1/items")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(unauthenticated).await,
+        (StatusCode::UNAUTHORIZED, "unauthenticated".to_owned())
+    );
+    let owner = Session::sign_in(&app, "pharma", "OWNER@pharma.test", PASSWORD).await;
+    let me = owner
+        .expect(Method::GET, "/api/v1/me", None, StatusCode::OK)
+        .await;
+    assert_eq!(me["role"], "owner");
+    let forged = Session {
+        token: format!("{}x", owner.token),
+        ..owner.on("pharma")
+    };
+    assert_eq!(
+        forged.error(Method::GET, "/api/v1/me", None).await,
+        (StatusCode::UNAUTHORIZED, "unauthenticated".to_owned())
+    );
+
+    // Catalogue, with validation naming the fields.
+    let branches = owner
+        .expect(Method::GET, "/api/v1/branches", None, StatusCode::OK)
+        .await;
+    assert_eq!(branches["data"][0]["code"], "MAIN");
+    let main = branches["data"][0]["id"].as_i64().unwrap();
+    let supplier = owner
+        .expect(
+            Method::POST,
+            "/api/v1/suppliers",
+            Some(json!({"name": "MedSupply", "email": "orders@medsupply.test"})),
+            StatusCode::CREATED,
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let invalid = owner
+        .call(
+            Method::POST,
+            "/api/v1/items",
+            Some(json!({"sku": "PARA-500", "name": " ", "sale_price_cents": -1})),
+        )
+        .await;
+    assert_eq!(invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = invalid.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "validation_failed");
+    assert!(body["error"]["fields"]["name"].is_string(), "{body}");
+    assert!(
+        body["error"]["fields"]["sale_price_cents"].is_string(),
+        "{body}"
+    );
+    let item = owner
+        .expect(
+            Method::POST,
+            "/api/v1/items",
+            Some(
+                json!({"sku": "PARA-500", "name": "Paracetamol 500 mg", "sale_price_cents": 250,
+                        "cost_price_cents": 90, "default_supplier_id": supplier}),
+            ),
+            StatusCode::CREATED,
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        owner
+            .error(
+                Method::POST,
+                "/api/v1/items",
+                Some(json!({"sku": "PARA-500", "name": "Again"}))
+            )
+            .await,
+        (StatusCode::CONFLICT, "already_exists".to_owned())
+    );
+    let missing_supplier = owner
+        .call(
+            Method::POST,
+            "/api/v1/items",
+            Some(json!({"sku": "X-1", "name": "X", "default_supplier_id": 999_999})),
+        )
+        .await;
+    let body: Value = missing_supplier.json().await.unwrap();
+    assert!(
+        body["error"]["fields"]["default_supplier_id"].is_string(),
+        "{body}"
+    );
+
+    // A purchase moves stock in; a sale moves it out; an oversold sale changes nothing.
+    let purchase = owner
+        .expect(
+            Method::POST,
+            "/api/v1/purchases",
+            Some(
+                json!({"branch_id": main, "supplier_id": supplier, "reference": "PO-1",
+                        "lines": [{"item_id": item, "quantity": 10, "unit_cost_cents": 90}]}),
+            ),
+            StatusCode::CREATED,
+        )
+        .await;
+    assert_eq!(purchase["total_cents"], 900);
+    assert_eq!(owner.stock(item, main).await, 10.0);
+    let sale = owner
+        .expect(
+            Method::POST,
+            "/api/v1/sales",
+            Some(json!({"branch_id": main, "lines": [{"item_id": item, "quantity": 3}]})),
+            StatusCode::CREATED,
+        )
+        .await;
+    assert_eq!(sale["total_cents"], 750, "the item's price by default");
+    assert_eq!(owner.stock(item, main).await, 7.0);
+    let oversold = owner
+        .call(
+            Method::POST,
+            "/api/v1/sales",
+            Some(json!({"branch_id": main, "lines": [
+                {"item_id": item, "quantity": 5}, {"item_id": item, "quantity": 3}]})),
+        )
+        .await;
+    assert_eq!(oversold.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = oversold.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "insufficient_stock");
+    assert!(
+        body["error"]["fields"]["lines[0].quantity"].is_string(),
+        "{body}"
+    );
+    assert_eq!(owner.stock(item, main).await, 7.0);
+    let sales = owner
+        .expect(Method::GET, "/api/v1/sales", None, StatusCode::OK)
+        .await;
+    assert_eq!(
+        sales["data"].as_array().unwrap().len(),
+        1,
+        "nothing recorded"
+    );
+
+    // A stock take sets stock to what was counted.
+    let take = owner
+        .expect(
+            Method::POST,
+            "/api/v1/stock-takes",
+            Some(json!({"branch_id": main})),
+            StatusCode::CREATED,
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let counted = owner
+        .expect(
+            Method::PUT,
+            &format!("/api/v1/stock-takes/{take}/counts"),
+            Some(json!({"item_id": item, "counted_quantity": 5})),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(counted["counts"][0]["expected_quantity"], 7.0);
+    assert_eq!(counted["counts"][0]["difference"], -2.0);
+    owner
+        .expect(
+            Method::POST,
+            &format!("/api/v1/stock-takes/{take}/complete"),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(owner.stock(item, main).await, 5.0);
+    assert_eq!(
+        owner
+            .error(
+                Method::POST,
+                &format!("/api/v1/stock-takes/{take}/complete"),
+                None
+            )
+            .await,
+        (StatusCode::CONFLICT, "wrong_status".to_owned())
+    );
+
+    let report = owner
+        .expect(Method::GET, "/api/v1/reports/sales", None, StatusCode::OK)
+        .await;
+    assert_eq!(report["sales"], 1);
+    assert_eq!(report["total_cents"], 750);
+    assert_eq!(report["top_items"][0]["item_id"], item);
+
+    // Pagination: pages of two, following the cursor, see every supplier once.
+    for name in ["B Pharma", "C Wholesale", "D Direct"] {
+        owner
+            .expect(
+                Method::POST,
+                "/api/v1/suppliers",
+                Some(json!({"name": name})),
+                StatusCode::CREATED,
+            )
+            .await;
+    }
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/suppliers?limit=2".to_owned();
+    loop {
+        let page = owner.expect(Method::GET, &path, None, StatusCode::OK).await;
+        let data = page["data"].as_array().unwrap();
+        assert!(data.len() <= 2);
+        seen.extend(data.iter().map(|s| s["name"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_i64() {
+            Some(cursor) => path = format!("/api/v1/suppliers?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["MedSupply", "B Pharma", "C Wholesale", "D Direct"]);
+    assert_eq!(
+        owner
+            .error(Method::GET, "/api/v1/suppliers?limit=0", None)
+            .await,
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed".to_owned()
+        )
+    );
+    assert_eq!(
+        owner
+            .error(Method::GET, "/api/v1/items/not-a-number", None)
+            .await,
+        (StatusCode::NOT_FOUND, "not_found".to_owned())
+    );
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_limit_what_users_do_and_tokens_work_only_on_their_tenant() {
+    let app = TestApp::spawn().await;
+    app.active_tenant("alpha").await;
+    app.active_tenant("beta").await;
+    let owner = Session::sign_in(&app, "alpha", "owner@alpha.test", PASSWORD).await;
+
+    // A token minted on alpha opens nothing on beta (sealed to alpha's id).
+    assert_eq!(
+        owner
+            .on("beta")
+            .error(Method::GET, "/api/v1/me", None)
+            .await,
+        (StatusCode::UNAUTHORIZED, "unauthenticated".to_owned())
+    );
+    let beta_owner = Session::sign_in(&app, "beta", "owner@beta.test", PASSWORD).await;
+    assert_eq!(
+        beta_owner
+            .on("alpha")
+            .error(Method::GET, "/api/v1/items", None)
+            .await,
+        (StatusCode::UNAUTHORIZED, "unauthenticated".to_owned())
+    );
+
+    let mut ids = Vec::new();
+    for (email, role) in [
+        ("staff@alpha.test", "staff"),
+        ("viewer@alpha.test", "read_only"),
+    ] {
+        let user = owner
+            .expect(
+                Method::POST,
+                "/api/v1/users",
+                Some(json!({"email": email, "password": PASSWORD, "role": role})),
+                StatusCode::CREATED,
+            )
+            .await;
+        ids.push(user["id"].as_i64().unwrap());
+    }
+    let bad_user = owner
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(json!({"email": "x", "password": "short", "role": "god"})),
+        )
+        .await;
+    let body: Value = bad_user.json().await.unwrap();
+    for field in ["email", "password", "role"] {
+        assert!(
+            body["error"]["fields"][field].is_string(),
+            "{field}: {body}"
+        );
+    }
+
+    let staff = Session::sign_in(&app, "alpha", "staff@alpha.test", PASSWORD).await;
+    let viewer = Session::sign_in(&app, "alpha", "viewer@alpha.test", PASSWORD).await;
+    staff
+        .expect(
+            Method::POST,
+            "/api/v1/items",
+            Some(json!({"sku": "S-1", "name": "Staff item"})),
+            StatusCode::CREATED,
+        )
+        .await;
+    assert_eq!(
+        staff
+            .error(
+                Method::POST,
+                "/api/v1/branches",
+                Some(json!({"code": "B2", "name": "Second"}))
+            )
+            .await,
+        (StatusCode::FORBIDDEN, "insufficient_role".to_owned())
+    );
+    assert_eq!(
+        staff.error(Method::GET, "/api/v1/users", None).await,
+        (StatusCode::FORBIDDEN, "insufficient_role".to_owned())
+    );
+    let items = viewer
+        .expect(Method::GET, "/api/v1/items?q=staff", None, StatusCode::OK)
+        .await;
+    assert_eq!(items["data"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        viewer
+            .error(
+                Method::POST,
+                "/api/v1/items",
+                Some(json!({"sku": "V-1", "name": "Viewer item"}))
+            )
+            .await,
+        (StatusCode::FORBIDDEN, "insufficient_role".to_owned())
+    );
+
+    // Deactivating a user ends their sessions at once; the last owner cannot step down.
+    owner
+        .expect(
+            Method::PATCH,
+            &format!("/api/v1/users/{}", ids[0]),
+            Some(json!({"is_active": false})),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(
+        staff.error(Method::GET, "/api/v1/me", None).await,
+        (StatusCode::UNAUTHORIZED, "unauthenticated".to_owned())
+    );
+    let me = owner
+        .expect(Method::GET, "/api/v1/me", None, StatusCode::OK)
+        .await;
+    assert_eq!(
+        owner
+            .error(
+                Method::PATCH,
+                &format!("/api/v1/users/{}", me["id"]),
+                Some(json!({"role": "staff"}))
+            )
+            .await,
+        (StatusCode::CONFLICT, "last_owner".to_owned())
+    );
+    let still = owner
+        .expect(Method::GET, "/api/v1/me", None, StatusCode::OK)
+        .await;
+    assert_eq!(still["role"], "owner", "the refused change was rolled back");
+    app.finish().await;
+}
