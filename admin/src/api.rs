@@ -306,3 +306,19 @@ pub async fn retry_tenant(
     )
         .into_response())
 }
+
+/// `POST /api/v1/admin/domains/{domain}/verify`: an operator has checked the domain's TXT
+/// record (`_silo-challenge.<domain>` = its token); from now on the domain routes to its tenant.
+pub async fn verify_domain(
+    admin: Admin,
+    State(state): State<AdminState>,
+    Path(domain): Path<String>,
+) -> Result<Json<control_plane::domains::CustomDomain>, ApiError> {
+    let domain = control_plane::domains::normalise_domain(&domain)
+        .ok_or_else(|| not_found("domain", &domain))?;
+    match state.store.verify_domain(&domain, &admin.actor()).await {
+        Ok(verified) => Ok(Json(verified)),
+        Err(StoreError::NotFound) => Err(not_found("domain", &domain)),
+        Err(other) => Err(other.into()),
+    }
+}

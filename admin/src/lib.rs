@@ -102,5 +102,9 @@ pub fn router(state: AdminState) -> Router {
             "/api/v1/admin/tenants/{slug}/retry",
             post(api::retry_tenant),
         )
+        .route(
+            "/api/v1/admin/domains/{domain}/verify",
+            post(api::verify_domain),
+        )
         .with_state(state)
 }

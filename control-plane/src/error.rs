@@ -118,6 +118,11 @@ impl From<crate::store::StoreError> for ApiError {
                 "not_found",
                 "Nothing with that id exists.",
             ),
+            StoreError::DomainTaken => ApiError::new(
+                StatusCode::CONFLICT,
+                "domain_taken",
+                "That domain is already registered to a workspace.",
+            ),
             StoreError::WrongStatus(_) => {
                 ApiError::new(StatusCode::CONFLICT, "wrong_status", format!("{error}."))
             }

@@ -5,6 +5,7 @@
 //! depend on it, and talk to each other only through its database and its [`model`] types.
 
 pub mod admins;
+pub mod domains;
 pub mod embedded_postgres;
 pub mod error;
 pub mod http;

@@ -56,6 +56,9 @@ pub const TENANT_CHANGES_CHANNEL: &str = "silo_tenant_changes";
 pub struct TenantChanged {
     pub id: Uuid,
     pub slug: String,
+    /// Set when the change was to one of the tenant's custom domains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
 }
 
 /// The provisioning job. It carries the tenant id explicitly and nothing secret: the admin

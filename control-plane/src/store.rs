@@ -30,6 +30,8 @@ pub enum StoreError {
     RolloutOpen,
     #[error("a super-admin with that email already exists")]
     AdminExists,
+    #[error("that domain is already registered")]
+    DomainTaken,
     #[error("the tenant is `{0}`; that is not possible in this state")]
     WrongStatus(&'static str),
     #[error("the database URL is not a valid PostgreSQL URL")]
@@ -160,7 +162,7 @@ pub struct TenantExport {
     pub schema_version: Option<i32>,
 }
 
-async fn insert_audit(
+pub(crate) async fn insert_audit(
     transaction: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     actor: &str,
     action: &str,

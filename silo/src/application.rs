@@ -79,6 +79,7 @@ impl Application {
                 options.store.clone(),
                 options.keyring.clone(),
                 options.settings.router.clone(),
+                &options.settings.base_domain,
             );
             let base_domain: Arc<str> = options.settings.base_domain.as_str().into();
             let apex = control_plane::http::router(control_plane::http::ApexState {

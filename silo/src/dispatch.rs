@@ -73,6 +73,11 @@ async fn dispatch(State(routes): State<Dispatch>, mut request: Request<Body>) ->
             request.extensions_mut().insert(slug);
             (routes.tenant, span)
         }
+        HostKind::Custom(domain) => {
+            let span = tracing::info_span!("tenant", domain = %domain.0);
+            request.extensions_mut().insert(domain);
+            (routes.tenant, span)
+        }
         HostKind::Unknown => return ApiError::tenant_not_found().into_response(),
     };
     match target.oneshot(request).instrument(span).await {

@@ -4,12 +4,18 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantSlug(pub String);
 
+/// A normalised host name outside the base domain, to be looked up among custom domains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomDomain(pub String);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostKind {
     /// The base domain itself: the control plane.
     Apex,
     /// `<slug>.<base>`.
     Tenant(TenantSlug),
+    /// A host name outside the base domain: perhaps a tenant's verified custom domain.
+    Custom(CustomDomain),
     /// Anything else: malformed, nested subdomains, or another domain altogether.
     Unknown,
 }
@@ -28,7 +34,11 @@ pub fn classify_host(raw_host: &str, base_domain: &str) -> HostKind {
         .strip_suffix(base_domain)
         .and_then(|prefix| prefix.strip_suffix('.'))
     else {
-        return HostKind::Unknown;
+        // Outside the base domain: a candidate custom domain if it is a proper host name.
+        return match control_plane::domains::normalise_domain(&host) {
+            Some(domain) => HostKind::Custom(CustomDomain(domain)),
+            None => HostKind::Unknown,
+        };
     };
     let valid_label = (1..=63).contains(&label.len())
         && label
@@ -76,6 +86,10 @@ mod tests {
         HostKind::Tenant(TenantSlug(slug.to_owned()))
     }
 
+    fn custom(domain: &str) -> HostKind {
+        HostKind::Custom(CustomDomain(domain.to_owned()))
+    }
+
     #[test]
     fn classification_table() {
         let cases: &[(&str, &str, HostKind)] = &[
@@ -85,8 +99,16 @@ mod tests {
             ("acme.localhost:8080", "localhost", tenant("acme")),
             ("ACME.LocalHost.", "localhost", tenant("acme")),
             ("acme.site.com", "site.com", tenant("acme")),
-            ("evilsite.com", "site.com", HostKind::Unknown),
-            ("acme.evilsite.com", "site.com", HostKind::Unknown),
+            // Outside the base: only ever a custom-domain lookup, never a tenant by slug.
+            ("evilsite.com", "site.com", custom("evilsite.com")),
+            ("acme.evilsite.com", "site.com", custom("acme.evilsite.com")),
+            (
+                "Shop.Example.org.:443",
+                "site.com",
+                custom("shop.example.org"),
+            ),
+            ("evilsite", "site.com", HostKind::Unknown),
+            ("127.0.0.1:8080", "site.com", HostKind::Unknown),
             ("a.b.site.com", "site.com", HostKind::Unknown),
             (".site.com", "site.com", HostKind::Unknown),
             ("acme..site.com", "site.com", HostKind::Unknown),
@@ -97,7 +119,7 @@ mod tests {
             ("user@acme.site.com", "site.com", HostKind::Unknown),
             ("[::1]:8080", "site.com", HostKind::Unknown),
             ("", "site.com", HostKind::Unknown),
-            ("site.com.evil.org", "site.com", HostKind::Unknown),
+            ("site.com.evil.org", "site.com", custom("site.com.evil.org")),
         ];
         for (host, base, expected) in cases {
             assert_eq!(

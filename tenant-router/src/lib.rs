@@ -13,5 +13,5 @@ pub mod metrics;
 pub mod resolve;
 
 pub use app::{apex_router, router};
-pub use host::{HostKind, TenantSlug, classify_host};
+pub use host::{CustomDomain, HostKind, TenantSlug, classify_host};
 pub use resolve::RouterState;

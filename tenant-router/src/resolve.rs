@@ -73,11 +73,14 @@ impl From<TenantRecord> for ResolvedTenant {
 /// A resolution and when it was read: it is used without asking the control plane while it is
 /// younger than the TTL and no reconnect of the change listener happened since.
 #[derive(Debug, Clone)]
-struct CachedTenant {
-    tenant: Arc<ResolvedTenant>,
+struct Cached<T> {
+    value: T,
     read_at: Instant,
     epoch: u64,
 }
+
+/// A verified custom domain's tenant: (id, slug).
+type DomainOwner = (Uuid, String);
 
 /// A tenant's pool and the sealed URL it was built from: a tenant whose credentials or host
 /// changed gets a new pool even if its change notification was lost.
@@ -98,7 +101,9 @@ struct Inner {
     store: Store,
     keyring: Arc<Keyring>,
     settings: RouterSettings,
-    tenant_cache: Cache<String, CachedTenant>,
+    base_domain: String,
+    tenant_cache: Cache<String, Cached<Arc<ResolvedTenant>>>,
+    domain_cache: Cache<String, Cached<DomainOwner>>,
     pool_cache: Cache<Uuid, CachedPool>,
     hosts: Mutex<HashMap<Uuid, Arc<HostState>>>,
     /// Hosts whose first contact failed recently: their tenants fail fast until it expires.
@@ -124,12 +129,23 @@ impl std::fmt::Debug for RouterState {
 }
 
 impl RouterState {
-    pub fn new(store: Store, keyring: Arc<Keyring>, settings: RouterSettings) -> Self {
+    /// `base_domain`: the apex (tenants are `<slug>.<base>`), which custom domains may not use.
+    pub fn new(
+        store: Store,
+        keyring: Arc<Keyring>,
+        settings: RouterSettings,
+        base_domain: &str,
+    ) -> Self {
         let tenant_cache = Cache::builder()
             .max_capacity(100_000)
             // Entries outlive the TTL (they are re-read, or served stale if the control plane is
             // down); an entry nobody asked for in a day is dropped.
             .time_to_idle(Duration::from_secs(24 * 3600))
+            .build();
+        let domain_cache = Cache::builder()
+            .max_capacity(100_000)
+            .time_to_idle(Duration::from_secs(24 * 3600))
+            .support_invalidation_closures()
             .build();
         let pool_cache = Cache::builder()
             .max_capacity(10_000)
@@ -149,7 +165,9 @@ impl RouterState {
                 store,
                 keyring,
                 settings,
+                base_domain: base_domain.to_owned(),
                 tenant_cache,
+                domain_cache,
                 pool_cache,
                 hosts: Mutex::new(HashMap::new()),
                 unreachable_hosts,
@@ -166,6 +184,11 @@ impl RouterState {
         &self.inner.metrics
     }
 
+    /// The control-plane store, for the tenant app's tenant-scoped writes (custom domains).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
     pub fn keyring(&self) -> &Keyring {
         &self.inner.keyring
     }
@@ -173,6 +196,10 @@ impl RouterState {
     /// Counts one sign-in attempt; `Err(seconds to wait)` when over the limit.
     pub fn check_login_rate(&self, tenant: Uuid, client: std::net::IpAddr) -> Result<(), u32> {
         self.inner.login_limit.check(&(tenant, client))
+    }
+
+    pub fn base_domain(&self) -> &str {
+        &self.inner.base_domain
     }
 
     pub fn settings(&self) -> &RouterSettings {
@@ -192,6 +219,7 @@ impl RouterState {
     /// periodically to close idle pools on time.
     pub async fn run_cache_maintenance(&self) {
         self.inner.tenant_cache.run_pending_tasks().await;
+        self.inner.domain_cache.run_pending_tasks().await;
         self.inner.pool_cache.run_pending_tasks().await;
         self.inner.unreachable_hosts.run_pending_tasks().await;
     }
@@ -201,6 +229,17 @@ impl RouterState {
     pub async fn invalidate(&self, changed: &TenantChanged) {
         self.inner.tenant_cache.invalidate(&changed.slug).await;
         self.inner.pool_cache.invalidate(&changed.id).await;
+        match &changed.domain {
+            Some(domain) => self.inner.domain_cache.invalidate(domain).await,
+            None => {
+                // The tenant itself changed (perhaps its slug): forget its domains' answers too.
+                let id = changed.id;
+                let _ = self
+                    .inner
+                    .domain_cache
+                    .invalidate_entries_if(move |_, entry| entry.value.0 == id);
+            }
+        }
     }
 
     /// Marks every resolution stale (each is read again before its next use); used when change
@@ -284,65 +323,100 @@ impl RouterState {
             .inc();
     }
 
-    /// Resolves a slug to a tenant that may be served, or the error the client should see.
-    pub async fn resolve(&self, slug: &str) -> Result<Arc<ResolvedTenant>, ApiError> {
+    /// The cached answer for `key` if fresh; otherwise `read` from the control plane (bounded in
+    /// time when a stale answer exists), caching what it finds; a stale answer if the control
+    /// plane cannot be read. Misses are never cached, so new records are found at once.
+    async fn read_through<T, F>(
+        &self,
+        cache: &Cache<String, Cached<T>>,
+        key: &str,
+        read: F,
+    ) -> Result<T, ApiError>
+    where
+        T: Clone + Send + Sync + 'static,
+        F: Future<Output = Result<Option<T>, StoreError>>,
+    {
         let inner = &self.inner;
-        let cached = inner.tenant_cache.get(slug).await;
+        let cached = cache.get(key).await;
         let fresh = cached.as_ref().filter(|entry| {
             entry.epoch == inner.epoch.load(Ordering::SeqCst)
                 && entry.read_at.elapsed() < inner.settings.tenant_cache_ttl
         });
-        let tenant = if let Some(entry) = fresh {
+        if let Some(entry) = fresh {
             self.lookup("hit");
-            entry.tenant.clone()
-        } else if let Some(entry) = cached.as_ref().filter(|_| self.control_plane_backing_off()) {
+            return Ok(entry.value.clone());
+        }
+        if let Some(entry) = cached.as_ref().filter(|_| self.control_plane_backing_off()) {
             // The control plane failed a moment ago: do not make every request wait for it.
             self.lookup("stale");
-            entry.tenant.clone()
-        } else {
-            // Read the epoch first: a change notified while we read makes this entry stale.
-            let epoch = inner.epoch.load(Ordering::SeqCst);
-            let read = inner.store.tenant_by_slug(slug);
-            // With a stale entry to fall back on, a slow control plane is not waited out.
-            let read = match &cached {
-                Some(_) => tokio::time::timeout(STALE_REFRESH_TIMEOUT, read)
-                    .await
-                    .unwrap_or_else(|_| Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut))),
-                None => read.await,
-            };
-            match read {
-                Ok(Some(record)) => {
-                    self.lookup("miss");
-                    let tenant = Arc::new(ResolvedTenant::from(record));
-                    let entry = CachedTenant {
-                        tenant: tenant.clone(),
-                        read_at: Instant::now(),
-                        epoch,
-                    };
-                    inner.tenant_cache.insert(slug.to_owned(), entry).await;
-                    tenant
-                }
-                Ok(None) => {
-                    self.lookup("miss");
-                    inner.tenant_cache.invalidate(slug).await;
-                    return Err(ApiError::tenant_not_found());
-                }
-                Err(error) => {
-                    self.back_off_control_plane();
-                    match cached {
-                        Some(entry) => {
-                            self.lookup("stale");
-                            tracing::warn!(tenant = %slug, %error, "control plane unreachable; serving the last known tenant record");
-                            entry.tenant
-                        }
-                        None => {
-                            tracing::warn!(tenant = %slug, %error, "control plane unreachable; cannot resolve");
-                            return Err(ApiError::unavailable());
-                        }
+            return Ok(entry.value.clone());
+        }
+        // Read the epoch first: a change notified while we read makes this entry stale.
+        let epoch = inner.epoch.load(Ordering::SeqCst);
+        // With a stale entry to fall back on, a slow control plane is not waited out.
+        let read = match &cached {
+            Some(_) => tokio::time::timeout(STALE_REFRESH_TIMEOUT, read)
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut))),
+            None => read.await,
+        };
+        match read {
+            Ok(Some(value)) => {
+                self.lookup("miss");
+                let entry = Cached {
+                    value: value.clone(),
+                    read_at: Instant::now(),
+                    epoch,
+                };
+                cache.insert(key.to_owned(), entry).await;
+                Ok(value)
+            }
+            Ok(None) => {
+                self.lookup("miss");
+                cache.invalidate(key).await;
+                Err(ApiError::tenant_not_found())
+            }
+            Err(error) => {
+                self.back_off_control_plane();
+                match cached {
+                    Some(entry) => {
+                        self.lookup("stale");
+                        tracing::warn!(%error, "control plane unreachable; serving the last known record");
+                        Ok(entry.value)
+                    }
+                    None => {
+                        tracing::warn!(%error, "control plane unreachable; cannot resolve");
+                        Err(ApiError::unavailable())
                     }
                 }
             }
+        }
+    }
+
+    /// Resolves a verified custom domain to its tenant, like [`Self::resolve`] a slug.
+    pub async fn resolve_domain(&self, domain: &str) -> Result<Arc<ResolvedTenant>, ApiError> {
+        let (_, slug) = self
+            .read_through(
+                &self.inner.domain_cache,
+                domain,
+                self.inner.store.tenant_by_domain(domain),
+            )
+            .await?;
+        self.resolve(&slug).await
+    }
+
+    /// Resolves a slug to a tenant that may be served, or the error the client should see.
+    pub async fn resolve(&self, slug: &str) -> Result<Arc<ResolvedTenant>, ApiError> {
+        let store = &self.inner.store;
+        let read = async {
+            Ok(store
+                .tenant_by_slug(slug)
+                .await?
+                .map(|record| Arc::new(ResolvedTenant::from(record))))
         };
+        let tenant = self
+            .read_through(&self.inner.tenant_cache, slug, read)
+            .await?;
         match tenant.status {
             TenantStatus::Active => Ok(tenant),
             TenantStatus::Provisioning => Err(ApiError::new(

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod catalog;
 pub mod common;
+pub mod domains;
 pub mod trade;
 pub mod users;
 
@@ -18,7 +19,7 @@ use control_plane::ApiError;
 use control_plane::model::TenantHealth;
 
 use crate::budget::TenantClient;
-use crate::host::TenantSlug;
+use crate::host::{CustomDomain, TenantSlug};
 use crate::resolve::{ResolvedTenant, RouterState};
 
 /// The tenant router. The `silo` binary sends it requests whose Host named a tenant, with the
@@ -78,6 +79,14 @@ pub fn router(state: RouterState) -> Router {
             post(trade::complete_stock_take),
         )
         .route("/api/v1/reports/sales", get(trade::sales_report))
+        .route(
+            "/api/v1/domains",
+            get(domains::list_domains).post(domains::add_domain),
+        )
+        .route(
+            "/api/v1/domains/{domain}",
+            axum::routing::delete(domains::remove_domain),
+        )
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,
@@ -114,11 +123,13 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = RouterState::from_ref(state);
-        let slug = parts
-            .extensions
-            .get::<TenantSlug>()
-            .ok_or_else(ApiError::tenant_not_found)?;
-        let tenant = state.resolve(&slug.0).await?;
+        let tenant = if let Some(slug) = parts.extensions.get::<TenantSlug>() {
+            state.resolve(&slug.0).await?
+        } else if let Some(domain) = parts.extensions.get::<CustomDomain>() {
+            state.resolve_domain(&domain.0).await?
+        } else {
+            return Err(ApiError::tenant_not_found());
+        };
         state.check_rate(&tenant)?;
         let client = state.connection(&tenant).await?;
         Ok(Self { tenant, client })

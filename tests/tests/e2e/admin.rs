@@ -9,9 +9,9 @@ use serde_json::{Value, json};
 use crate::harness::{TestApp, cluster_b, error_code};
 
 const EMAIL: &str = "ops@silo.test";
-const PASSWORD: &str = "correct horse battery staple";
+pub const PASSWORD: &str = "correct horse battery staple";
 
-async fn enrol(app: &TestApp) -> SecretString {
+pub async fn enrol(app: &TestApp) -> SecretString {
     admin::create_admin(
         &app.store,
         &app.keyring,
@@ -23,7 +23,7 @@ async fn enrol(app: &TestApp) -> SecretString {
     .totp_secret
 }
 
-async fn login(app: &TestApp, password: &str, code: &str) -> reqwest::Response {
+pub async fn login(app: &TestApp, password: &str, code: &str) -> reqwest::Response {
     app.request(Method::POST, &app.apex_host(), "/api/v1/admin/sessions")
         .json(&json!({"email": EMAIL, "password": password, "totp_code": code}))
         .send()
@@ -31,7 +31,12 @@ async fn login(app: &TestApp, password: &str, code: &str) -> reqwest::Response {
         .unwrap()
 }
 
-fn admin_call(app: &TestApp, method: Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+pub fn admin_call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: &str,
+) -> reqwest::RequestBuilder {
     app.request(method, &app.apex_host(), path)
         .bearer_auth(token)
 }

@@ -123,7 +123,12 @@ async fn a_full_budget_answers_capacity_and_pooled_sessions_leak_nothing() {
     settings.connection_budget = Some(1);
     settings.pool_max_size = 1;
     settings.budget_wait = Duration::from_millis(300);
-    let router = RouterState::new(app.store.clone(), app.keyring.clone(), settings);
+    let router = RouterState::new(
+        app.store.clone(),
+        app.keyring.clone(),
+        settings,
+        "localhost",
+    );
     let first = router.resolve("first").await.unwrap();
     let second = router.resolve("second").await.unwrap();
 
@@ -485,4 +490,53 @@ async fn forwarded_host_is_used_only_when_configured() {
         (StatusCode::NOT_FOUND, "tenant_not_found".to_owned())
     );
     trusting.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_routers_on_one_control_plane_both_hear_of_every_change() {
+    let first = TestApp::spawn().await;
+    let mut second = TestApp::spawn_with(TestOptions {
+        database: Some(first.database.clone()),
+        keys: Some(first.keys.clone()),
+        run_workers: false,
+        ..Default::default()
+    })
+    .await;
+    let accepted = first.active_tenant("shared").await;
+    for app in [&first, &second] {
+        assert_eq!(
+            app.tenant_get("shared", "/api/v1/health").await.status(),
+            StatusCode::OK
+        );
+    }
+    // Both routers now hold the tenant in cache; a suspension reaches both within a second.
+    first
+        .store
+        .set_status(
+            accepted.tenant_id,
+            control_plane::model::TenantStatus::Suspended,
+        )
+        .await
+        .unwrap();
+    for app in [&first, &second] {
+        app.wait_for_error("shared", StatusCode::FORBIDDEN, "tenant_suspended")
+            .await;
+    }
+    first
+        .store
+        .set_status(
+            accepted.tenant_id,
+            control_plane::model::TenantStatus::Active,
+        )
+        .await
+        .unwrap();
+    for app in [&first, &second] {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while app.tenant_get("shared", "/api/v1/health").await.status() != StatusCode::OK {
+            assert!(Instant::now() < deadline, "reactivation not heard");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    second.stop().await;
+    first.finish().await;
 }

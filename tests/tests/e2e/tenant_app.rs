@@ -460,3 +460,162 @@ async fn roles_limit_what_users_do_and_tokens_work_only_on_their_tenant() {
     assert_eq!(still["role"], "owner", "the refused change was rolled back");
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_domain_serves_its_tenant_only_once_verified() {
+    let app = TestApp::spawn().await;
+    app.active_tenant("alpha").await;
+    app.active_tenant("beta").await;
+    let alpha = Session::sign_in(&app, "alpha", "owner@alpha.test", PASSWORD).await;
+    let beta = Session::sign_in(&app, "beta", "owner@beta.test", PASSWORD).await;
+    let port = app.address.port();
+    let on_domain = |host: &str| {
+        app.request(Method::GET, &format!("{host}:{port}"), "/api/v1/health")
+            .send()
+    };
+
+    let added = alpha
+        .expect(
+            Method::POST,
+            "/api/v1/domains",
+            Some(json!({"domain": "Shop.Alpha.test."})),
+            StatusCode::CREATED,
+        )
+        .await;
+    assert_eq!(added["domain"], "shop.alpha.test");
+    assert_eq!(added["verified"], false);
+    assert!(
+        added["verification_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("silo-verify-")
+    );
+    // Unverified: the domain names no tenant yet.
+    assert_eq!(
+        error_code(on_domain("shop.alpha.test").await.unwrap()).await,
+        (StatusCode::NOT_FOUND, "tenant_not_found".to_owned())
+    );
+    // Nobody else can claim it, nor a name under the service's own domain.
+    assert_eq!(
+        beta.error(
+            Method::POST,
+            "/api/v1/domains",
+            Some(json!({"domain": "shop.alpha.test"}))
+        )
+        .await,
+        (StatusCode::CONFLICT, "domain_taken".to_owned())
+    );
+    for bad in ["alpha.localhost", "not a domain", "10.0.0.1"] {
+        assert_eq!(
+            beta.error(
+                Method::POST,
+                "/api/v1/domains",
+                Some(json!({"domain": bad}))
+            )
+            .await,
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed".to_owned()
+            ),
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        beta.error(Method::DELETE, "/api/v1/domains/shop.alpha.test", None)
+            .await,
+        (StatusCode::NOT_FOUND, "not_found".to_owned()),
+        "beta cannot remove alpha's domain"
+    );
+
+    // An operator verifies it through the admin API; it then serves alpha, and only alpha.
+    let secret = crate::admin::enrol(&app).await;
+    let admin_token = crate::admin::login(
+        &app,
+        crate::admin::PASSWORD,
+        &admin::current_code(&secret).unwrap(),
+    )
+    .await
+    .json::<Value>()
+    .await
+    .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let verified = crate::admin::admin_call(
+        &app,
+        Method::POST,
+        "/api/v1/admin/domains/shop.alpha.test/verify",
+        &admin_token,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(verified.status(), StatusCode::OK);
+    let health: Value = on_domain("SHOP.alpha.test.")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["tenant"], "alpha");
+    let via_domain = app
+        .request(
+            Method::GET,
+            &format!("shop.alpha.test:{port}"),
+            "/api/v1/me",
+        )
+        .bearer_auth(&alpha.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        via_domain.status(),
+        StatusCode::OK,
+        "alpha's token works on its domain"
+    );
+    let beta_there = app
+        .request(
+            Method::GET,
+            &format!("shop.alpha.test:{port}"),
+            "/api/v1/me",
+        )
+        .bearer_auth(&beta.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(beta_there).await,
+        (StatusCode::UNAUTHORIZED, "unauthenticated".to_owned())
+    );
+
+    // Removed: every router forgets it at once.
+    alpha
+        .expect(
+            Method::DELETE,
+            "/api/v1/domains/shop.alpha.test",
+            None,
+            StatusCode::NO_CONTENT,
+        )
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while on_domain("shop.alpha.test").await.unwrap().status() != StatusCode::NOT_FOUND {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the removed domain still serves alpha"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let audit = app
+        .control_plane()
+        .await
+        .query(
+            "SELECT action, actor FROM audit_log WHERE action LIKE 'domain.%' ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let actions: Vec<String> = audit.iter().map(|row| row.get(0)).collect();
+    assert_eq!(actions, ["domain.add", "domain.verify", "domain.remove"]);
+    assert!(audit[1].get::<_, String>(1).contains("ops@silo.test"));
+    app.finish().await;
+}
