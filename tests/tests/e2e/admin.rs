@@ -9,9 +9,9 @@ use serde_json::{Value, json};
 use crate::harness::{TestApp, cluster_b, error_code};
 
 const EMAIL: &str = "ops@silo.test";
-pub const PASSWORD: &str = "correct horse battery staple";
+const PASSWORD: &str = "correct horse battery staple";
 
-pub async fn enrol(app: &TestApp) -> SecretString {
+async fn enrol(app: &TestApp) -> SecretString {
     admin::create_admin(
         &app.store,
         &app.keyring,
@@ -23,12 +23,25 @@ pub async fn enrol(app: &TestApp) -> SecretString {
     .totp_secret
 }
 
-pub async fn login(app: &TestApp, password: &str, code: &str) -> reqwest::Response {
+async fn login(app: &TestApp, password: &str, code: &str) -> reqwest::Response {
     app.request(Method::POST, &app.apex_host(), "/api/v1/admin/sessions")
         .json(&json!({"email": EMAIL, "password": password, "totp_code": code}))
         .send()
         .await
         .unwrap()
+}
+
+/// Enrols the super-admin and logs in: the session token.
+pub async fn admin_token(app: &TestApp) -> String {
+    let secret = enrol(app).await;
+    login(app, PASSWORD, &admin::current_code(&secret).unwrap())
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 pub fn admin_call(
@@ -181,15 +194,7 @@ async fn login_needs_password_and_a_fresh_totp_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_manages_hosts_and_cancels_tenants_with_an_audit_trail() {
     let app = TestApp::spawn().await;
-    let secret = enrol(&app).await;
-    let token = login(&app, PASSWORD, &admin::current_code(&secret).unwrap())
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = admin_token(&app).await;
     let call = |method: Method, path: &str| admin_call(&app, method, path, &token);
 
     // Add a second server; its admin URL is sealed and never echoed.

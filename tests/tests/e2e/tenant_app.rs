@@ -528,19 +528,7 @@ async fn a_custom_domain_serves_its_tenant_only_once_verified() {
     );
 
     // An operator verifies it through the admin API; it then serves alpha, and only alpha.
-    let secret = crate::admin::enrol(&app).await;
-    let admin_token = crate::admin::login(
-        &app,
-        crate::admin::PASSWORD,
-        &admin::current_code(&secret).unwrap(),
-    )
-    .await
-    .json::<Value>()
-    .await
-    .unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin_token = crate::admin::admin_token(&app).await;
     let verified = crate::admin::admin_call(
         &app,
         Method::POST,
