@@ -1,8 +1,8 @@
 //! Tenant resolution and per-tenant connection pools, both cached in moka, and the per-host
 //! connection budgets and circuit breakers the pools share.
 //!
-//! Misses are not cached, so a tenant is reachable the moment it is activated. Every change to a
-//! tenant row is published by the control-plane database (LISTEN/NOTIFY) and drops that tenant's
+//! Misses are cached only briefly, and a tenant's creation is itself published, so a tenant is
+//! reachable the moment it is activated. Every change to a tenant row is published by the control-plane database (LISTEN/NOTIFY) and drops that tenant's
 //! entries at once; the TTL on hits is only a backstop. After a lost listener connection every
 //! entry is marked stale (read again before use), not dropped: if the control-plane database is
 //! down, tenants already resolved keep being served from their stale entries.
@@ -29,6 +29,9 @@ use crate::budget::{
     TenantPool,
 };
 use crate::metrics::{LookupLabels, RouterMetrics};
+
+/// How long an answer "no such tenant" is reused (unless a notification drops it sooner).
+const MISS_TTL: Duration = Duration::from_secs(2);
 
 /// Tenant app sign-in attempts one client address may make per tenant and minute.
 const LOGINS_PER_CLIENT_PER_MINUTE: u32 = 10;
@@ -72,9 +75,12 @@ impl From<TenantRecord> for ResolvedTenant {
 
 /// A resolution and when it was read: it is used without asking the control plane while it is
 /// younger than the TTL and no reconnect of the change listener happened since.
+/// `value: None` is a miss, kept only briefly ([`MISS_TTL`]) and dropped by the notification of
+/// the record's creation, so a flood of unknown hosts does not reach the control plane while a
+/// new tenant is still reachable at once.
 #[derive(Debug, Clone)]
 struct Cached<T> {
-    value: T,
+    value: Option<T>,
     read_at: Instant,
     epoch: u64,
 }
@@ -110,6 +116,9 @@ struct Inner {
     unreachable_hosts: Cache<Uuid, ()>,
     /// Bumped whenever notifications may have been missed; older entries must be read again.
     epoch: AtomicU64,
+    /// Bumped on every change notification: an answer read while one arrived is not cached,
+    /// since it may predate the change.
+    changes: AtomicU64,
     /// After a failed read of the control plane, stale entries are served without asking it
     /// again until this passes.
     control_plane_down_until: Mutex<Option<Instant>>,
@@ -172,6 +181,7 @@ impl RouterState {
                 hosts: Mutex::new(HashMap::new()),
                 unreachable_hosts,
                 epoch: AtomicU64::new(0),
+                changes: AtomicU64::new(0),
                 control_plane_down_until: Mutex::new(None),
                 rate_limit,
                 login_limit: RateLimit::new(LOGINS_PER_CLIENT_PER_MINUTE),
@@ -227,6 +237,7 @@ impl RouterState {
     /// Forgets one tenant: its resolution and its pool. A pool in use by a request stays alive
     /// (deadpool pools are reference-counted) until that request returns its connection.
     pub async fn invalidate(&self, changed: &TenantChanged) {
+        self.inner.changes.fetch_add(1, Ordering::SeqCst);
         self.inner.tenant_cache.invalidate(&changed.slug).await;
         self.inner.pool_cache.invalidate(&changed.id).await;
         match &changed.domain {
@@ -237,7 +248,9 @@ impl RouterState {
                 let _ = self
                     .inner
                     .domain_cache
-                    .invalidate_entries_if(move |_, entry| entry.value.0 == id);
+                    .invalidate_entries_if(move |_, entry| {
+                        entry.value.as_ref().is_some_and(|owner| owner.0 == id)
+                    });
             }
         }
     }
@@ -246,6 +259,7 @@ impl RouterState {
     /// notifications may have been missed. Stale entries remain a fallback while the
     /// control-plane database cannot be reached.
     pub fn invalidate_all(&self) {
+        self.inner.changes.fetch_add(1, Ordering::SeqCst);
         self.inner.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
@@ -324,8 +338,8 @@ impl RouterState {
     }
 
     /// The cached answer for `key` if fresh; otherwise `read` from the control plane (bounded in
-    /// time when a stale answer exists), caching what it finds; a stale answer if the control
-    /// plane cannot be read. Misses are never cached, so new records are found at once.
+    /// time when a stale answer exists), caching what it finds (a miss briefly); a stale answer
+    /// if the control plane cannot be read.
     async fn read_through<T, F>(
         &self,
         cache: &Cache<String, Cached<T>>,
@@ -337,22 +351,28 @@ impl RouterState {
         F: Future<Output = Result<Option<T>, StoreError>>,
     {
         let inner = &self.inner;
+        let found = |value: Option<T>| value.ok_or_else(ApiError::tenant_not_found);
         let cached = cache.get(key).await;
         let fresh = cached.as_ref().filter(|entry| {
-            entry.epoch == inner.epoch.load(Ordering::SeqCst)
-                && entry.read_at.elapsed() < inner.settings.tenant_cache_ttl
+            let ttl = match entry.value {
+                Some(_) => inner.settings.tenant_cache_ttl,
+                None => inner.settings.tenant_cache_ttl.min(MISS_TTL),
+            };
+            entry.epoch == inner.epoch.load(Ordering::SeqCst) && entry.read_at.elapsed() < ttl
         });
         if let Some(entry) = fresh {
             self.lookup("hit");
-            return Ok(entry.value.clone());
+            return found(entry.value.clone());
         }
         if let Some(entry) = cached.as_ref().filter(|_| self.control_plane_backing_off()) {
             // The control plane failed a moment ago: do not make every request wait for it.
             self.lookup("stale");
-            return Ok(entry.value.clone());
+            return found(entry.value.clone());
         }
-        // Read the epoch first: a change notified while we read makes this entry stale.
+        // Read the epoch and change count first: a change notified while we read makes what we
+        // read unfit to cache.
         let epoch = inner.epoch.load(Ordering::SeqCst);
+        let changes = inner.changes.load(Ordering::SeqCst);
         // With a stale entry to fall back on, a slow control plane is not waited out.
         let read = match &cached {
             Some(_) => tokio::time::timeout(STALE_REFRESH_TIMEOUT, read)
@@ -361,20 +381,19 @@ impl RouterState {
             None => read.await,
         };
         match read {
-            Ok(Some(value)) => {
+            Ok(value) => {
                 self.lookup("miss");
-                let entry = Cached {
-                    value: value.clone(),
-                    read_at: Instant::now(),
-                    epoch,
-                };
-                cache.insert(key.to_owned(), entry).await;
-                Ok(value)
-            }
-            Ok(None) => {
-                self.lookup("miss");
-                cache.invalidate(key).await;
-                Err(ApiError::tenant_not_found())
+                if inner.changes.load(Ordering::SeqCst) == changes {
+                    let entry = Cached {
+                        value: value.clone(),
+                        read_at: Instant::now(),
+                        epoch,
+                    };
+                    cache.insert(key.to_owned(), entry).await;
+                } else {
+                    cache.invalidate(key).await;
+                }
+                found(value)
             }
             Err(error) => {
                 self.back_off_control_plane();
@@ -382,7 +401,7 @@ impl RouterState {
                     Some(entry) => {
                         self.lookup("stale");
                         tracing::warn!(%error, "control plane unreachable; serving the last known record");
-                        Ok(entry.value)
+                        found(entry.value)
                     }
                     None => {
                         tracing::warn!(%error, "control plane unreachable; cannot resolve");

@@ -120,3 +120,23 @@ pub async fn signup(
         }
     }
 }
+
+/// Signs up `slugs` through the API, `concurrency` at a time, until every one is active.
+pub async fn create_tenants(
+    http: &reqwest::Client,
+    address: std::net::SocketAddr,
+    slugs: &[String],
+    concurrency: usize,
+) -> anyhow::Result<Duration> {
+    use futures::StreamExt as _;
+    let started = std::time::Instant::now();
+    let results: Vec<anyhow::Result<Duration>> = futures::stream::iter(slugs)
+        .map(|slug| signup(http, address, slug))
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    for result in results {
+        result?;
+    }
+    Ok(started.elapsed())
+}

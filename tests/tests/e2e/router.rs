@@ -540,3 +540,42 @@ async fn two_routers_on_one_control_plane_both_hear_of_every_change() {
     second.stop().await;
     first.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_hosts_are_cached_briefly_yet_a_new_tenant_is_reachable_at_once() {
+    let app = TestApp::spawn().await;
+    let lookups = |metrics: &str, result: &str| {
+        metric(
+            metrics,
+            &format!("silo_router_tenant_lookups_total{{result=\"{result}\"}}"),
+        )
+    };
+    let asked = Instant::now();
+    for _ in 0..3 {
+        assert_eq!(
+            error_code(app.tenant_get("fresh", "/api/v1/health").await).await,
+            (StatusCode::NOT_FOUND, "tenant_not_found".to_owned())
+        );
+    }
+    let metrics = app.apex_get("/metrics").await.text().await.unwrap();
+    assert_eq!(
+        lookups(&metrics, "miss"),
+        1.0,
+        "one read of the control plane: {metrics}"
+    );
+    assert_eq!(
+        lookups(&metrics, "hit"),
+        2.0,
+        "then the cached miss: {metrics}"
+    );
+
+    // The tenant's creation is announced, so the cached miss does not hide it.
+    app.active_tenant("fresh").await;
+    let response = app.tenant_get("fresh", "/api/v1/health").await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "signup took longer than a miss is cached; this run proves nothing"
+    );
+    assert_eq!(response.status(), StatusCode::OK);
+    app.finish().await;
+}
