@@ -322,3 +322,28 @@ pub async fn verify_domain(
         Err(other) => Err(other.into()),
     }
 }
+
+/// `POST /api/v1/admin/tenants/{slug}/rotate-credentials`: a new password for the tenant's
+/// database role (audited); routers switch to it at once.
+pub async fn rotate_credentials(
+    admin: Admin,
+    State(state): State<AdminState>,
+    Path(slug): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = tenant_by_slug(&state, &slug).await?;
+    match provisioner::credentials::rotate_credentials(
+        &state.store,
+        &state.keyring,
+        tenant.id,
+        &admin.actor(),
+    )
+    .await
+    {
+        Ok(()) => Ok(Json(json!({"slug": slug, "rotated": true}))),
+        Err(provisioner::ProvisionError::Store(error)) => Err(error.into()),
+        Err(error) => {
+            tracing::error!(tenant = %slug, %error, "credential rotation failed");
+            Err(ApiError::internal())
+        }
+    }
+}

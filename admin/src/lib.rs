@@ -103,6 +103,10 @@ pub fn router(state: AdminState) -> Router {
             post(api::retry_tenant),
         )
         .route(
+            "/api/v1/admin/tenants/{slug}/rotate-credentials",
+            post(api::rotate_credentials),
+        )
+        .route(
             "/api/v1/admin/domains/{domain}/verify",
             post(api::verify_domain),
         )

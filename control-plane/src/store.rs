@@ -1044,6 +1044,40 @@ impl Store {
     /// Re-seals every tenant connection string and host admin URL not yet under the newest key.
     /// Each row is re-sealed in its own transaction under a row lock, so rotation can be
     /// interrupted and run again, and runs safely beside live traffic.
+    /// Stores a tenant's new sealed database URL (after a credential rotation), audited. The
+    /// change trigger tells every router, which then builds a new pool with it.
+    pub async fn replace_tenant_url(
+        &self,
+        tenant_id: Uuid,
+        sealed: &Sealed,
+        actor: &str,
+    ) -> StoreResult<()> {
+        let mut transaction = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE tenants SET sealed_database_url = $2, database_url_key_id = $3, \
+             updated_at = now() WHERE id = $1 AND sealed_database_url IS NOT NULL",
+        )
+        .bind(tenant_id)
+        .bind(&sealed.blob)
+        .bind(&sealed.key_id)
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound);
+        }
+        insert_audit(
+            &mut transaction,
+            actor,
+            "tenant.rotate_credentials",
+            Some(tenant_id),
+            serde_json::json!({}),
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
     pub async fn reseal_all(&self, keyring: &Keyring) -> StoreResult<RotationReport> {
         Ok(RotationReport {
             tenants: self.reseal_table(keyring, &SEALED_TENANT_URLS).await?,

@@ -9,6 +9,7 @@
 //! Boundary: workers never serve end users; they talk to the router only through the
 //! control-plane database.
 
+pub mod credentials;
 pub mod failpoints;
 pub mod offboarding;
 mod steps;

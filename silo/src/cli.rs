@@ -90,6 +90,16 @@ pub enum TenantsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Give a tenant's database role a new random password (sealed and stored, then set on the
+    /// server). Routers switch to it at once; connections already open keep working until they
+    /// close. If interrupted, run it again.
+    RotateCredentials {
+        /// The tenant's subdomain.
+        slug: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Back up a tenant's database now (pg_dump custom format), into the export folder or FILE.
     Export {
         /// The tenant's subdomain.

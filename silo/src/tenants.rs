@@ -117,6 +117,20 @@ pub async fn run(started: &Bootstrapped, command: TenantsCommand) -> anyhow::Res
                 );
             }
         }
+        TenantsCommand::RotateCredentials { slug, json } => {
+            let tenant = find(started, &slug).await?;
+            provisioner::credentials::rotate_credentials(store, keyring, tenant.id, &actor())
+                .await
+                .with_context(|| format!("cannot rotate the credentials of `{slug}`"))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"tenant_id": tenant.id, "slug": slug, "rotated": true})
+                );
+            } else {
+                println!("Rotated the database credentials of `{slug}`.");
+            }
+        }
         TenantsCommand::Export { slug, output, json } => {
             let tenant = find(started, &slug).await?;
             let export = provisioner::offboarding::export(

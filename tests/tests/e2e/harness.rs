@@ -35,7 +35,8 @@ pub fn cluster() -> &'static EmbeddedPostgres {
             &dir,
             ClusterOptions {
                 ephemeral: true,
-                max_connections: 400,
+                // Many apps run at once, each with pools, workers and routers.
+                max_connections: 1000,
             },
         )
         .expect("the test PostgreSQL cluster starts (are the server binaries installed?)")

@@ -13,6 +13,9 @@
 //! 4. `--crowd` tenants on a second server with `max_connections = 50`, round robin: errors and
 //!    the most router connections seen in that server's `pg_stat_activity`.
 
+#![allow(unsafe_code)] // The counting allocator below; nothing else.
+
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
@@ -181,12 +184,114 @@ async fn drive(
     total
 }
 
-/// Resident memory of this process, in bytes.
-fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
+/// The floor of phase 2: the same query over bare connections (no HTTP, no router), `workers`
+/// closed loops round robin over `clients`.
+async fn drive_bare(
+    clients: Arc<Vec<tokio_postgres::Client>>,
+    workers: usize,
+    duration: Duration,
+) -> Load {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let (clients, next) = (clients.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut load = Load::default();
+            while Instant::now() < deadline {
+                let client = &clients[next.fetch_add(1, Ordering::Relaxed) % clients.len()];
+                let sent = Instant::now();
+                let status = match client.query_one(HEALTH_QUERY, &[]).await {
+                    Ok(_) => 200,
+                    Err(_) => 0,
+                };
+                load.latencies.push(sent.elapsed());
+                *load.statuses.entry(status).or_default() += 1;
+            }
+            load
+        }));
+    }
+    let mut total = Load::default();
+    for task in tasks {
+        if let Ok(load) = task.await {
+            total.latencies.extend(load.latencies);
+            for (status, count) in load.statuses {
+                *total.statuses.entry(status).or_default() += count;
+            }
+        }
+    }
+    total.elapsed = started.elapsed();
+    total
+}
+
+const HEALTH_QUERY: &str = "SELECT coalesce(max(version), 0) FROM silo_schema_history";
+
+/// Bare connections to `slugs`' databases, `each` per tenant.
+async fn bare_clients(
+    store: &control_plane::Store,
+    keyring: &Keyring,
+    slugs: &[String],
+    each: usize,
+) -> anyhow::Result<Vec<tokio_postgres::Client>> {
+    let mut clients = Vec::new();
+    for slug in slugs {
+        let tenant = store.tenant_by_slug(slug).await?.context("tenant")?;
+        let url = keyring.open(
+            Purpose::TenantDatabaseUrl,
+            tenant.id,
+            tenant.sealed_database_url.as_ref().context("sealed")?,
+        )?;
+        for _ in 0..each {
+            let (client, connection) =
+                tokio_postgres::connect(url.expose_secret(), tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            clients.push(client);
+        }
+    }
+    Ok(clients)
+}
+
+/// The system allocator, counting the bytes live on the heap: resident memory cannot measure a
+/// few kilobytes per tenant (the allocator reuses what earlier phases freed).
+struct CountingAllocator;
+
+static LIVE_HEAP_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; only a counter is added.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract for `alloc` is passed on unchanged.
+        let pointer = unsafe { System.alloc(layout) };
+        if !pointer.is_null() {
+            LIVE_HEAP_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        pointer
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract for `dealloc` is passed on unchanged.
+        unsafe { System.dealloc(pointer, layout) };
+        LIVE_HEAP_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's contract for `realloc` is passed on unchanged.
+        let moved = unsafe { System.realloc(pointer, layout, new_size) };
+        if !moved.is_null() {
+            LIVE_HEAP_BYTES.fetch_add(new_size, Ordering::Relaxed);
+            LIVE_HEAP_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        }
+        moved
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// Bytes live on this process's heap.
+fn heap_bytes() -> u64 {
+    LIVE_HEAP_BYTES.load(Ordering::Relaxed) as u64
 }
 
 fn settings_on(cluster: &EmbeddedPostgres) -> anyhow::Result<Settings> {
@@ -297,7 +402,7 @@ async fn run(args: &Args, big: &EmbeddedPostgres, small: &EmbeddedPostgres) -> a
     let single = drive(&http, address, one, args.workers, duration).await;
     eprintln!("warming {} tenants", round_robin.len());
     let hosts: Arc<Vec<String>> = Arc::new(round_robin.iter().map(|s| host_of(s)).collect());
-    let before = resident_bytes();
+    let before = heap_bytes();
     for host in hosts.iter() {
         let response = http
             .get(format!("http://{address}/api/v1/health"))
@@ -310,14 +415,28 @@ async fn run(args: &Args, big: &EmbeddedPostgres, small: &EmbeddedPostgres) -> a
             response.status()
         );
     }
-    let per_tenant = (resident_bytes().saturating_sub(before)) as f64 / round_robin.len() as f64;
+    let per_tenant = (heap_bytes().saturating_sub(before)) as f64 / round_robin.len() as f64;
     eprintln!("{} tenants round robin", round_robin.len());
     let many = drive(&http, address, hosts, args.workers, duration).await;
 
-    // 3. Noisy neighbour, on a router with default settings (per-tenant rate limit on).
-    eprintln!("noisy neighbour");
     let _ = silo.stop.send(());
     silo.task.await??;
+
+    // The floor of phase 2: bare connections, one tenant (as many connections as its pool) and
+    // every tenant (one each), same workers, no router.
+    eprintln!(
+        "floor: bare connections, one tenant then {} round robin",
+        round_robin.len()
+    );
+    let pool_size = defaults.router.pool_max_size;
+    let one_bare = Arc::new(bare_clients(&store, &keyring, &round_robin[..1], pool_size).await?);
+    let single_floor = drive_bare(one_bare, args.workers, duration).await;
+    let all_bare = Arc::new(bare_clients(&store, &keyring, &round_robin, 1).await?);
+    let many_floor = drive_bare(all_bare.clone(), args.workers, duration).await;
+    drop(all_bare);
+
+    // 3. Noisy neighbour, on a router with default settings (per-tenant rate limit on).
+    eprintln!("noisy neighbour");
     let fair = start(&defaults, &store, &keyring).await?;
     let quiet_hosts: Arc<Vec<String>> = Arc::new(quiet.iter().map(|s| host_of(s)).collect());
     let quiet_workers = (args.workers / 4).max(2);
@@ -429,7 +548,21 @@ async fn run(args: &Args, big: &EmbeddedPostgres, small: &EmbeddedPostgres) -> a
         args.workers, args.seconds
     );
     println!("{LOAD_HEADER}");
+    println!(
+        "{}",
+        single_floor.row(
+            "floor: 1 tenant, bare connections",
+            "same query, no HTTP, no router"
+        )
+    );
     println!("{}", single.row("1 tenant", "one warm pool"));
+    println!(
+        "{}",
+        many_floor.row(
+            &format!("floor: {tenants} tenants, bare connections"),
+            "one connection each, round robin"
+        )
+    );
     println!(
         "{}",
         many.row(&format!("{tenants} tenants round robin"), "every pool warm")
@@ -466,7 +599,7 @@ async fn run(args: &Args, big: &EmbeddedPostgres, small: &EmbeddedPostgres) -> a
         args.cold
     );
     println!(
-        "| router memory per cached idle tenant (RSS growth / {tenants}) | {:.1} KB |",
+        "| router heap per cached idle tenant (live heap growth / {tenants}: entry, pool, one idle connection) | {:.1} KB |",
         per_tenant / 1024.0
     );
     println!(
@@ -479,6 +612,12 @@ async fn run(args: &Args, big: &EmbeddedPostgres, small: &EmbeddedPostgres) -> a
     let cold_ratio = ratio(cold_ms, floor_ms);
     let quiet_ratio = ratio(beside.quantile_ms(0.99), alone.quantile_ms(0.99));
     let yes = |met: bool| if met { "yes" } else { "no" };
+    let floor_throughput = ratio(many_floor.per_second(), single_floor.per_second());
+    let floor_p99 = ratio(many_floor.quantile_ms(0.99), single_floor.quantile_ms(0.99));
+    println!(
+        "\nThe same step on bare connections (PostgreSQL alone): {tenants} tenants give \
+         {floor_throughput:.2}× one tenant's throughput and {floor_p99:.2}× its p99."
+    );
     println!("\n| target | measured | met |\n|---|---|---|");
     println!(
         "| {tenants} tenants ≥ 0.9× one tenant's throughput | {throughput:.2}× | {} |",
