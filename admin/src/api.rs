@@ -347,3 +347,63 @@ pub async fn rotate_credentials(
         }
     }
 }
+
+/// `GET /api/v1/admin/plans`: every plan with prices, limits and modules.
+pub async fn list_plans(
+    _admin: Admin,
+    State(state): State<AdminState>,
+) -> Result<Json<Vec<control_plane::plans::Plan>>, ApiError> {
+    Ok(Json(state.store.plans().await?))
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct PlanChange {
+    plan: String,
+}
+
+/// `POST /api/v1/admin/tenants/{slug}/plan` `{plan}`: move a tenant to another plan (audited
+/// with before and after; routers apply it at once).
+pub async fn change_plan(
+    admin: Admin,
+    State(state): State<AdminState>,
+    Path(slug): Path<String>,
+    body: Result<Json<PlanChange>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<control_plane::plans::Entitlements>, ApiError> {
+    let Json(change) = body.map_err(control_plane::http::json_rejection)?;
+    let tenant = tenant_by_slug(&state, &slug).await?;
+    state
+        .store
+        .set_plan(tenant.id, &change.plan, &admin.actor())
+        .await?;
+    Ok(Json(state.store.entitlements(tenant.id).await?))
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ModuleChange {
+    enabled: bool,
+    /// For a trial: when the add-on ends.
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// `PUT /api/v1/admin/tenants/{slug}/modules/{module}` `{enabled, expires_at?}`: switch an
+/// add-on module on (optionally until a time) or off, audited.
+pub async fn set_module(
+    admin: Admin,
+    State(state): State<AdminState>,
+    Path((slug, module)): Path<(String, String)>,
+    body: Result<Json<ModuleChange>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<control_plane::plans::Entitlements>, ApiError> {
+    let Json(change) = body.map_err(control_plane::http::json_rejection)?;
+    let tenant = tenant_by_slug(&state, &slug).await?;
+    state
+        .store
+        .set_add_on(
+            tenant.id,
+            &module,
+            change.enabled,
+            change.expires_at,
+            &admin.actor(),
+        )
+        .await?;
+    Ok(Json(state.store.entitlements(tenant.id).await?))
+}

@@ -102,6 +102,12 @@ pub fn router(state: AdminState) -> Router {
             "/api/v1/admin/tenants/{slug}/retry",
             post(api::retry_tenant),
         )
+        .route("/api/v1/admin/plans", get(api::list_plans))
+        .route("/api/v1/admin/tenants/{slug}/plan", post(api::change_plan))
+        .route(
+            "/api/v1/admin/tenants/{slug}/modules/{module}",
+            axum::routing::put(api::set_module),
+        )
         .route(
             "/api/v1/admin/tenants/{slug}/rotate-credentials",
             post(api::rotate_credentials),

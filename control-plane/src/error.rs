@@ -118,6 +118,19 @@ impl From<crate::store::StoreError> for ApiError {
                 "not_found",
                 "Nothing with that id exists.",
             ),
+            StoreError::UnknownPlan => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_plan",
+                "There is no such plan; see GET /api/v1/admin/plans.",
+            ),
+            StoreError::UnknownModule => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_module",
+                format!(
+                    "There is no such module; modules are {}.",
+                    crate::plans::MODULES.join(", ")
+                ),
+            ),
             StoreError::DomainTaken => ApiError::new(
                 StatusCode::CONFLICT,
                 "domain_taken",

@@ -11,6 +11,7 @@ pub mod error;
 pub mod http;
 pub mod model;
 pub mod passwords;
+pub mod plans;
 pub mod rollouts;
 pub mod sealing;
 pub mod settings;

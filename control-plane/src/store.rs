@@ -32,6 +32,10 @@ pub enum StoreError {
     AdminExists,
     #[error("that domain is already registered")]
     DomainTaken,
+    #[error("there is no such plan")]
+    UnknownPlan,
+    #[error("there is no such module")]
+    UnknownModule,
     #[error("the tenant is `{0}`; that is not possible in this state")]
     WrongStatus(&'static str),
     #[error("the database URL is not a valid PostgreSQL URL")]

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use control_plane::http::RateLimit;
 use control_plane::model::{TENANT_CHANGES_CHANNEL, TenantChanged, TenantStatus};
+use control_plane::plans::Entitlements;
 use control_plane::settings::RouterSettings;
 use control_plane::store::{StoreError, TenantRecord};
 use control_plane::{ApiError, Keyring, Purpose, Sealed, Store};
@@ -58,16 +59,19 @@ pub struct ResolvedTenant {
     pub slug: String,
     pub status: TenantStatus,
     pub host_id: Option<Uuid>,
+    /// The plan, add-ons and modules the tenant may use.
+    pub entitlements: Arc<Entitlements>,
     sealed_database_url: Option<Sealed>,
 }
 
-impl From<TenantRecord> for ResolvedTenant {
-    fn from(record: TenantRecord) -> Self {
+impl ResolvedTenant {
+    fn new(record: TenantRecord, entitlements: Entitlements) -> Self {
         Self {
             id: record.id,
             slug: record.slug,
             status: record.status,
             host_id: record.host_id,
+            entitlements: Arc::new(entitlements),
             sealed_database_url: record.sealed_database_url,
         }
     }
@@ -122,7 +126,8 @@ struct Inner {
     /// After a failed read of the control plane, stale entries are served without asking it
     /// again until this passes.
     control_plane_down_until: Mutex<Option<Instant>>,
-    rate_limit: Option<RateLimit<Uuid>>,
+    /// Per-tenant rate limits, one limiter per distinct rate (plans differ).
+    rate_limits: Mutex<HashMap<u32, Arc<RateLimit<Uuid>>>>,
     /// Tenant app sign-in attempts per tenant and client address.
     login_limit: RateLimit<(Uuid, std::net::IpAddr)>,
     metrics: RouterMetrics,
@@ -163,12 +168,6 @@ impl RouterState {
         let unreachable_hosts = Cache::builder()
             .time_to_live(settings.breaker_cool_down)
             .build();
-        let rate_limit = (settings.tenant_requests_per_second > 0).then(|| {
-            RateLimit::per_second(
-                settings.tenant_requests_per_second,
-                settings.tenant_requests_per_second.saturating_mul(2),
-            )
-        });
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -183,7 +182,7 @@ impl RouterState {
                 epoch: AtomicU64::new(0),
                 changes: AtomicU64::new(0),
                 control_plane_down_until: Mutex::new(None),
-                rate_limit,
+                rate_limits: Mutex::new(HashMap::new()),
                 login_limit: RateLimit::new(LOGINS_PER_CLIENT_PER_MINUTE),
                 metrics: RouterMetrics::default(),
             }),
@@ -428,10 +427,11 @@ impl RouterState {
     pub async fn resolve(&self, slug: &str) -> Result<Arc<ResolvedTenant>, ApiError> {
         let store = &self.inner.store;
         let read = async {
-            Ok(store
-                .tenant_by_slug(slug)
-                .await?
-                .map(|record| Arc::new(ResolvedTenant::from(record))))
+            let Some(record) = store.tenant_by_slug(slug).await? else {
+                return Ok(None);
+            };
+            let entitlements = store.entitlements(record.id).await?;
+            Ok(Some(Arc::new(ResolvedTenant::new(record, entitlements))))
         };
         let tenant = self
             .read_through(&self.inner.tenant_cache, slug, read)
@@ -458,10 +458,25 @@ impl RouterState {
         }
     }
 
-    /// Counts one request against the tenant's rate limit.
+    /// Counts one request against the tenant's rate limit: its plan's rate, capped by the
+    /// router's `tenant_requests_per_second` (0 there: no limit at all), bursts of twice that.
     pub fn check_rate(&self, tenant: &ResolvedTenant) -> Result<(), ApiError> {
-        let Some(limit) = &self.inner.rate_limit else {
+        let cap = self.inner.settings.tenant_requests_per_second;
+        if cap == 0 {
             return Ok(());
+        }
+        let rate = tenant
+            .entitlements
+            .plan
+            .requests_per_second
+            .and_then(|rate| u32::try_from(rate).ok())
+            .map_or(cap, |rate| rate.min(cap));
+        let limit = match self.inner.rate_limits.lock() {
+            Ok(mut limits) => limits
+                .entry(rate)
+                .or_insert_with(|| Arc::new(RateLimit::per_second(rate, rate.saturating_mul(2))))
+                .clone(),
+            Err(_) => return Ok(()),
         };
         limit.check(&tenant.id).map_err(|seconds| {
             self.inner.metrics.rate_limited.inc();

@@ -80,9 +80,73 @@ pub struct SessionUser {
 pub struct Authed {
     pub connection: TenantConnection,
     pub user: SessionUser,
+    router: RouterState,
 }
 
 impl Authed {
+    /// Refuses the request unless the tenant's plan or add-ons include `module`: 403
+    /// `module_not_enabled`, naming the module and the plans that include it.
+    pub async fn require_module(&self, module: &str) -> Result<(), ApiError> {
+        if self.connection.tenant.entitlements.has(module) {
+            return Ok(());
+        }
+        let plans: Vec<String> = self
+            .router
+            .store()
+            .plans()
+            .await
+            .map(|plans| {
+                plans
+                    .into_iter()
+                    .filter(|plan| plan.modules.iter().any(|m| m == module))
+                    .map(|plan| plan.name)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "module_not_enabled",
+            format!(
+                "The `{module}` module is not part of this workspace's plan. It is included in: {}.",
+                if plans.is_empty() {
+                    "no plan (ask support for an add-on)".to_owned()
+                } else {
+                    plans.join(", ")
+                }
+            ),
+        ))
+    }
+
+    /// Refuses adding one more `what` when the plan's limit is reached: 403
+    /// `plan_limit_reached` with the limit. `count_sql` counts what exists now.
+    pub async fn check_limit(
+        &self,
+        what: &str,
+        limit: Option<i32>,
+        count_sql: &str,
+    ) -> Result<(), ApiError> {
+        let Some(limit) = limit else {
+            return Ok(());
+        };
+        let count: i64 = self
+            .client()
+            .query_one(count_sql, &[])
+            .await
+            .map_err(super::common::db_error)?
+            .get(0);
+        if count < i64::from(limit) {
+            return Ok(());
+        }
+        let plan = &self.connection.tenant.entitlements.plan.name;
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "plan_limit_reached",
+            format!(
+                "The {plan} plan allows {limit} {what}; this workspace has {count}. Upgrade to add more."
+            ),
+        ))
+    }
+
     /// Refuses the request unless the user's role is at least `least`.
     pub fn require(&self, least: Role) -> Result<(), ApiError> {
         if self.user.role >= least {
@@ -151,7 +215,11 @@ where
             .map_err(super::common::db_error)?
             .ok_or_else(unauthenticated)?;
         let user = session_user(&row).ok_or_else(ApiError::internal)?;
-        Ok(Self { connection, user })
+        Ok(Self {
+            connection,
+            user,
+            router,
+        })
     }
 }
 

@@ -94,6 +94,10 @@ pub async fn create_branch(
     fields.text("name", &new.name, 200);
     fields.optional_text("address", new.address.as_deref(), 500);
     fields.finish()?;
+    let limit = authed.connection.tenant.entitlements.plan.max_branches;
+    authed
+        .check_limit("branches", limit, "SELECT count(*) FROM branches")
+        .await?;
     let row = authed
         .client()
         .query_one(
@@ -199,6 +203,7 @@ pub async fn list_suppliers(
     authed: Authed,
     Params(page): Params<Page>,
 ) -> Result<Json<Paged<Supplier>>, ApiError> {
+    authed.require_module("inventory").await?;
     page.validate()?;
     let rows = authed
         .client()
@@ -216,6 +221,7 @@ pub async fn list_suppliers(
 }
 
 pub async fn get_supplier(authed: Authed, Id(id): Id) -> Result<Json<Supplier>, ApiError> {
+    authed.require_module("inventory").await?;
     let row = authed
         .client()
         .query_opt(
@@ -232,6 +238,7 @@ pub async fn create_supplier(
     authed: Authed,
     Body(new): Body<SupplierFields>,
 ) -> Result<(StatusCode, Json<Supplier>), ApiError> {
+    authed.require_module("inventory").await?;
     authed.require(Role::Staff)?;
     new.validate(true)?;
     let row = authed
@@ -258,6 +265,7 @@ pub async fn update_supplier(
     Id(id): Id,
     Body(change): Body<SupplierFields>,
 ) -> Result<Json<Supplier>, ApiError> {
+    authed.require_module("inventory").await?;
     authed.require(Role::Staff)?;
     change.validate(false)?;
     let row = authed
@@ -386,6 +394,7 @@ pub async fn list_items(
     authed: Authed,
     Params(query): Params<ItemQuery>,
 ) -> Result<Json<Paged<Item>>, ApiError> {
+    authed.require_module("inventory").await?;
     let page = Page {
         limit: query.limit,
         cursor: query.cursor,
@@ -418,6 +427,7 @@ pub async fn list_items(
 }
 
 pub async fn get_item(authed: Authed, Id(id): Id) -> Result<Json<Item>, ApiError> {
+    authed.require_module("inventory").await?;
     let row = authed
         .client()
         .query_opt(
@@ -434,8 +444,13 @@ pub async fn create_item(
     authed: Authed,
     Body(new): Body<ItemFields>,
 ) -> Result<(StatusCode, Json<Item>), ApiError> {
+    authed.require_module("inventory").await?;
     authed.require(Role::Staff)?;
     new.validate(true)?;
+    let limit = authed.connection.tenant.entitlements.plan.max_items;
+    authed
+        .check_limit("items", limit, "SELECT count(*) FROM items")
+        .await?;
     let params: [&(dyn ToSql + Sync); 9] = [
         &new.sku.as_deref().map(str::trim),
         &new.barcode,
@@ -467,6 +482,7 @@ pub async fn update_item(
     Id(id): Id,
     Body(change): Body<ItemFields>,
 ) -> Result<Json<Item>, ApiError> {
+    authed.require_module("inventory").await?;
     authed.require(Role::Staff)?;
     change.validate(false)?;
     let params: [&(dyn ToSql + Sync); 11] = [
@@ -506,6 +522,7 @@ pub async fn update_item(
 
 /// Items are never deleted (sales and purchases refer to them): this deactivates one.
 pub async fn deactivate_item(authed: Authed, Id(id): Id) -> Result<StatusCode, ApiError> {
+    authed.require_module("inventory").await?;
     authed.require(Role::Staff)?;
     let changed = authed
         .client()

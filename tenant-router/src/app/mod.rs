@@ -29,6 +29,7 @@ pub fn router(state: RouterState) -> Router {
         .route("/api/v1/health", get(health))
         .route("/api/v1/sessions", post(auth::login))
         .route("/api/v1/me", get(auth::me))
+        .route("/api/v1/plan", get(users::plan))
         .route(
             "/api/v1/users",
             get(users::list_users).post(users::create_user),

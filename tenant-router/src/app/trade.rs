@@ -43,6 +43,7 @@ pub async fn stock_levels(
     authed: Authed,
     Params(query): Params<StockQuery>,
 ) -> Result<Json<Paged<StockLevel>>, ApiError> {
+    authed.require_module("inventory").await?;
     let page = Page {
         limit: query.limit,
         cursor: query.cursor,
@@ -163,6 +164,7 @@ pub async fn create_purchase(
     mut authed: Authed,
     Body(new): Body<NewPurchase>,
 ) -> Result<(StatusCode, Json<Movement>), ApiError> {
+    authed.require_module("purchases").await?;
     authed.require(Role::Staff)?;
     check_lines(&new.lines)?;
     for (index, line) in new.lines.iter().enumerate() {
@@ -318,6 +320,7 @@ fn line(row: &Row) -> Line {
 }
 
 pub async fn get_purchase(authed: Authed, Id(id): Id) -> Result<Json<Movement>, ApiError> {
+    authed.require_module("purchases").await?;
     Ok(Json(
         load_movement(authed.client(), Kind::Purchase, id).await?,
     ))
@@ -330,6 +333,7 @@ pub async fn create_sale(
     mut authed: Authed,
     Body(new): Body<NewSale>,
 ) -> Result<(StatusCode, Json<Movement>), ApiError> {
+    authed.require_module("sales").await?;
     authed.require(Role::Staff)?;
     check_lines(&new.lines)?;
     for (index, line) in new.lines.iter().enumerate() {
@@ -438,6 +442,7 @@ fn line_field(lines: &[SaleLineInput], item_id: i64, field: &str) -> String {
 }
 
 pub async fn get_sale(authed: Authed, Id(id): Id) -> Result<Json<Movement>, ApiError> {
+    authed.require_module("sales").await?;
     Ok(Json(load_movement(authed.client(), Kind::Sale, id).await?))
 }
 
@@ -454,6 +459,7 @@ pub async fn list_sales(
     authed: Authed,
     Params(page): Params<Page>,
 ) -> Result<Json<Paged<SaleSummary>>, ApiError> {
+    authed.require_module("sales").await?;
     page.validate()?;
     let rows = authed
         .client()
@@ -557,6 +563,7 @@ pub async fn start_stock_take(
     authed: Authed,
     Body(new): Body<NewStockTake>,
 ) -> Result<(StatusCode, Json<StockTake>), ApiError> {
+    authed.require_module("stock_take").await?;
     authed.require(Role::Staff)?;
     let id: i64 = authed
         .client()
@@ -588,6 +595,7 @@ pub async fn record_count(
     Id(id): Id,
     Body(count): Body<CountInput>,
 ) -> Result<Json<StockTake>, ApiError> {
+    authed.require_module("stock_take").await?;
     authed.require(Role::Staff)?;
     if !(count.counted_quantity.is_finite() && (0.0..1e10).contains(&count.counted_quantity)) {
         return Err(invalid("counted_quantity", "must be a number from 0"));
@@ -620,6 +628,7 @@ pub async fn complete_stock_take(
     mut authed: Authed,
     Id(id): Id,
 ) -> Result<Json<StockTake>, ApiError> {
+    authed.require_module("stock_take").await?;
     authed.require(Role::Staff)?;
     let transaction = authed
         .connection
@@ -656,6 +665,7 @@ pub async fn complete_stock_take(
 }
 
 pub async fn get_stock_take(authed: Authed, Id(id): Id) -> Result<Json<StockTake>, ApiError> {
+    authed.require_module("stock_take").await?;
     Ok(Json(load_stock_take(authed.client(), id).await?))
 }
 
@@ -699,6 +709,7 @@ pub async fn sales_report(
     authed: Authed,
     Params(query): Params<ReportQuery>,
 ) -> Result<Json<SalesReport>, ApiError> {
+    authed.require_module("reports").await?;
     let to = query.to.unwrap_or_else(|| Utc::now().date_naive());
     let from = query.from.unwrap_or(to - chrono::Days::new(29));
     if from > to {

@@ -105,6 +105,10 @@ pub async fn create_user(
         "must be owner, staff or read_only",
     );
     fields.finish()?;
+    let limit = authed.connection.tenant.entitlements.plan.max_users;
+    authed
+        .check_limit("users", limit, "SELECT count(*) FROM users WHERE is_active")
+        .await?;
     let hash = control_plane::passwords::hash_async(new.password).await;
     let row = authed
         .client()
@@ -180,4 +184,32 @@ pub async fn update_user(
     }
     transaction.commit().await.map_err(db_error)?;
     Ok(Json(user(&row)))
+}
+
+/// `GET /api/v1/plan` (owner): the plan, add-ons and modules, and usage against the limits.
+pub async fn plan(authed: Authed) -> Result<Json<serde_json::Value>, ApiError> {
+    authed.require(Role::Owner)?;
+    let row = authed
+        .client()
+        .query_one(
+            "SELECT (SELECT count(*) FROM branches) AS branches, \
+                    (SELECT count(*) FROM users WHERE is_active) AS users, \
+                    (SELECT count(*) FROM items) AS items",
+            &[],
+        )
+        .await
+        .map_err(db_error)?;
+    let entitlements = &authed.connection.tenant.entitlements;
+    let plan = &entitlements.plan;
+    let usage = |what: &str, limit: Option<i32>| serde_json::json!({"used": row.get::<_, i64>(what), "limit": limit});
+    Ok(Json(serde_json::json!({
+        "plan": plan,
+        "add_ons": entitlements.add_ons,
+        "modules": entitlements.modules,
+        "usage": {
+            "branches": usage("branches", plan.max_branches),
+            "users": usage("users", plan.max_users),
+            "items": usage("items", plan.max_items),
+        },
+    })))
 }

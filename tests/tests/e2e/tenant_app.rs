@@ -87,7 +87,12 @@ impl<'a> Session<'a> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_owner_signs_in_and_runs_the_back_office() {
     let app = TestApp::spawn().await;
-    app.active_tenant("pharma").await;
+    let pharma = app.active_tenant("pharma").await;
+    // Every module of the back office (stock takes and reports are not in Starter).
+    app.store
+        .set_plan(pharma.tenant_id, "professional", "test:setup")
+        .await
+        .unwrap();
     let host = app.tenant_host("pharma");
 
     // Sign-in: a wrong password and an unknown email get the same answer.
@@ -605,5 +610,168 @@ async fn a_custom_domain_serves_its_tenant_only_once_verified() {
     let actions: Vec<String> = audit.iter().map(|row| row.get(0)).collect();
     assert_eq!(actions, ["domain.add", "domain.verify", "domain.remove"]);
     assert!(audit[1].get::<_, String>(1).contains("ops@silo.test"));
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_and_modules_are_enforced_through_the_router() {
+    let app = TestApp::spawn().await;
+    app.active_tenant("shop").await;
+    let owner = Session::sign_in(&app, "shop", "owner@shop.test", PASSWORD).await;
+    let token = crate::admin::admin_token(&app).await;
+    let admin = |method: Method, path: &str, body: Value| {
+        crate::admin::admin_call(&app, method, path, &token)
+            .json(&body)
+            .send()
+    };
+
+    // Starter: no reports module, one branch.
+    let refused = owner.call(Method::GET, "/api/v1/reports/sales", None).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "module_not_enabled");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`reports`")
+            && message.contains("Professional")
+            && message.contains("Enterprise"),
+        "{message}"
+    );
+    let second_branch = json!({"code": "B2", "name": "Second"});
+    let limited = owner
+        .call(
+            Method::POST,
+            "/api/v1/branches",
+            Some(second_branch.clone()),
+        )
+        .await;
+    assert_eq!(limited.status(), StatusCode::FORBIDDEN);
+    let body: Value = limited.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "plan_limit_reached");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("allows 1 branches")
+    );
+    let plan = owner
+        .expect(Method::GET, "/api/v1/plan", None, StatusCode::OK)
+        .await;
+    assert_eq!(plan["plan"]["code"], "starter");
+    assert_eq!(plan["usage"]["branches"], json!({"used": 1, "limit": 1}));
+
+    // An add-on switches one module on for this tenant; routers hear of it at once.
+    let enabled = admin(
+        Method::PUT,
+        "/api/v1/admin/tenants/shop/modules/reports",
+        json!({"enabled": true}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(enabled.status(), StatusCode::OK);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while owner
+        .call(Method::GET, "/api/v1/reports/sales", None)
+        .await
+        .status()
+        != StatusCode::OK
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the add-on never took effect"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // An add-on that has already expired gives nothing.
+    admin(
+        Method::PUT,
+        "/api/v1/admin/tenants/shop/modules/stock_take",
+        json!({"enabled": true, "expires_at": "2020-01-01T00:00:00Z"}),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        owner
+            .error(
+                Method::POST,
+                "/api/v1/stock-takes",
+                Some(json!({"branch_id": 1}))
+            )
+            .await,
+        (StatusCode::FORBIDDEN, "module_not_enabled".to_owned())
+    );
+
+    // Bad changes are refused and change nothing; a plan change lifts the branch limit.
+    for (path, body, code) in [
+        (
+            "/api/v1/admin/tenants/shop/plan",
+            json!({"plan": "platinum"}),
+            "unknown_plan",
+        ),
+        (
+            "/api/v1/admin/tenants/shop/modules/teleport",
+            json!({"enabled": true}),
+            "unknown_module",
+        ),
+    ] {
+        let method = if path.ends_with("/plan") {
+            Method::POST
+        } else {
+            Method::PUT
+        };
+        let response = admin(method, path, body).await.unwrap();
+        assert_eq!(
+            error_code(response).await,
+            (StatusCode::UNPROCESSABLE_ENTITY, code.to_owned())
+        );
+    }
+    let changed = admin(
+        Method::POST,
+        "/api/v1/admin/tenants/shop/plan",
+        json!({"plan": "professional"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(changed.status(), StatusCode::OK);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let response = owner
+            .call(
+                Method::POST,
+                "/api/v1/branches",
+                Some(second_branch.clone()),
+            )
+            .await;
+        if response.status() == StatusCode::CREATED {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the plan change never took effect"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let audit = app
+        .control_plane()
+        .await
+        .query(
+            "SELECT action, detail::text FROM audit_log \
+             WHERE action IN ('tenant.change_plan', 'tenant.set_module') ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let rows: Vec<(String, String)> = audit.iter().map(|row| (row.get(0), row.get(1))).collect();
+    assert_eq!(
+        rows.len(),
+        3,
+        "two add-ons and one plan change, not the refused ones: {rows:?}"
+    );
+    assert!(
+        rows[2].1.contains("\"before\": \"starter\"")
+            && rows[2].1.contains("\"after\": \"professional\""),
+        "{rows:?}"
+    );
     app.finish().await;
 }

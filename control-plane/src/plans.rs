@@ -1,0 +1,217 @@
+//! Plans, modules and what a tenant is entitled to: its plan's modules and limits plus any
+//! add-on modules (which may expire). The router enforces them; super-admins change them
+//! (audited, and published to the routers by the tables' triggers).
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row as _;
+use uuid::Uuid;
+
+use crate::store::{Store, StoreError, StoreResult, insert_audit};
+
+/// Every module a plan or an add-on can switch on.
+pub const MODULES: [&str; 9] = [
+    "inventory",
+    "sales",
+    "purchases",
+    "reports",
+    "stock_take",
+    "multi_branch",
+    "api_access",
+    "advanced_reports",
+    "custom_branding",
+];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub code: String,
+    pub name: String,
+    pub monthly_price_cents: i64,
+    pub yearly_price_cents: i64,
+    /// `None`: unlimited.
+    pub max_branches: Option<i32>,
+    pub max_users: Option<i32>,
+    pub max_items: Option<i32>,
+    pub requests_per_second: Option<i32>,
+    pub modules: Vec<String>,
+}
+
+fn plan_from_row(row: &sqlx::postgres::PgRow) -> StoreResult<Plan> {
+    Ok(Plan {
+        code: row.try_get("code")?,
+        name: row.try_get("name")?,
+        monthly_price_cents: row.try_get("monthly_price_cents")?,
+        yearly_price_cents: row.try_get("yearly_price_cents")?,
+        max_branches: row.try_get("max_branches")?,
+        max_users: row.try_get("max_users")?,
+        max_items: row.try_get("max_items")?,
+        requests_per_second: row.try_get("requests_per_second")?,
+        modules: row.try_get("modules")?,
+    })
+}
+
+/// An add-on module of one tenant.
+#[derive(Debug, Clone, Serialize)]
+pub struct AddOn {
+    pub module: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What a tenant may use now.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entitlements {
+    pub plan: Plan,
+    pub add_ons: Vec<AddOn>,
+    /// The plan's modules and the unexpired add-ons.
+    pub modules: BTreeSet<String>,
+}
+
+impl Entitlements {
+    pub fn has(&self, module: &str) -> bool {
+        self.modules.contains(module)
+    }
+}
+
+impl Store {
+    /// Every plan, cheapest first.
+    pub async fn plans(&self) -> StoreResult<Vec<Plan>> {
+        let rows = sqlx::query("SELECT * FROM plans ORDER BY position")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(plan_from_row).collect()
+    }
+
+    /// The tenant's plan, add-ons and the modules they give it now.
+    pub async fn entitlements(&self, tenant_id: Uuid) -> StoreResult<Entitlements> {
+        let row = sqlx::query(
+            "SELECT p.* FROM tenants t JOIN plans p ON p.code = t.plan_code WHERE t.id = $1",
+        )
+        .bind(tenant_id)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let plan = plan_from_row(&row)?;
+        let rows = sqlx::query(
+            "SELECT module, expires_at FROM tenant_modules WHERE tenant_id = $1 ORDER BY module",
+        )
+        .bind(tenant_id)
+        .fetch_all(self.pool())
+        .await?;
+        let add_ons = rows
+            .iter()
+            .map(|row| {
+                Ok(AddOn {
+                    module: row.try_get("module")?,
+                    expires_at: row.try_get("expires_at")?,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let now = Utc::now();
+        let modules = plan
+            .modules
+            .iter()
+            .cloned()
+            .chain(
+                add_ons
+                    .iter()
+                    .filter(|add_on| add_on.expires_at.is_none_or(|expires| expires > now))
+                    .map(|add_on| add_on.module.clone()),
+            )
+            .collect();
+        Ok(Entitlements {
+            plan,
+            add_ons,
+            modules,
+        })
+    }
+
+    /// Moves a tenant to another plan, audited with before and after.
+    pub async fn set_plan(&self, tenant_id: Uuid, plan: &str, actor: &str) -> StoreResult<()> {
+        let mut transaction = self.pool().begin().await?;
+        let before: Option<String> =
+            sqlx::query_scalar("SELECT plan_code FROM tenants WHERE id = $1 FOR UPDATE")
+                .bind(tenant_id)
+                .fetch_optional(&mut *transaction)
+                .await?;
+        let before = before.ok_or(StoreError::NotFound)?;
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM plans WHERE code = $1)")
+                .bind(plan)
+                .fetch_one(&mut *transaction)
+                .await?;
+        if !exists {
+            return Err(StoreError::UnknownPlan);
+        }
+        sqlx::query("UPDATE tenants SET plan_code = $2, updated_at = now() WHERE id = $1")
+            .bind(tenant_id)
+            .bind(plan)
+            .execute(&mut *transaction)
+            .await?;
+        insert_audit(
+            &mut transaction,
+            actor,
+            "tenant.change_plan",
+            Some(tenant_id),
+            serde_json::json!({"before": before, "after": plan}),
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Switches an add-on module on (until `expires_at`, if given) or off, audited.
+    pub async fn set_add_on(
+        &self,
+        tenant_id: Uuid,
+        module: &str,
+        enabled: bool,
+        expires_at: Option<DateTime<Utc>>,
+        actor: &str,
+    ) -> StoreResult<()> {
+        if !MODULES.contains(&module) {
+            return Err(StoreError::UnknownModule);
+        }
+        let mut transaction = self.pool().begin().await?;
+        let before: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(
+            "SELECT expires_at FROM tenant_modules WHERE tenant_id = $1 AND module = $2",
+        )
+        .bind(tenant_id)
+        .bind(module)
+        .fetch_optional(&mut *transaction)
+        .await?;
+        if enabled {
+            sqlx::query(
+                "INSERT INTO tenant_modules (tenant_id, module, expires_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tenant_id, module) DO UPDATE SET expires_at = excluded.expires_at",
+            )
+            .bind(tenant_id)
+            .bind(module)
+            .bind(expires_at)
+            .execute(&mut *transaction)
+            .await?;
+        } else {
+            sqlx::query("DELETE FROM tenant_modules WHERE tenant_id = $1 AND module = $2")
+                .bind(tenant_id)
+                .bind(module)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        insert_audit(
+            &mut transaction,
+            actor,
+            "tenant.set_module",
+            Some(tenant_id),
+            serde_json::json!({
+                "module": module,
+                "before": before.map(|expires| serde_json::json!({"enabled": true, "expires_at": expires}))
+                    .unwrap_or(serde_json::json!({"enabled": false})),
+                "after": {"enabled": enabled, "expires_at": if enabled { expires_at } else { None }},
+            }),
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+}
