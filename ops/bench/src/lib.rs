@@ -46,6 +46,20 @@ pub fn row(name: &str, summary: &Summary, note: &str) -> String {
 pub const TABLE_HEADER: &str =
     "| run | n | p50 ms | p95 ms | max ms | per second | note |\n|---|---|---|---|---|---|---|";
 
+/// Settings for a Silo on `cluster` (control plane in database `silo`), on port 0, with a fresh
+/// master key and no signup rate limit.
+pub fn bench_settings(
+    cluster: &control_plane::embedded_postgres::EmbeddedPostgres,
+) -> anyhow::Result<control_plane::Settings> {
+    Ok(control_plane::Settings {
+        database_url: Some(cluster.superuser_url("silo")),
+        master_keys: Some(control_plane::Keyring::generate_entry("bench")),
+        http_addr: "127.0.0.1:0".parse()?,
+        signups_per_client_per_minute: 1_000_000,
+        ..control_plane::Settings::default()
+    })
+}
+
 pub struct Running {
     pub address: std::net::SocketAddr,
     pub stop: tokio::sync::oneshot::Sender<()>,

@@ -223,15 +223,7 @@ pub async fn create_purchase(
             .map_err(db_error)?;
         total = total.saturating_add(line_total(line.quantity, line.unit_cost_cents));
     }
-    transaction
-        .execute(
-            "UPDATE purchases SET total_cents = $2 WHERE id = $1",
-            &[&purchase, &total],
-        )
-        .await
-        .map_err(db_error)?;
-    let movement = load_movement(&*transaction, Kind::Purchase, purchase).await?;
-    transaction.commit().await.map_err(db_error)?;
+    let movement = finish_movement(transaction, Kind::Purchase, purchase, total).await?;
     Ok((StatusCode::CREATED, Json(movement)))
 }
 
@@ -276,12 +268,35 @@ impl Kind {
         }
     }
 
+    fn total_sql(self) -> &'static str {
+        match self {
+            Self::Purchase => "UPDATE purchases SET total_cents = $2 WHERE id = $1",
+            Self::Sale => "UPDATE sales SET total_cents = $2 WHERE id = $1",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Self::Purchase => "purchase",
             Self::Sale => "sale",
         }
     }
+}
+
+/// Records the movement's total, reads it back whole, and commits.
+async fn finish_movement(
+    transaction: deadpool_postgres::Transaction<'_>,
+    kind: Kind,
+    id: i64,
+    total: i64,
+) -> Result<Movement, ApiError> {
+    transaction
+        .execute(kind.total_sql(), &[&id, &total])
+        .await
+        .map_err(db_error)?;
+    let movement = load_movement(&*transaction, kind, id).await?;
+    transaction.commit().await.map_err(db_error)?;
+    Ok(movement)
 }
 
 async fn load_movement(
@@ -420,15 +435,7 @@ pub async fn create_sale(
             .map_err(db_error)?;
         total = total.saturating_add(line_total(line.quantity, price));
     }
-    transaction
-        .execute(
-            "UPDATE sales SET total_cents = $2 WHERE id = $1",
-            &[&sale, &total],
-        )
-        .await
-        .map_err(db_error)?;
-    let movement = load_movement(&*transaction, Kind::Sale, sale).await?;
-    transaction.commit().await.map_err(db_error)?;
+    let movement = finish_movement(transaction, Kind::Sale, sale, total).await?;
     Ok((StatusCode::CREATED, Json(movement)))
 }
 

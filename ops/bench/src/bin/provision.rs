@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Parser;
 use control_plane::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
-use control_plane::{Keyring, Settings};
 use secrecy::ExposeSecret as _;
 use silo::bootstrap::bootstrap;
-use silo_bench::{Summary, TABLE_HEADER, row, signup, start, summarise};
+use silo_bench::{Summary, TABLE_HEADER, bench_settings, row, signup, start, summarise};
 
 /// Provisioning benchmark: prints a markdown table of the floor and Silo's latencies.
 #[derive(Debug, Parser)]
@@ -142,13 +141,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: &Args, cluster: &EmbeddedPostgres) -> anyhow::Result<()> {
-    let mut settings = Settings {
-        database_url: Some(cluster.superuser_url("silo")),
-        master_keys: Some(Keyring::generate_entry("bench")),
-        http_addr: "127.0.0.1:0".parse()?,
-        signups_per_client_per_minute: 1_000_000,
-        ..Settings::default()
-    };
+    let mut settings = bench_settings(cluster)?;
     settings.provisioning.retry_backoff = Duration::from_millis(50);
     let started = bootstrap(settings.clone(), &|line| eprintln!("{line}")).await?;
     let (store, keyring) = (started.store.clone(), started.keyring.clone());

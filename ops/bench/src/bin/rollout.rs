@@ -12,15 +12,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Parser;
+use control_plane::Purpose;
 use control_plane::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
 use control_plane::rollouts::{FailureLimit, RolloutSpec, RolloutState};
-use control_plane::{Keyring, Purpose, Settings};
 use futures::StreamExt as _;
 use migrator::MigrationSet;
 use migrator::rollout::Engine;
 use secrecy::{ExposeSecret as _, SecretString};
 use silo::bootstrap::bootstrap;
-use silo_bench::{create_tenants, start};
+use silo_bench::{bench_settings, create_tenants, start};
 
 const DDL: &str = "CREATE TABLE bench_notes (id bigint PRIMARY KEY, note text NOT NULL);";
 const UNDO: &str = "DROP TABLE IF EXISTS bench_notes;";
@@ -65,13 +65,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: &Args, cluster: &EmbeddedPostgres) -> anyhow::Result<()> {
-    let mut settings = Settings {
-        database_url: Some(cluster.superuser_url("silo")),
-        master_keys: Some(Keyring::generate_entry("bench")),
-        http_addr: "127.0.0.1:0".parse()?,
-        signups_per_client_per_minute: 1_000_000,
-        ..Settings::default()
-    };
+    let mut settings = bench_settings(cluster)?;
     settings.provisioning.concurrency = 8;
     let started = bootstrap(settings.clone(), &|line| eprintln!("{line}")).await?;
     let (store, keyring) = (started.store.clone(), started.keyring.clone());

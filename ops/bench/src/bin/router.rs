@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Parser;
 use control_plane::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
-use control_plane::{Keyring, Purpose, Settings};
+use control_plane::{Keyring, Purpose};
 use secrecy::ExposeSecret as _;
 use silo::bootstrap::bootstrap;
-use silo_bench::{create_tenants, start};
+use silo_bench::{bench_settings, create_tenants, start};
 
 /// Router benchmark: prints markdown tables of latency and throughput against their floors.
 #[derive(Debug, Parser)]
@@ -133,7 +133,44 @@ impl Load {
 
 const LOAD_HEADER: &str = "| run | requests | per second | p50 ms | p99 ms | max ms | non-200 | note |\n|---|---|---|---|---|---|---|---|";
 
-/// `workers` closed loops against `hosts` (round robin) for `duration`.
+/// `workers` closed loops for `duration`, each call of `request` (given a running count, for
+/// round robin) answering a status (0: no answer).
+async fn closed_loop<F, Fut>(workers: usize, duration: Duration, request: F) -> Load
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = u16> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let (request, next) = (request.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut load = Load::default();
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                let status = request(next.fetch_add(1, Ordering::Relaxed)).await;
+                load.latencies.push(sent.elapsed());
+                *load.statuses.entry(status).or_default() += 1;
+            }
+            load
+        }));
+    }
+    let mut total = Load::default();
+    for task in tasks {
+        if let Ok(load) = task.await {
+            total.latencies.extend(load.latencies);
+            for (status, count) in load.statuses {
+                *total.statuses.entry(status).or_default() += count;
+            }
+        }
+    }
+    total.elapsed = started.elapsed();
+    total
+}
+
+/// The tenant read endpoint through Silo, round robin over `hosts`.
 async fn drive(
     http: &reqwest::Client,
     address: std::net::SocketAddr,
@@ -141,91 +178,66 @@ async fn drive(
     workers: usize,
     duration: Duration,
 ) -> Load {
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let deadline = started + duration;
-    let mut tasks = Vec::new();
-    for _ in 0..workers {
-        let (http, hosts, next) = (http.clone(), hosts.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut load = Load::default();
-            while Instant::now() < deadline {
-                let host = &hosts[next.fetch_add(1, Ordering::Relaxed) % hosts.len()];
-                let sent = Instant::now();
-                let status = match http
-                    .get(format!("http://{address}/api/v1/health"))
-                    .header("host", host)
-                    .send()
-                    .await
-                {
-                    Ok(response) => {
-                        let status = response.status().as_u16();
-                        let _ = response.bytes().await;
-                        status
-                    }
-                    Err(_) => 0,
-                };
-                load.latencies.push(sent.elapsed());
-                *load.statuses.entry(status).or_default() += 1;
-            }
-            load
-        }));
-    }
-    let mut total = Load::default();
-    for task in tasks {
-        if let Ok(load) = task.await {
-            total.latencies.extend(load.latencies);
-            for (status, count) in load.statuses {
-                *total.statuses.entry(status).or_default() += count;
+    let http = http.clone();
+    closed_loop(workers, duration, move |count| {
+        let (http, hosts) = (http.clone(), hosts.clone());
+        async move {
+            let host = &hosts[count % hosts.len()];
+            match http
+                .get(format!("http://{address}/api/v1/health"))
+                .header("host", host)
+                .send()
+                .await
+            {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let _ = response.bytes().await;
+                    status
+                }
+                Err(_) => 0,
             }
         }
-    }
-    total.elapsed = started.elapsed();
-    total
+    })
+    .await
 }
 
-/// The floor of phase 2: the same query over bare connections (no HTTP, no router), `workers`
-/// closed loops round robin over `clients`.
+/// The floor of phase 2: the same query over bare connections (no HTTP, no router), round
+/// robin over `clients`.
 async fn drive_bare(
     clients: Arc<Vec<tokio_postgres::Client>>,
     workers: usize,
     duration: Duration,
 ) -> Load {
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let deadline = started + duration;
-    let mut tasks = Vec::new();
-    for _ in 0..workers {
-        let (clients, next) = (clients.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut load = Load::default();
-            while Instant::now() < deadline {
-                let client = &clients[next.fetch_add(1, Ordering::Relaxed) % clients.len()];
-                let sent = Instant::now();
-                let status = match client.query_one(HEALTH_QUERY, &[]).await {
-                    Ok(_) => 200,
-                    Err(_) => 0,
-                };
-                load.latencies.push(sent.elapsed());
-                *load.statuses.entry(status).or_default() += 1;
-            }
-            load
-        }));
-    }
-    let mut total = Load::default();
-    for task in tasks {
-        if let Ok(load) = task.await {
-            total.latencies.extend(load.latencies);
-            for (status, count) in load.statuses {
-                *total.statuses.entry(status).or_default() += count;
+    closed_loop(workers, duration, move |count| {
+        let clients = clients.clone();
+        async move {
+            match clients[count % clients.len()]
+                .query_one(HEALTH_QUERY, &[])
+                .await
+            {
+                Ok(_) => 200,
+                Err(_) => 0,
             }
         }
-    }
-    total.elapsed = started.elapsed();
-    total
+    })
+    .await
 }
 
 const HEALTH_QUERY: &str = "SELECT coalesce(max(version), 0) FROM silo_schema_history";
+
+/// A tenant's own database URL, opened from the control plane.
+async fn tenant_url(
+    store: &control_plane::Store,
+    keyring: &Keyring,
+    slug: &str,
+) -> anyhow::Result<secrecy::SecretString> {
+    let tenant = store.tenant_by_slug(slug).await?.context("tenant")?;
+    Ok(keyring.open(
+        Purpose::TenantDatabaseUrl,
+        tenant.id,
+        tenant.sealed_database_url.as_ref().context("sealed")?,
+    )?)
+}
 
 /// Bare connections to `slugs`' databases, `each` per tenant.
 async fn bare_clients(
@@ -236,12 +248,7 @@ async fn bare_clients(
 ) -> anyhow::Result<Vec<tokio_postgres::Client>> {
     let mut clients = Vec::new();
     for slug in slugs {
-        let tenant = store.tenant_by_slug(slug).await?.context("tenant")?;
-        let url = keyring.open(
-            Purpose::TenantDatabaseUrl,
-            tenant.id,
-            tenant.sealed_database_url.as_ref().context("sealed")?,
-        )?;
+        let url = tenant_url(store, keyring, slug).await?;
         for _ in 0..each {
             let (client, connection) =
                 tokio_postgres::connect(url.expose_secret(), tokio_postgres::NoTls).await?;
@@ -294,20 +301,9 @@ fn heap_bytes() -> u64 {
     LIVE_HEAP_BYTES.load(Ordering::Relaxed) as u64
 }
 
-fn settings_on(cluster: &EmbeddedPostgres) -> anyhow::Result<Settings> {
-    let mut settings = Settings {
-        database_url: Some(cluster.superuser_url("silo")),
-        master_keys: Some(Keyring::generate_entry("bench")),
-        http_addr: "127.0.0.1:0".parse()?,
-        signups_per_client_per_minute: 1_000_000,
-        ..Settings::default()
-    };
-    settings.provisioning.concurrency = 8;
-    Ok(settings)
-}
-
 async fn run(args: &Args, big: &EmbeddedPostgres, small: &EmbeddedPostgres) -> anyhow::Result<()> {
-    let defaults = settings_on(big)?;
+    let mut defaults = bench_settings(big)?;
+    defaults.provisioning.concurrency = 8;
     // The throughput phases measure routing, not the rate limit; every pool may stay warm.
     let mut settings = defaults.clone();
     settings.router.tenant_requests_per_second = 0;
@@ -348,12 +344,7 @@ async fn run(args: &Args, big: &EmbeddedPostgres, small: &EmbeddedPostgres) -> a
     let (floor_slugs, cold_slugs) = cold.split_at(args.cold);
     let mut floor = Vec::new();
     for slug in floor_slugs {
-        let tenant = store.tenant_by_slug(slug).await?.context("tenant")?;
-        let url = keyring.open(
-            Purpose::TenantDatabaseUrl,
-            tenant.id,
-            tenant.sealed_database_url.as_ref().context("sealed")?,
-        )?;
+        let url = tenant_url(&store, &keyring, slug).await?;
         let connected = Instant::now();
         let (client, connection) =
             tokio_postgres::connect(url.expose_secret(), tokio_postgres::NoTls).await?;
@@ -571,7 +562,7 @@ async fn run(args: &Args, big: &EmbeddedPostgres, small: &EmbeddedPostgres) -> a
         "{}",
         alone.row(
             "100 quiet tenants alone",
-            "default settings (200 req/s per tenant)"
+            "default settings (Starter plan: 50 req/s per tenant)"
         )
     );
     println!(
