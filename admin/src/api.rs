@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use control_plane::ApiError;
 use control_plane::model::TenantStatus;
 use control_plane::store::{DatabaseHost, StoreError, TenantRecord};
+use control_plane::subscriptions::Action;
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -254,6 +255,9 @@ pub async fn show_tenant(
 pub struct CancelRequest {
     /// How long to keep the database, e.g. `30days`; default: the `offboarding.grace` setting.
     grace: Option<String>,
+    /// Keep access until the end of the paid period (or trial), then cancel; `false` undoes a
+    /// scheduled cancellation. Absent: cancel now.
+    at_period_end: Option<bool>,
 }
 
 pub async fn cancel_tenant(
@@ -263,8 +267,23 @@ pub async fn cancel_tenant(
     request: Option<Json<CancelRequest>>,
 ) -> Result<Json<Value>, ApiError> {
     let request = request.map(|Json(request)| request).unwrap_or_default();
+    let tenant = tenant_by_slug(&state, &slug).await?;
+    if let Some(at_period_end) = request.at_period_end {
+        let action = if at_period_end {
+            Action::CancelAtPeriodEnd
+        } else {
+            Action::KeepSubscription
+        };
+        let subscription = state
+            .store
+            .change_subscription(tenant.id, action, &admin.actor(), &state.lifecycle)
+            .await?;
+        return Ok(Json(
+            json!({"tenant": tenant_json(&tenant), "subscription": subscription}),
+        ));
+    }
     let grace = match request.grace.as_deref() {
-        None => state.default_grace,
+        None => state.lifecycle.offboarding_grace,
         Some(text) => humantime::parse_duration(text).map_err(|_| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -273,12 +292,117 @@ pub async fn cancel_tenant(
             )
         })?,
     };
-    let tenant = tenant_by_slug(&state, &slug).await?;
     let cancelled = state
         .store
         .cancel_tenant(tenant.id, grace, &admin.actor())
         .await?;
     Ok(Json(tenant_json(&cancelled)))
+}
+
+/// `GET /api/v1/admin/tenants/{slug}/subscription`: the state and every recorded transition.
+pub async fn show_subscription(
+    _admin: Admin,
+    State(state): State<AdminState>,
+    Path(slug): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = tenant_by_slug(&state, &slug).await?;
+    let subscription = state.store.subscription(tenant.id).await?;
+    let transitions = state.store.subscription_transitions(tenant.id).await?;
+    Ok(Json(
+        json!({"subscription": subscription, "transitions": transitions}),
+    ))
+}
+
+async fn act_on_subscription(
+    admin: &Admin,
+    state: &AdminState,
+    slug: &str,
+    action: Action,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = tenant_by_slug(state, slug).await?;
+    let subscription = state
+        .store
+        .change_subscription(tenant.id, action, &admin.actor(), &state.lifecycle)
+        .await?;
+    tenant_and_subscription(state, tenant.id, &subscription).await
+}
+
+/// The answer to a subscription action: the tenant as it is now and its subscription.
+async fn tenant_and_subscription(
+    state: &AdminState,
+    tenant_id: uuid::Uuid,
+    subscription: &control_plane::subscriptions::Subscription,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = state.store.tenant(tenant_id).await?;
+    Ok(Json(
+        json!({"tenant": tenant_json(&tenant), "subscription": subscription}),
+    ))
+}
+
+/// `POST /api/v1/admin/tenants/{slug}/suspend`: not served (403 `tenant_suspended`) until reactivated.
+pub async fn suspend_tenant(
+    admin: Admin,
+    State(state): State<AdminState>,
+    Path(slug): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    act_on_subscription(&admin, &state, &slug, Action::Suspend).await
+}
+
+/// `POST /api/v1/admin/tenants/{slug}/reactivate`: a suspended or past-due subscription → active.
+pub async fn reactivate_tenant(
+    admin: Admin,
+    State(state): State<AdminState>,
+    Path(slug): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    act_on_subscription(&admin, &state, &slug, Action::Reactivate).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ExtendTrialRequest {
+    /// Extend by this long, e.g. `7days` (from the current end, or from now if it lapsed).
+    by: Option<String>,
+    /// Or until this moment (RFC 3339).
+    until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// `POST /api/v1/admin/tenants/{slug}/extend-trial {"by": "7days"} | {"until": "…"}`.
+pub async fn extend_trial(
+    admin: Admin,
+    State(state): State<AdminState>,
+    Path(slug): Path<String>,
+    request: Result<Json<ExtendTrialRequest>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let request = body(
+        request,
+        r#"{"by": "7days"} or {"until": "2030-01-01T00:00:00Z"}"#,
+    )?;
+    let invalid =
+        |message: String| ApiError::validation([("by".to_owned(), message)].into_iter().collect());
+    let tenant = tenant_by_slug(&state, &slug).await?;
+    let current = state.store.subscription(tenant.id).await?;
+    let now = chrono::Utc::now();
+    let until = match (request.by.as_deref(), request.until) {
+        (Some(text), None) => {
+            let by = humantime::parse_duration(text)
+                .ok()
+                .and_then(|by| chrono::Duration::from_std(by).ok())
+                .filter(|by| *by > chrono::Duration::zero())
+                .ok_or_else(|| invalid(format!("`{text}` is not a duration like 7days or 36h.")))?;
+            current
+                .trial_ends_at
+                .filter(|ends| *ends > now)
+                .unwrap_or(now)
+                + by
+        }
+        (None, Some(until)) if until > now => until,
+        (None, Some(_)) => return Err(invalid("`until` must be in the future.".to_owned())),
+        _ => return Err(invalid("Send exactly one of `by` and `until`.".to_owned())),
+    };
+    let subscription = state
+        .store
+        .extend_trial(tenant.id, until, &admin.actor(), &state.lifecycle)
+        .await?;
+    tenant_and_subscription(&state, tenant.id, &subscription).await
 }
 
 pub async fn retry_tenant(

@@ -28,8 +28,9 @@ pub struct AdminState {
     pub keyring: Arc<Keyring>,
     pub login_limiter: Arc<ClientRateLimiter>,
     pub session_lifetime: Duration,
-    /// The grace period a cancellation gets unless the request names one.
-    pub default_grace: Duration,
+    /// The durations of the subscription lifecycle; its `offboarding_grace` is the grace period
+    /// a cancellation gets unless the request names one.
+    pub lifecycle: control_plane::subscriptions::Lifecycle,
     /// The migrations this build knows (rollout targets are limited to them).
     pub migrations: migrator::MigrationSet,
     /// An argon2 hash checked for unknown emails, so they cost as much as known ones.
@@ -40,7 +41,7 @@ impl AdminState {
     pub fn new(
         store: Store,
         keyring: Arc<Keyring>,
-        default_grace: Duration,
+        lifecycle: control_plane::subscriptions::Lifecycle,
         migrations: migrator::MigrationSet,
     ) -> Self {
         let dummy = secrecy::SecretString::from("not a real password, only for timing");
@@ -50,7 +51,7 @@ impl AdminState {
             // Ten attempts a minute per address: enough for typos, useless for guessing.
             login_limiter: Arc::new(ClientRateLimiter::new(10)),
             session_lifetime: Duration::from_secs(12 * 3600),
-            default_grace,
+            lifecycle,
             migrations,
             dummy_hash: control_plane::passwords::hash(&dummy),
         }
@@ -101,6 +102,22 @@ pub fn router(state: AdminState) -> Router {
         .route(
             "/api/v1/admin/tenants/{slug}/retry",
             post(api::retry_tenant),
+        )
+        .route(
+            "/api/v1/admin/tenants/{slug}/subscription",
+            get(api::show_subscription),
+        )
+        .route(
+            "/api/v1/admin/tenants/{slug}/suspend",
+            post(api::suspend_tenant),
+        )
+        .route(
+            "/api/v1/admin/tenants/{slug}/reactivate",
+            post(api::reactivate_tenant),
+        )
+        .route(
+            "/api/v1/admin/tenants/{slug}/extend-trial",
+            post(api::extend_trial),
         )
         .route("/api/v1/admin/plans", get(api::list_plans))
         .route("/api/v1/admin/tenants/{slug}/plan", post(api::change_plan))

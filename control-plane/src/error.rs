@@ -136,6 +136,11 @@ impl From<crate::store::StoreError> for ApiError {
                 "domain_taken",
                 "That domain is already registered to a workspace.",
             ),
+            StoreError::InvalidTransition { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                "invalid_transition",
+                format!("{error}; see the subscription lifecycle in the README."),
+            ),
             StoreError::WrongStatus(_) => {
                 ApiError::new(StatusCode::CONFLICT, "wrong_status", format!("{error}."))
             }

@@ -24,6 +24,8 @@ pub struct ApexState {
     pub store: Store,
     pub base_domain: Arc<str>,
     pub signup_limiter: Arc<ClientRateLimiter>,
+    pub billing: Arc<crate::settings::BillingSettings>,
+    pub lifecycle: crate::subscriptions::Lifecycle,
 }
 
 /// A per-key rate limit (GCRA, from governor): signups and admin logins per client address,
@@ -78,6 +80,7 @@ pub fn router(state: ApexState) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/v1/signups", post(create_signup))
         .route("/api/v1/signups/{tenant_id}", get(signup_status))
+        .route("/api/v1/webhooks/stripe", post(crate::stripe::webhook))
         .with_state(state)
 }
 
@@ -164,6 +167,7 @@ async fn create_signup(
             display_name: &valid.company_name,
             admin_email: &valid.admin_email,
             admin_password_hash: &password_hash,
+            trial: state.lifecycle.trial,
         })
         .await?;
     tracing::info!(%tenant_id, "signup accepted; provisioning enqueued");

@@ -17,6 +17,8 @@ pub mod sealing;
 pub mod settings;
 pub mod signup;
 pub mod store;
+pub mod stripe;
+pub mod subscriptions;
 
 pub use error::ApiError;
 pub use sealing::{Keyring, Purpose, Sealed};

@@ -66,6 +66,19 @@ pub struct Entitlements {
     pub add_ons: Vec<AddOn>,
     /// The plan's modules and the unexpired add-ons.
     pub modules: BTreeSet<String>,
+    /// Where billing stands (`None`: a tenant without a subscription row).
+    pub billing: Option<Billing>,
+}
+
+/// The parts of the subscription the router acts on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Billing {
+    pub status: crate::subscriptions::SubscriptionStatus,
+    /// Past due: when it will be suspended unless paid.
+    pub grace_ends_at: Option<DateTime<Utc>>,
+    /// A cancellation scheduled for the end of the period.
+    pub cancel_at: Option<DateTime<Utc>>,
+    pub trial_ends_at: Option<DateTime<Utc>>,
 }
 
 impl Entitlements {
@@ -86,13 +99,28 @@ impl Store {
     /// The tenant's plan, add-ons and the modules they give it now.
     pub async fn entitlements(&self, tenant_id: Uuid) -> StoreResult<Entitlements> {
         let row = sqlx::query(
-            "SELECT p.* FROM tenants t JOIN plans p ON p.code = t.plan_code WHERE t.id = $1",
+            "SELECT p.*, s.status AS subscription_status, s.grace_ends_at, s.cancel_at, \
+             s.trial_ends_at FROM tenants t JOIN plans p ON p.code = t.plan_code \
+             LEFT JOIN subscriptions s ON s.tenant_id = t.id WHERE t.id = $1",
         )
         .bind(tenant_id)
         .fetch_optional(self.pool())
         .await?
         .ok_or(StoreError::NotFound)?;
         let plan = plan_from_row(&row)?;
+        let status: Option<String> = row.try_get("subscription_status")?;
+        let billing = match status
+            .as_deref()
+            .and_then(crate::subscriptions::SubscriptionStatus::parse)
+        {
+            Some(status) => Some(Billing {
+                status,
+                grace_ends_at: row.try_get("grace_ends_at")?,
+                cancel_at: row.try_get("cancel_at")?,
+                trial_ends_at: row.try_get("trial_ends_at")?,
+            }),
+            None => None,
+        };
         let rows = sqlx::query(
             "SELECT module, expires_at FROM tenant_modules WHERE tenant_id = $1 ORDER BY module",
         )
@@ -124,6 +152,7 @@ impl Store {
             plan,
             add_ons,
             modules,
+            billing,
         })
     }
 

@@ -24,6 +24,7 @@ pub struct Settings {
     pub provisioning: ProvisioningSettings,
     pub router: RouterSettings,
     pub offboarding: OffboardingSettings,
+    pub billing: BillingSettings,
     /// Signups one client address may make per minute (a burst of this many, then refilled
     /// evenly). The peer address is used; proxies' forwarding headers are not trusted.
     pub signups_per_client_per_minute: u32,
@@ -72,6 +73,23 @@ pub struct OffboardingSettings {
     pub grace: Duration,
     /// How often workers look for cancelled tenants to export or drop.
     pub check_interval: Duration,
+}
+
+/// Subscriptions and Stripe.
+#[derive(Debug, Clone)]
+pub struct BillingSettings {
+    /// How long a new tenant's trial lasts.
+    pub trial: Duration,
+    /// How long a past-due subscription is still served (with a warning) before suspension.
+    pub past_due_grace: Duration,
+    /// How often a worker applies time-based transitions (trial end, grace end, period end).
+    pub check_interval: Duration,
+    /// Where Stripe's API is (tests point it at a local server).
+    pub stripe_api_base: String,
+    /// Stripe secret API key (`SILO_STRIPE_SECRET_KEY`); `None`: checkout is not offered.
+    pub stripe_secret_key: Option<SecretString>,
+    /// Stripe webhook signing secret (`SILO_STRIPE_WEBHOOK_SECRET`); `None`: webhooks refused.
+    pub stripe_webhook_secret: Option<SecretString>,
 }
 
 #[derive(Debug, Clone)]
@@ -139,6 +157,14 @@ impl Default for Settings {
                 grace: Duration::from_secs(30 * 24 * 3600),
                 check_interval: Duration::from_secs(10),
             },
+            billing: BillingSettings {
+                trial: Duration::from_secs(14 * 24 * 3600),
+                past_due_grace: Duration::from_secs(7 * 24 * 3600),
+                check_interval: Duration::from_secs(60),
+                stripe_api_base: "https://api.stripe.com".to_owned(),
+                stripe_secret_key: None,
+                stripe_webhook_secret: None,
+            },
             signups_per_client_per_minute: 10,
         }
     }
@@ -173,6 +199,22 @@ struct FileSettings {
     router: FileRouter,
     #[serde(default)]
     offboarding: FileOffboarding,
+    #[serde(default)]
+    billing: FileBilling,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBilling {
+    #[serde(default, with = "humantime_serde")]
+    trial: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    past_due_grace: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    check_interval: Option<Duration>,
+    stripe_api_base: Option<String>,
+    stripe_secret_key: Option<SecretString>,
+    stripe_webhook_secret: Option<SecretString>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -322,6 +364,29 @@ impl Settings {
         }
         o.grace = file.offboarding.grace.unwrap_or(o.grace);
         o.check_interval = file.offboarding.check_interval.unwrap_or(o.check_interval);
+        let b = &mut self.billing;
+        let f = file.billing;
+        b.trial = f.trial.unwrap_or(b.trial);
+        b.past_due_grace = f.past_due_grace.unwrap_or(b.past_due_grace);
+        b.check_interval = f.check_interval.unwrap_or(b.check_interval);
+        if let Some(base) = f.stripe_api_base {
+            b.stripe_api_base = base;
+        }
+        if f.stripe_secret_key.is_some() {
+            b.stripe_secret_key = f.stripe_secret_key;
+        }
+        if f.stripe_webhook_secret.is_some() {
+            b.stripe_webhook_secret = f.stripe_webhook_secret;
+        }
+    }
+
+    /// The durations the subscription lifecycle runs on.
+    pub fn lifecycle(&self) -> crate::subscriptions::Lifecycle {
+        crate::subscriptions::Lifecycle {
+            trial: self.billing.trial,
+            past_due_grace: self.billing.past_due_grace,
+            offboarding_grace: self.offboarding.grace,
+        }
     }
 
     /// The folder tenant exports are written to.
@@ -346,6 +411,27 @@ impl Settings {
         if let Some(base) = non_empty("SILO_BASE_DOMAIN") {
             self.base_domain = base;
         }
+        if let Some(secret) = non_empty("SILO_STRIPE_WEBHOOK_SECRET") {
+            self.billing.stripe_webhook_secret = Some(SecretString::from(secret));
+        }
+        if let Some(key) = non_empty("SILO_STRIPE_SECRET_KEY") {
+            self.billing.stripe_secret_key = Some(SecretString::from(key));
+        }
+        if let Some(base) = non_empty("SILO_STRIPE_API_BASE") {
+            self.billing.stripe_api_base = base;
+        }
+        let base = self
+            .billing
+            .stripe_api_base
+            .trim_end_matches('/')
+            .to_owned();
+        if !(base.starts_with("https://") || base.starts_with("http://")) {
+            return Err(SettingsError::Variable {
+                name: "SILO_STRIPE_API_BASE",
+                message: format!("`{base}` is not an http(s) URL"),
+            });
+        }
+        self.billing.stripe_api_base = base;
         if let Some(addr) = non_empty("SILO_HTTP_ADDR") {
             self.http_addr = addr.parse().map_err(|_| SettingsError::Variable {
                 name: "SILO_HTTP_ADDR",

@@ -38,6 +38,11 @@ pub enum StoreError {
     UnknownModule,
     #[error("the tenant is `{0}`; that is not possible in this state")]
     WrongStatus(&'static str),
+    #[error("a `{from}` subscription cannot become `{to}`")]
+    InvalidTransition {
+        from: &'static str,
+        to: &'static str,
+    },
     #[error("the database URL is not a valid PostgreSQL URL")]
     InvalidUrl,
     #[error("the control-plane database is unreachable: {0}")]
@@ -190,6 +195,8 @@ pub struct NewTenant<'a> {
     pub display_name: &'a str,
     pub admin_email: &'a str,
     pub admin_password_hash: &'a str,
+    /// How long the new tenant's trial lasts.
+    pub trial: Duration,
 }
 
 /// Where a tenant was placed and what it will be called there.
@@ -689,6 +696,7 @@ impl Store {
         if inserted.rows_affected() == 0 {
             return Err(StoreError::SubdomainTaken);
         }
+        crate::subscriptions::start_trial(&mut transaction, id, new.trial).await?;
         enqueue_provisioning(&mut transaction, id).await?;
         transaction.commit().await?;
         Ok(id)
@@ -888,6 +896,7 @@ impl Store {
         grace: Duration,
         actor: &str,
     ) -> StoreResult<TenantRecord> {
+        use crate::subscriptions::{self, Effects, Lifecycle, SubscriptionStatus};
         let mut transaction = self.pool.begin().await?;
         let before: Option<String> =
             sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1 FOR UPDATE")
@@ -900,23 +909,30 @@ impl Store {
         {
             return Err(StoreError::WrongStatus(status.as_str()));
         }
-        let grace_seconds = grace.as_secs_f64();
-        sqlx::query(
-            "UPDATE tenants SET status = 'cancelled', cancelled_at = now(), \
-             purge_after = now() + make_interval(secs => $2), updated_at = now() WHERE id = $1",
-        )
-        .bind(tenant_id)
-        .bind(grace_seconds)
-        .execute(&mut *transaction)
-        .await?;
-        insert_audit(
-            &mut transaction,
-            actor,
-            "tenant.cancel",
-            Some(tenant_id),
-            serde_json::json!({"before": before, "after": "cancelled", "grace_seconds": grace_seconds}),
-        )
-        .await?;
+        // The subscription ends with the tenant (a tenant from before billing may have none).
+        match subscriptions::lock(&mut transaction, tenant_id).await {
+            Ok(current) if current.status != SubscriptionStatus::Cancelled => {
+                let lifecycle = Lifecycle {
+                    trial: Duration::ZERO,
+                    past_due_grace: Duration::ZERO,
+                    offboarding_grace: grace,
+                };
+                subscriptions::transition(
+                    &mut transaction,
+                    &current,
+                    SubscriptionStatus::Cancelled,
+                    "cancelled",
+                    actor,
+                    &lifecycle,
+                    Effects::default(),
+                )
+                .await?;
+            }
+            Ok(_) | Err(StoreError::NotFound) => {
+                subscriptions::cancel_tenant_in(&mut transaction, tenant_id, grace, actor).await?;
+            }
+            Err(error) => return Err(error),
+        }
         transaction.commit().await?;
         self.tenant(tenant_id).await
     }

@@ -88,11 +88,13 @@ impl Application {
                 signup_limiter: Arc::new(control_plane::http::ClientRateLimiter::new(
                     options.settings.signups_per_client_per_minute,
                 )),
+                billing: Arc::new(options.settings.billing.clone()),
+                lifecycle: options.settings.lifecycle(),
             });
             let admin = admin::router(admin::AdminState::new(
                 options.store.clone(),
                 options.keyring.clone(),
-                options.settings.offboarding.grace,
+                options.settings.lifecycle(),
                 options.migrations.clone(),
             ));
             let apex = apex
@@ -181,6 +183,22 @@ impl Application {
                     keyring,
                     export_dir,
                     offboarding,
+                    stop,
+                )
+                .await;
+                Ok(())
+            });
+            let (store, lifecycle, stop) = (
+                options.store.clone(),
+                options.settings.lifecycle(),
+                stopped(),
+            );
+            let billing_interval = options.settings.billing.check_interval;
+            tasks.spawn(async move {
+                control_plane::subscriptions::run_billing_clock(
+                    store,
+                    lifecycle,
+                    billing_interval,
                     stop,
                 )
                 .await;

@@ -18,6 +18,7 @@ use control_plane::model::{TENANT_CHANGES_CHANNEL, TenantChanged, TenantStatus};
 use control_plane::plans::Entitlements;
 use control_plane::settings::RouterSettings;
 use control_plane::store::{StoreError, TenantRecord};
+use control_plane::subscriptions::SubscriptionStatus;
 use control_plane::{ApiError, Keyring, Purpose, Sealed, Store};
 use deadpool::managed::PoolError;
 use deadpool_postgres::{ManagerConfig, RecyclingMethod, Runtime};
@@ -436,7 +437,19 @@ impl RouterState {
         let tenant = self
             .read_through(&self.inner.tenant_cache, slug, read)
             .await?;
-        match tenant.status {
+        // The subscription decides too: a tenant activated by the provisioner while its
+        // subscription was suspended or cancelled is not served.
+        let billing = tenant
+            .entitlements
+            .billing
+            .as_ref()
+            .map(|billing| billing.status);
+        let status = match (tenant.status, billing) {
+            (TenantStatus::Active, Some(SubscriptionStatus::Suspended)) => TenantStatus::Suspended,
+            (TenantStatus::Active, Some(SubscriptionStatus::Cancelled)) => TenantStatus::Cancelled,
+            (status, _) => status,
+        };
+        match status {
             TenantStatus::Active => Ok(tenant),
             TenantStatus::Provisioning => Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

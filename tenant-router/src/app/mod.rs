@@ -28,6 +28,8 @@ pub fn router(state: RouterState) -> Router {
     Router::new()
         .route("/api/v1/health", get(health))
         .route("/api/v1/sessions", post(auth::login))
+        // The contract's name for the same sign-in.
+        .route("/api/v1/auth/login", post(auth::login))
         .route("/api/v1/me", get(auth::me))
         .route("/api/v1/plan", get(users::plan))
         .route(
@@ -97,9 +99,63 @@ pub fn router(state: RouterState) -> Router {
         })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            resolve_tenant,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             crate::metrics::record_request,
         ))
         .with_state(state)
+}
+
+/// The tenant a request is for, resolved once by [`resolve_tenant`].
+#[derive(Clone)]
+struct Resolved(Arc<ResolvedTenant>);
+
+/// Middleware: resolves the request's tenant (refusing unknown, suspended or cancelled ones
+/// before any handler runs) and tells clients of a billing problem in a
+/// `Silo-Billing-Warning` header: `past_due; suspends-at=<RFC 3339>` or
+/// `cancelling; access-ends=<RFC 3339>`.
+async fn resolve_tenant(
+    axum::extract::State(state): axum::extract::State<RouterState>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let resolved = if let Some(slug) = request.extensions().get::<TenantSlug>() {
+        state.resolve(&slug.0).await
+    } else if let Some(domain) = request.extensions().get::<CustomDomain>() {
+        state.resolve_domain(&domain.0).await
+    } else {
+        Err(ApiError::tenant_not_found())
+    };
+    let tenant = match resolved {
+        Ok(tenant) => tenant,
+        Err(error) => return error.into_response(),
+    };
+    let warning = billing_warning(&tenant);
+    request.extensions_mut().insert(Resolved(tenant));
+    let mut response = next.run(request).await;
+    if let Some(warning) = warning
+        && let Ok(value) = axum::http::HeaderValue::from_str(&warning)
+    {
+        response.headers_mut().insert("silo-billing-warning", value);
+    }
+    response
+}
+
+fn billing_warning(tenant: &ResolvedTenant) -> Option<String> {
+    use control_plane::subscriptions::SubscriptionStatus;
+    let billing = tenant.entitlements.billing.as_ref()?;
+    let when =
+        |at: chrono::DateTime<chrono::Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    match (billing.status, billing.grace_ends_at, billing.cancel_at) {
+        (SubscriptionStatus::PastDue, Some(grace), _) => {
+            Some(format!("past_due; suspends-at={}", when(grace)))
+        }
+        (_, _, Some(cancel_at)) => Some(format!("cancelling; access-ends={}", when(cancel_at))),
+        _ => None,
+    }
 }
 
 /// Routes the apex serves for the router: `/metrics` (Prometheus text).
@@ -124,7 +180,9 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = RouterState::from_ref(state);
-        let tenant = if let Some(slug) = parts.extensions.get::<TenantSlug>() {
+        let tenant = if let Some(Resolved(tenant)) = parts.extensions.get::<Resolved>() {
+            tenant.clone()
+        } else if let Some(slug) = parts.extensions.get::<TenantSlug>() {
             state.resolve(&slug.0).await?
         } else if let Some(domain) = parts.extensions.get::<CustomDomain>() {
             state.resolve_domain(&domain.0).await?

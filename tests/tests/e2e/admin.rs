@@ -324,9 +324,20 @@ async fn the_admin_api_manages_hosts_and_cancels_tenants_with_an_audit_trail() {
         .await
         .unwrap();
     let audit = shown["audit"].as_array().unwrap();
-    assert_eq!(audit[0]["actor"], format!("admin:{EMAIL}"));
-    assert_eq!(audit[0]["action"], "tenant.cancel");
-    assert_eq!(audit[0]["detail"]["before"], "active");
+    let cancel = audit
+        .iter()
+        .find(|entry| entry["action"] == "tenant.cancel")
+        .unwrap();
+    assert_eq!(cancel["actor"], format!("admin:{EMAIL}"));
+    assert_eq!(cancel["detail"]["before"], "active");
+    // The subscription ended with it, recorded under the same name.
+    assert!(
+        audit
+            .iter()
+            .any(|entry| entry["action"] == "subscription.cancelled"
+                && entry["actor"] == format!("admin:{EMAIL}")
+                && entry["detail"]["before"] == "trial")
+    );
     let retry = call(Method::POST, "/api/v1/admin/tenants/second/retry")
         .send()
         .await

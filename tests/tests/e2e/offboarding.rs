@@ -136,6 +136,7 @@ async fn cancelling_stops_serving_at_once_then_exports_and_drops_after_the_grace
         .await
         .unwrap()
         .into_iter()
+        .filter(|(_, action, _)| action.starts_with("tenant."))
         .map(|(actor, action, _)| format!("{actor} {action}"))
         .collect();
     assert_eq!(

@@ -125,6 +125,16 @@ async fn the_owner_signs_in_and_runs_the_back_office() {
         .expect(Method::GET, "/api/v1/me", None, StatusCode::OK)
         .await;
     assert_eq!(me["role"], "owner");
+    // The contract's sign-in path answers the same.
+    let contract = app
+        .request(Method::POST, &host, "/api/v1/auth/login")
+        .json(&json!({"email": "owner@pharma.test", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(contract.status(), StatusCode::CREATED);
+    let body: Value = contract.json().await.unwrap();
+    assert!(body["token"].as_str().is_some_and(|token| token.len() > 20));
     let forged = Session {
         token: format!("{}x", owner.token),
         ..owner.on("pharma")

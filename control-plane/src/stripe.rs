@@ -1,0 +1,725 @@
+//! Stripe: the signed webhook (`POST /api/v1/webhooks/stripe`) that moves subscriptions, and the
+//! outbound calls (customers, checkout sessions) made with reqwest against a configurable API base.
+//!
+//! Invariants: nothing is read from an event before its `Stripe-Signature` verified (HMAC-SHA256
+//! over `timestamp.payload` with the signing secret, any of the `v1` signatures, constant-time,
+//! timestamp within five minutes); each event id is processed once, in the same transaction as
+//! its effect (`stripe_events`), so a redelivery changes nothing; an event older than the state
+//! already applied to its subscription (`stripe_state_at`) is recorded as `stale` and changes
+//! nothing, so out-of-order delivery cannot move a subscription back.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac as _};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::Sha256;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::http::ApexState;
+use crate::store::{Store, StoreError, StoreResult, insert_audit};
+use crate::subscriptions::{self, Effects, Lifecycle, SubscriptionStatus};
+
+/// How far a signature's timestamp may be from now.
+pub const SIGNATURE_TOLERANCE: Duration = Duration::from_secs(300);
+
+/// Why a webhook was refused (all 400 `invalid_signature`; the message says which).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("the Stripe-Signature header is missing")]
+    Missing,
+    #[error("the Stripe-Signature header has no timestamp or no v1 signature")]
+    Malformed,
+    #[error("the signature's timestamp is more than five minutes from now")]
+    Stale,
+    #[error("no v1 signature matches the payload")]
+    Mismatch,
+}
+
+/// Verifies a `Stripe-Signature` header (`t=…,v1=…[,v1=…][,v0=…]`) for `payload` at `now`
+/// (Unix seconds), as Stripe specifies. Returns the signed timestamp.
+pub fn verify_signature(
+    header: Option<&str>,
+    payload: &[u8],
+    secret: &SecretString,
+    now: i64,
+) -> Result<i64, SignatureError> {
+    let header = header.ok_or(SignatureError::Missing)?;
+    let mut timestamp = None;
+    let mut signatures = Vec::new();
+    for part in header.split(',') {
+        let Some((key, value)) = part.trim().split_once('=') else {
+            continue;
+        };
+        match key {
+            "t" => timestamp = value.parse::<i64>().ok(),
+            "v1" => signatures.push(value),
+            _ => {}
+        }
+    }
+    let timestamp = timestamp.ok_or(SignatureError::Malformed)?;
+    if signatures.is_empty() {
+        return Err(SignatureError::Malformed);
+    }
+    let tolerance = i64::try_from(SIGNATURE_TOLERANCE.as_secs()).unwrap_or(i64::MAX);
+    if now.abs_diff(timestamp) > tolerance.unsigned_abs() {
+        return Err(SignatureError::Stale);
+    }
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
+        .map_err(|_| SignatureError::Mismatch)?;
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(payload);
+    let matched = signatures.iter().any(|signature| {
+        hex::decode(signature).is_ok_and(|bytes| mac.clone().verify_slice(&bytes).is_ok())
+    });
+    if matched {
+        Ok(timestamp)
+    } else {
+        Err(SignatureError::Mismatch)
+    }
+}
+
+/// The parts of a Stripe event Silo reads.
+#[derive(Debug, Deserialize)]
+pub struct Event {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub created: i64,
+    pub data: EventData,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EventData {
+    pub object: Value,
+}
+
+/// What became of one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    /// Seen before (redelivery): nothing done.
+    Duplicate,
+    /// Older than the state already applied: recorded, nothing changed.
+    Stale,
+    /// The state machine does not allow what the event asks: recorded, nothing changed.
+    Refused,
+    /// No tenant matches the event's metadata, customer or subscription.
+    Unmatched,
+    /// An event type Silo does not act on.
+    Ignored,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Stale => "stale",
+            Outcome::Refused => "refused",
+            Outcome::Unmatched => "unmatched",
+            Outcome::Ignored => "ignored",
+        }
+    }
+}
+
+const HANDLED: [&str; 6] = [
+    "checkout.session.completed",
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "invoice.payment_succeeded",
+    "invoice.payment_failed",
+];
+
+fn text<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
+    object.get(key).and_then(Value::as_str)
+}
+
+fn unix_time(value: Option<&Value>) -> Option<DateTime<Utc>> {
+    value
+        .and_then(Value::as_i64)
+        .and_then(|seconds| DateTime::from_timestamp(seconds, 0))
+}
+
+/// Stripe's subscription status → Silo's (`None`: not a state Silo acts on, e.g. `incomplete`).
+fn map_stripe_status(status: &str) -> Option<SubscriptionStatus> {
+    Some(match status {
+        "trialing" => SubscriptionStatus::Trial,
+        "active" => SubscriptionStatus::Active,
+        "past_due" => SubscriptionStatus::PastDue,
+        "unpaid" | "paused" => SubscriptionStatus::Suspended,
+        "canceled" => SubscriptionStatus::Cancelled,
+        _ => return None,
+    })
+}
+
+/// What an event asks of the subscription.
+struct Wanted {
+    status: Option<SubscriptionStatus>,
+    customer: Option<String>,
+    subscription: Option<String>,
+    plan: Option<String>,
+    interval: Option<String>,
+    current_period_end: Option<DateTime<Utc>>,
+    trial_end: Option<DateTime<Utc>>,
+    /// `Some(None)`: clear a scheduled cancellation.
+    cancel_at: Option<Option<DateTime<Utc>>>,
+}
+
+fn wanted(kind: &str, object: &Value) -> Wanted {
+    let metadata = object.get("metadata");
+    let meta = |key: &str| metadata.and_then(|m| text(m, key)).map(str::to_owned);
+    let mut wanted = Wanted {
+        status: None,
+        customer: text(object, "customer").map(str::to_owned),
+        subscription: None,
+        plan: meta("plan"),
+        interval: meta("interval"),
+        current_period_end: None,
+        trial_end: None,
+        cancel_at: None,
+    };
+    match kind {
+        "checkout.session.completed" => {
+            wanted.subscription = text(object, "subscription").map(str::to_owned);
+            wanted.status = Some(SubscriptionStatus::Active);
+        }
+        "customer.subscription.created"
+        | "customer.subscription.updated"
+        | "customer.subscription.deleted" => {
+            wanted.subscription = text(object, "id").map(str::to_owned);
+            wanted.status = if kind == "customer.subscription.deleted" {
+                Some(SubscriptionStatus::Cancelled)
+            } else {
+                text(object, "status").and_then(map_stripe_status)
+            };
+            // Newer API versions keep the period on the subscription's items.
+            let period_end = unix_time(object.get("current_period_end"))
+                .or_else(|| unix_time(object.pointer("/items/data/0/current_period_end")));
+            wanted.current_period_end = period_end;
+            wanted.trial_end = unix_time(object.get("trial_end"));
+            if kind != "customer.subscription.deleted" {
+                let scheduled = object
+                    .get("cancel_at_period_end")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                wanted.cancel_at = Some(if scheduled {
+                    period_end.or_else(|| unix_time(object.get("cancel_at")))
+                } else {
+                    unix_time(object.get("cancel_at"))
+                });
+            }
+        }
+        "invoice.payment_succeeded" => {
+            wanted.subscription = text(object, "subscription").map(str::to_owned);
+            wanted.status = Some(SubscriptionStatus::Active);
+        }
+        "invoice.payment_failed" => {
+            wanted.subscription = text(object, "subscription").map(str::to_owned);
+            wanted.status = Some(SubscriptionStatus::PastDue);
+        }
+        _ => {}
+    }
+    wanted
+}
+
+/// The tenant an event is about: metadata `tenant_id`, the checkout's `client_reference_id`,
+/// then the customer or subscription id Silo recorded.
+async fn find_tenant(
+    transaction: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    object: &Value,
+    wanted: &Wanted,
+) -> StoreResult<Option<Uuid>> {
+    let named = object
+        .get("metadata")
+        .and_then(|m| text(m, "tenant_id"))
+        .or_else(|| text(object, "client_reference_id"))
+        .and_then(|id| Uuid::parse_str(id).ok());
+    let found: Option<Uuid> = sqlx::query_scalar(
+        "SELECT tenant_id FROM subscriptions \
+         WHERE tenant_id = $1 OR stripe_customer_id = $2 OR stripe_subscription_id = $3 \
+         ORDER BY (tenant_id = $1) DESC NULLS LAST LIMIT 1",
+    )
+    .bind(named)
+    .bind(wanted.customer.as_deref())
+    .bind(wanted.subscription.as_deref())
+    .fetch_optional(&mut **transaction)
+    .await?;
+    Ok(found)
+}
+
+impl Store {
+    /// Applies one verified Stripe event, once. See the module's invariants.
+    pub async fn apply_stripe_event(
+        &self,
+        event: &Event,
+        lifecycle: &Lifecycle,
+    ) -> StoreResult<Outcome> {
+        let created = DateTime::from_timestamp(event.created, 0).unwrap_or_else(Utc::now);
+        let mut transaction = self.pool().begin().await?;
+        let fresh = sqlx::query(
+            "INSERT INTO stripe_events (id, type, created, outcome) VALUES ($1, $2, $3, 'processing') \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&event.id)
+        .bind(&event.kind)
+        .bind(created)
+        .execute(&mut *transaction)
+        .await?;
+        if fresh.rows_affected() == 0 {
+            return Ok(Outcome::Duplicate);
+        }
+        let object = &event.data.object;
+        let wanted = wanted(&event.kind, object);
+        let (outcome, tenant_id) = if !HANDLED.contains(&event.kind.as_str()) {
+            (Outcome::Ignored, None)
+        } else {
+            match find_tenant(&mut transaction, object, &wanted).await? {
+                None => (Outcome::Unmatched, None),
+                Some(tenant_id) => {
+                    let outcome = apply(
+                        &mut transaction,
+                        tenant_id,
+                        event,
+                        created,
+                        &wanted,
+                        lifecycle,
+                    )
+                    .await?;
+                    (outcome, Some(tenant_id))
+                }
+            }
+        };
+        sqlx::query("UPDATE stripe_events SET outcome = $2, tenant_id = $3 WHERE id = $1")
+            .bind(&event.id)
+            .bind(outcome.as_str())
+            .bind(tenant_id)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(outcome)
+    }
+
+    /// How the events with these ids ended (`None`: never received).
+    pub async fn stripe_event_outcome(&self, id: &str) -> StoreResult<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT outcome FROM stripe_events WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    /// Records the Stripe customer made for a tenant.
+    pub async fn set_stripe_customer(&self, tenant_id: Uuid, customer: &str) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE subscriptions SET stripe_customer_id = $2, updated_at = now() \
+             WHERE tenant_id = $1 AND stripe_customer_id IS NULL",
+        )
+        .bind(tenant_id)
+        .bind(customer)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}
+
+async fn apply(
+    transaction: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tenant_id: Uuid,
+    event: &Event,
+    created: DateTime<Utc>,
+    wanted: &Wanted,
+    lifecycle: &Lifecycle,
+) -> StoreResult<Outcome> {
+    let current = subscriptions::lock(transaction, tenant_id).await?;
+    if current
+        .stripe_state_at
+        .is_some_and(|applied| applied > created)
+    {
+        return Ok(Outcome::Stale);
+    }
+    let actor = "stripe";
+    if let Some(to) = wanted.status
+        && to != current.status
+    {
+        if !current.status.can_become(to) {
+            return Ok(Outcome::Refused);
+        }
+        let reason = format!("stripe:{}", event.kind);
+        subscriptions::transition(
+            transaction,
+            &current,
+            to,
+            &reason,
+            actor,
+            lifecycle,
+            Effects {
+                trial_ends_at: wanted.trial_end,
+                since: None,
+                detail: serde_json::json!({"stripe_event": event.id}),
+            },
+        )
+        .await?;
+    }
+    sqlx::query(
+        "UPDATE subscriptions SET \
+            stripe_customer_id = coalesce(stripe_customer_id, $2), \
+            stripe_subscription_id = coalesce($3, stripe_subscription_id), \
+            current_period_end = coalesce($4, current_period_end), \
+            trial_ends_at = CASE WHEN status = 'trial' THEN coalesce($5, trial_ends_at) ELSE trial_ends_at END, \
+            cancel_at = CASE WHEN $6 THEN $7 ELSE cancel_at END, \
+            billing_interval = coalesce($8, billing_interval), \
+            stripe_state_at = $9, updated_at = now() \
+         WHERE tenant_id = $1",
+    )
+    .bind(tenant_id)
+    .bind(wanted.customer.as_deref())
+    .bind(wanted.subscription.as_deref())
+    .bind(wanted.current_period_end)
+    .bind(wanted.trial_end)
+    .bind(wanted.cancel_at.is_some() && wanted.status != Some(SubscriptionStatus::Cancelled))
+    .bind(wanted.cancel_at.flatten())
+    .bind(
+        wanted
+            .interval
+            .as_deref()
+            .filter(|interval| matches!(*interval, "month" | "year")),
+    )
+    .bind(created)
+    .execute(&mut **transaction)
+    .await?;
+    if let Some(plan) = &wanted.plan {
+        let before: Option<String> =
+            sqlx::query_scalar("SELECT plan_code FROM tenants WHERE id = $1")
+                .bind(tenant_id)
+                .fetch_optional(&mut **transaction)
+                .await?;
+        let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM plans WHERE code = $1)")
+            .bind(plan)
+            .fetch_one(&mut **transaction)
+            .await?;
+        if known && before.as_deref() != Some(plan.as_str()) {
+            sqlx::query("UPDATE tenants SET plan_code = $2, updated_at = now() WHERE id = $1")
+                .bind(tenant_id)
+                .bind(plan)
+                .execute(&mut **transaction)
+                .await?;
+            insert_audit(
+                transaction,
+                actor,
+                "tenant.plan",
+                Some(tenant_id),
+                serde_json::json!({"before": before, "after": plan, "stripe_event": event.id}),
+            )
+            .await?;
+        }
+    }
+    Ok(Outcome::Applied)
+}
+
+/// `POST /api/v1/webhooks/stripe`.
+pub async fn webhook(
+    State(state): State<ApexState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let Some(secret) = state.billing.stripe_webhook_secret.as_ref() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stripe_not_configured",
+            "Stripe webhooks are not configured here: set SILO_STRIPE_WEBHOOK_SECRET.",
+        ));
+    };
+    let header = headers
+        .get("stripe-signature")
+        .and_then(|value| value.to_str().ok());
+    verify_signature(header, &body, secret, Utc::now().timestamp()).map_err(|error| {
+        tracing::warn!(%error, "Stripe webhook refused");
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_signature",
+            format!("{error}; the event was not processed."),
+        )
+    })?;
+    let event: Event = serde_json::from_slice(&body).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_event",
+            "The body is not a Stripe event (id, type, created, data.object).",
+        )
+    })?;
+    let outcome = state
+        .store
+        .apply_stripe_event(&event, &state.lifecycle)
+        .await
+        .map_err(|error| match error {
+            StoreError::Unavailable(_) => ApiError::from(error),
+            other => {
+                tracing::error!(error = %other, event = %event.id, "Stripe event failed");
+                ApiError::internal()
+            }
+        })?;
+    tracing::info!(event = %event.id, kind = %event.kind, outcome = outcome.as_str(), "Stripe event");
+    Ok(Json(
+        serde_json::json!({"received": true, "outcome": outcome.as_str()}),
+    ))
+}
+
+/// Stripe's API, called with the secret key. Every POST carries an idempotency key, so a retry
+/// after a timeout never creates a second customer or session.
+#[derive(Debug, Clone)]
+pub struct StripeClient {
+    http: reqwest::Client,
+    base: String,
+    key: SecretString,
+}
+
+/// Why a call to Stripe failed. Never contains the key.
+#[derive(Debug, thiserror::Error)]
+pub enum StripeError {
+    #[error("Stripe could not be reached: {0}")]
+    Unreachable(String),
+    #[error("Stripe refused the request ({status}): {message}")]
+    Refused { status: u16, message: String },
+    #[error("Stripe's answer had no `{0}`")]
+    Unexpected(&'static str),
+}
+
+/// A checkout session to send the tenant's owner to.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckoutSession {
+    pub id: String,
+    pub url: String,
+}
+
+impl StripeClient {
+    /// `None` when no secret key is configured.
+    pub fn new(settings: &crate::settings::BillingSettings) -> Option<Self> {
+        let key = settings.stripe_secret_key.clone()?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .ok()?;
+        Some(Self {
+            http,
+            base: settings.stripe_api_base.clone(),
+            key,
+        })
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        form: &[(&str, String)],
+        idempotency_key: &str,
+    ) -> Result<Value, StripeError> {
+        let body = serde_urlencoded::to_string(form)
+            .map_err(|error| StripeError::Unreachable(error.to_string()))?;
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(self.key.expose_secret())
+            .header("Idempotency-Key", idempotency_key)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map_err(|error| StripeError::Unreachable(error.without_url().to_string()))?;
+        let status = response.status();
+        let value: Value = response
+            .json()
+            .await
+            .map_err(|error| StripeError::Unreachable(error.without_url().to_string()))?;
+        if !status.is_success() {
+            let message = value
+                .pointer("/error/message")
+                .and_then(Value::as_str)
+                .unwrap_or("no message")
+                .to_owned();
+            return Err(StripeError::Refused {
+                status: status.as_u16(),
+                message,
+            });
+        }
+        Ok(value)
+    }
+
+    /// Creates the tenant's Stripe customer (idempotent per tenant).
+    pub async fn create_customer(
+        &self,
+        tenant_id: Uuid,
+        slug: &str,
+        email: &str,
+        name: &str,
+    ) -> Result<String, StripeError> {
+        let value = self
+            .post(
+                "/v1/customers",
+                &[
+                    ("email", email.to_owned()),
+                    ("name", name.to_owned()),
+                    ("metadata[tenant_id]", tenant_id.to_string()),
+                    ("metadata[subdomain]", slug.to_owned()),
+                ],
+                &format!("silo-customer-{tenant_id}"),
+            )
+            .await?;
+        text(&value, "id")
+            .map(str::to_owned)
+            .ok_or(StripeError::Unexpected("id"))
+    }
+
+    /// A subscription checkout for `plan` at its monthly or yearly price; the tenant id and plan
+    /// travel in the session's and the subscription's metadata, so the webhooks find the tenant.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_checkout_session(
+        &self,
+        tenant_id: Uuid,
+        customer: &str,
+        plan: &crate::plans::Plan,
+        interval: &str,
+        success_url: &str,
+        cancel_url: &str,
+        attempt: Uuid,
+    ) -> Result<CheckoutSession, StripeError> {
+        let amount = if interval == "year" {
+            plan.yearly_price_cents
+        } else {
+            plan.monthly_price_cents
+        };
+        let form = [
+            ("mode", "subscription".to_owned()),
+            ("customer", customer.to_owned()),
+            ("client_reference_id", tenant_id.to_string()),
+            ("success_url", success_url.to_owned()),
+            ("cancel_url", cancel_url.to_owned()),
+            ("line_items[0][quantity]", "1".to_owned()),
+            ("line_items[0][price_data][currency]", "usd".to_owned()),
+            ("line_items[0][price_data][unit_amount]", amount.to_string()),
+            (
+                "line_items[0][price_data][recurring][interval]",
+                interval.to_owned(),
+            ),
+            (
+                "line_items[0][price_data][product_data][name]",
+                format!("Silo {}", plan.name),
+            ),
+            ("metadata[tenant_id]", tenant_id.to_string()),
+            ("metadata[plan]", plan.code.clone()),
+            ("metadata[interval]", interval.to_owned()),
+            (
+                "subscription_data[metadata][tenant_id]",
+                tenant_id.to_string(),
+            ),
+            ("subscription_data[metadata][plan]", plan.code.clone()),
+            ("subscription_data[metadata][interval]", interval.to_owned()),
+        ];
+        let value = self
+            .post(
+                "/v1/checkout/sessions",
+                &form,
+                &format!("silo-checkout-{attempt}"),
+            )
+            .await?;
+        Ok(CheckoutSession {
+            id: text(&value, "id")
+                .ok_or(StripeError::Unexpected("id"))?
+                .to_owned(),
+            url: text(&value, "url")
+                .ok_or(StripeError::Unexpected("url"))?
+                .to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sign(secret: &str, timestamp: i64, payload: &[u8]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(format!("{timestamp}.").as_bytes());
+        mac.update(payload);
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    #[test]
+    fn signatures_are_checked_as_stripe_specifies() {
+        let secret = SecretString::from("whsec_test");
+        let payload = br#"{"id":"evt_1"}"#;
+        let now = 1_800_000_000;
+        let good = sign("whsec_test", now, payload);
+        let wrong = sign("whsec_other", now, payload);
+        let check = |header: &str| verify_signature(Some(header), payload, &secret, now);
+        assert_eq!(check(&format!("t={now},v1={good}")), Ok(now));
+        // Any of several v1 signatures (secret rotation), other schemes ignored.
+        assert_eq!(
+            check(&format!("t={now},v1={wrong},v0=abc,v1={good}")),
+            Ok(now)
+        );
+        assert_eq!(
+            check(&format!("t={now},v1={wrong}")),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            check(&format!("t={now},v0={good}")),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(check(&format!("v1={good}")), Err(SignatureError::Malformed));
+        assert_eq!(
+            verify_signature(None, payload, &secret, now),
+            Err(SignatureError::Missing)
+        );
+        // Five minutes of tolerance, either way.
+        let old = now - 301;
+        assert_eq!(
+            check(&format!("t={old},v1={}", sign("whsec_test", old, payload))),
+            Err(SignatureError::Stale)
+        );
+        let recent = now - 299;
+        assert_eq!(
+            check(&format!(
+                "t={recent},v1={}",
+                sign("whsec_test", recent, payload)
+            )),
+            Ok(recent)
+        );
+        // A tampered body fails even with a fresh timestamp.
+        assert_eq!(
+            verify_signature(
+                Some(&format!("t={now},v1={good}")),
+                br#"{"id":"evt_2"}"#,
+                &secret,
+                now
+            ),
+            Err(SignatureError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn stripe_statuses_map_onto_the_lifecycle() {
+        assert_eq!(
+            map_stripe_status("trialing"),
+            Some(SubscriptionStatus::Trial)
+        );
+        assert_eq!(
+            map_stripe_status("unpaid"),
+            Some(SubscriptionStatus::Suspended)
+        );
+        assert_eq!(
+            map_stripe_status("canceled"),
+            Some(SubscriptionStatus::Cancelled)
+        );
+        assert_eq!(map_stripe_status("incomplete"), None);
+    }
+}

@@ -1,0 +1,707 @@
+//! The subscription lifecycle: `trial → active → past_due → suspended → cancelled`, as a state
+//! machine whose allowed transitions are [`SubscriptionStatus::can_become`]. Every transition
+//! runs in one transaction that locks the subscription row, checks the transition, records it
+//! (`subscription_transitions` and the audit log, with before and after) and makes access
+//! follow: `suspended` suspends the tenant, leaving `suspended` reactivates it, `cancelled`
+//! starts offboarding. The routers hear of it on commit (the tables' triggers).
+//!
+//! Time moves the machine too: [`Store::apply_due_transitions`] (run by a worker job) ends
+//! trials, suspends past-due subscriptions whose grace ran out and carries out cancellations
+//! scheduled for the end of the paid period.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::Row as _;
+use uuid::Uuid;
+
+use crate::store::{Store, StoreError, StoreResult, insert_audit};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionStatus {
+    /// Free trial until `trial_ends_at`.
+    Trial,
+    /// Paid up.
+    Active,
+    /// A payment failed (or the trial ended unpaid): still served, with a warning, until
+    /// `grace_ends_at`.
+    PastDue,
+    /// Not served (403 `tenant_suspended`); its data is kept.
+    Suspended,
+    /// Ended: the tenant is offboarded (exported, then dropped after the offboarding grace).
+    Cancelled,
+}
+
+use SubscriptionStatus::{Active, Cancelled, PastDue, Suspended, Trial};
+
+/// Every allowed transition. Anything else is refused with `invalid_transition`.
+pub const TRANSITIONS: &[(SubscriptionStatus, SubscriptionStatus)] = &[
+    (Trial, Active),
+    (Trial, PastDue),
+    (Trial, Suspended),
+    (Trial, Cancelled),
+    (Active, PastDue),
+    (Active, Suspended),
+    (Active, Cancelled),
+    (PastDue, Active),
+    (PastDue, Trial),
+    (PastDue, Suspended),
+    (PastDue, Cancelled),
+    (Suspended, Active),
+    (Suspended, Trial),
+    (Suspended, Cancelled),
+];
+
+pub const ALL_STATUSES: [SubscriptionStatus; 5] = [Trial, Active, PastDue, Suspended, Cancelled];
+
+impl SubscriptionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trial => "trial",
+            Active => "active",
+            PastDue => "past_due",
+            Suspended => "suspended",
+            Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        ALL_STATUSES
+            .into_iter()
+            .find(|status| status.as_str() == text)
+    }
+
+    /// Whether the machine may go from `self` to `to`. Staying put is never a transition;
+    /// extending a trial is its own operation ([`Store::extend_trial`]).
+    pub fn can_become(self, to: SubscriptionStatus) -> bool {
+        TRANSITIONS.contains(&(self, to))
+    }
+}
+
+/// The durations the lifecycle runs on (from `[billing]` and `[offboarding]` settings).
+#[derive(Debug, Clone, Copy)]
+pub struct Lifecycle {
+    /// How long a new tenant's trial lasts.
+    pub trial: Duration,
+    /// How long a past-due subscription is still served before it is suspended.
+    pub past_due_grace: Duration,
+    /// How long a cancelled tenant's database is kept before it is dropped.
+    pub offboarding_grace: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Subscription {
+    pub tenant_id: Uuid,
+    pub status: SubscriptionStatus,
+    pub billing_interval: String,
+    pub trial_ends_at: Option<DateTime<Utc>>,
+    pub current_period_end: Option<DateTime<Utc>>,
+    pub past_due_since: Option<DateTime<Utc>>,
+    pub grace_ends_at: Option<DateTime<Utc>>,
+    pub cancel_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub stripe_customer_id: Option<String>,
+    pub stripe_subscription_id: Option<String>,
+    #[serde(skip)]
+    pub stripe_state_at: Option<DateTime<Utc>>,
+}
+
+pub(crate) fn subscription_from_row(row: &sqlx::postgres::PgRow) -> StoreResult<Subscription> {
+    let status: String = row.try_get("status")?;
+    Ok(Subscription {
+        tenant_id: row.try_get("tenant_id")?,
+        status: SubscriptionStatus::parse(&status).ok_or(StoreError::NotFound)?,
+        billing_interval: row.try_get("billing_interval")?,
+        trial_ends_at: row.try_get("trial_ends_at")?,
+        current_period_end: row.try_get("current_period_end")?,
+        past_due_since: row.try_get("past_due_since")?,
+        grace_ends_at: row.try_get("grace_ends_at")?,
+        cancel_at: row.try_get("cancel_at")?,
+        cancelled_at: row.try_get("cancelled_at")?,
+        stripe_customer_id: row.try_get("stripe_customer_id")?,
+        stripe_subscription_id: row.try_get("stripe_subscription_id")?,
+        stripe_state_at: row.try_get("stripe_state_at")?,
+    })
+}
+
+/// One recorded transition.
+#[derive(Debug, Clone, Serialize)]
+pub struct Transition {
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub reason: String,
+    pub actor: String,
+    pub detail: serde_json::Value,
+    pub at: DateTime<Utc>,
+}
+
+/// What a transition is asked to do besides changing the state.
+#[derive(Debug, Clone)]
+pub(crate) struct Effects {
+    /// A new end of the trial (when entering `trial`).
+    pub trial_ends_at: Option<DateTime<Utc>>,
+    /// When the new state began, if not now: a trial that ended at its end date is past due
+    /// (and its grace runs) from then, however late the clock noticed.
+    pub since: Option<DateTime<Utc>>,
+    /// Recorded with the transition (e.g. the Stripe event id).
+    pub detail: serde_json::Value,
+}
+
+impl Default for Effects {
+    fn default() -> Self {
+        Self {
+            trial_ends_at: None,
+            since: None,
+            detail: serde_json::json!({}),
+        }
+    }
+}
+
+/// How many subscriptions one pass of [`Store::apply_due_transitions`] moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DueTransitions {
+    pub trials_ended: usize,
+    pub suspended: usize,
+    pub cancelled: usize,
+}
+
+fn seconds(duration: Duration) -> f64 {
+    duration.as_secs_f64()
+}
+
+/// Creates a new tenant's subscription in its trial (inside the signup's transaction).
+pub(crate) async fn start_trial(
+    transaction: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tenant_id: Uuid,
+    trial: Duration,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO subscriptions (tenant_id, status, trial_ends_at) \
+         VALUES ($1, 'trial', now() + make_interval(secs => $2))",
+    )
+    .bind(tenant_id)
+    .bind(seconds(trial))
+    .execute(&mut **transaction)
+    .await?;
+    // Recorded as a transition only: signups themselves are not audited.
+    sqlx::query(
+        "INSERT INTO subscription_transitions (tenant_id, from_status, to_status, reason, actor, detail) \
+         VALUES ($1, NULL, 'trial', 'signup', 'system:signup', $2)",
+    )
+    .bind(tenant_id)
+    .bind(serde_json::json!({"trial_seconds": seconds(trial)}))
+    .execute(&mut **transaction)
+    .await?;
+    Ok(())
+}
+
+async fn record_transition(
+    transaction: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tenant_id: Uuid,
+    from: Option<SubscriptionStatus>,
+    to: SubscriptionStatus,
+    reason: &str,
+    actor: &str,
+    detail: serde_json::Value,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO subscription_transitions (tenant_id, from_status, to_status, reason, actor, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(tenant_id)
+    .bind(from.map(SubscriptionStatus::as_str))
+    .bind(to.as_str())
+    .bind(reason)
+    .bind(actor)
+    .bind(&detail)
+    .execute(&mut **transaction)
+    .await?;
+    insert_audit(
+        transaction,
+        actor,
+        &format!("subscription.{}", to.as_str()),
+        Some(tenant_id),
+        serde_json::json!({
+            "before": from.map(SubscriptionStatus::as_str),
+            "after": to.as_str(),
+            "reason": reason,
+            "detail": detail,
+        }),
+    )
+    .await
+}
+
+/// Locks and reads a subscription inside `transaction`.
+pub(crate) async fn lock(
+    transaction: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tenant_id: Uuid,
+) -> StoreResult<Subscription> {
+    let row = sqlx::query("SELECT * FROM subscriptions WHERE tenant_id = $1 FOR UPDATE")
+        .bind(tenant_id)
+        .fetch_optional(&mut **transaction)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    subscription_from_row(&row)
+}
+
+/// Moves a locked subscription to `to` if the machine allows it, records the transition and
+/// makes the tenant's access follow. Callers hold the row lock (see [`lock`]).
+pub(crate) async fn transition(
+    transaction: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    current: &Subscription,
+    to: SubscriptionStatus,
+    reason: &str,
+    actor: &str,
+    lifecycle: &Lifecycle,
+    effects: Effects,
+) -> StoreResult<()> {
+    let from = current.status;
+    if !from.can_become(to) {
+        return Err(StoreError::InvalidTransition {
+            from: from.as_str(),
+            to: to.as_str(),
+        });
+    }
+    let tenant_id = current.tenant_id;
+    match to {
+        Trial => {
+            sqlx::query(
+                "UPDATE subscriptions SET status = 'trial', trial_ends_at = $2, \
+                 past_due_since = NULL, grace_ends_at = NULL, updated_at = now() WHERE tenant_id = $1",
+            )
+            .bind(tenant_id)
+            .bind(effects.trial_ends_at.unwrap_or_else(|| {
+                Utc::now() + chrono::Duration::from_std(lifecycle.trial).unwrap_or_default()
+            }))
+            .execute(&mut **transaction)
+            .await?;
+        }
+        Active => {
+            sqlx::query(
+                "UPDATE subscriptions SET status = 'active', past_due_since = NULL, \
+                 grace_ends_at = NULL, updated_at = now() WHERE tenant_id = $1",
+            )
+            .bind(tenant_id)
+            .execute(&mut **transaction)
+            .await?;
+        }
+        PastDue => {
+            sqlx::query(
+                "UPDATE subscriptions SET status = 'past_due', past_due_since = coalesce($3, now()), \
+                 grace_ends_at = coalesce($3, now()) + make_interval(secs => $2), updated_at = now() \
+                 WHERE tenant_id = $1",
+            )
+            .bind(tenant_id)
+            .bind(seconds(lifecycle.past_due_grace))
+            .bind(effects.since)
+            .execute(&mut **transaction)
+            .await?;
+        }
+        Suspended => {
+            sqlx::query(
+                "UPDATE subscriptions SET status = 'suspended', updated_at = now() WHERE tenant_id = $1",
+            )
+            .bind(tenant_id)
+            .execute(&mut **transaction)
+            .await?;
+        }
+        Cancelled => {
+            sqlx::query(
+                "UPDATE subscriptions SET status = 'cancelled', cancelled_at = now(), cancel_at = NULL, \
+                 grace_ends_at = NULL, updated_at = now() WHERE tenant_id = $1",
+            )
+            .bind(tenant_id)
+            .execute(&mut **transaction)
+            .await?;
+        }
+    }
+    record_transition(
+        transaction,
+        tenant_id,
+        Some(from),
+        to,
+        reason,
+        actor,
+        effects.detail,
+    )
+    .await?;
+    // Access follows the subscription. Only a served (or billing-suspended) tenant is touched:
+    // one still provisioning keeps provisioning and picks up the state when it is served.
+    match to {
+        Suspended => {
+            sqlx::query(
+                "UPDATE tenants SET status = 'suspended', updated_at = now() \
+                 WHERE id = $1 AND status = 'active'",
+            )
+            .bind(tenant_id)
+            .execute(&mut **transaction)
+            .await?;
+        }
+        Cancelled => {
+            cancel_tenant_in(transaction, tenant_id, lifecycle.offboarding_grace, actor).await?;
+        }
+        Trial | Active | PastDue if from == Suspended => {
+            sqlx::query(
+                "UPDATE tenants SET status = 'active', updated_at = now() \
+                 WHERE id = $1 AND status = 'suspended'",
+            )
+            .bind(tenant_id)
+            .execute(&mut **transaction)
+            .await?;
+        }
+        Trial | Active | PastDue => {}
+    }
+    Ok(())
+}
+
+/// Marks the tenant cancelled (not served from now; exported, then dropped after `grace`) and
+/// audits it. A tenant already cancelled or gone is left alone.
+pub(crate) async fn cancel_tenant_in(
+    transaction: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tenant_id: Uuid,
+    grace: Duration,
+    actor: &str,
+) -> StoreResult<bool> {
+    let before: Option<String> =
+        sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1 FOR UPDATE")
+            .bind(tenant_id)
+            .fetch_optional(&mut **transaction)
+            .await?;
+    let before = before.ok_or(StoreError::NotFound)?;
+    if matches!(before.as_str(), "cancelled" | "deprovisioned") {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE tenants SET status = 'cancelled', cancelled_at = now(), \
+         purge_after = now() + make_interval(secs => $2), updated_at = now() WHERE id = $1",
+    )
+    .bind(tenant_id)
+    .bind(seconds(grace))
+    .execute(&mut **transaction)
+    .await?;
+    insert_audit(
+        transaction,
+        actor,
+        "tenant.cancel",
+        Some(tenant_id),
+        serde_json::json!({"before": before, "after": "cancelled", "grace_seconds": seconds(grace)}),
+    )
+    .await?;
+    Ok(true)
+}
+
+/// What an operator (or the tenant's owner) asks of a subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Suspend,
+    /// Back to `active` from `suspended` or `past_due`.
+    Reactivate,
+    /// Cancel now: access ends and offboarding starts.
+    CancelNow,
+    /// Keep access until the end of the paid period (or the trial), then cancel.
+    CancelAtPeriodEnd,
+    /// Undo a scheduled cancellation.
+    KeepSubscription,
+}
+
+impl Store {
+    pub async fn subscription(&self, tenant_id: Uuid) -> StoreResult<Subscription> {
+        let row = sqlx::query("SELECT * FROM subscriptions WHERE tenant_id = $1")
+            .bind(tenant_id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        subscription_from_row(&row)
+    }
+
+    /// The tenant's recorded transitions, oldest first.
+    pub async fn subscription_transitions(&self, tenant_id: Uuid) -> StoreResult<Vec<Transition>> {
+        let rows = sqlx::query(
+            "SELECT from_status, to_status, reason, actor, detail, at FROM subscription_transitions \
+             WHERE tenant_id = $1 ORDER BY id",
+        )
+        .bind(tenant_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Transition {
+                    from_status: row.try_get("from_status")?,
+                    to_status: row.try_get("to_status")?,
+                    reason: row.try_get("reason")?,
+                    actor: row.try_get("actor")?,
+                    detail: row.try_get("detail")?,
+                    at: row.try_get("at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Applies an operator's action; refused (changing nothing) when the machine does not allow it.
+    pub async fn change_subscription(
+        &self,
+        tenant_id: Uuid,
+        action: Action,
+        actor: &str,
+        lifecycle: &Lifecycle,
+    ) -> StoreResult<Subscription> {
+        let mut transaction = self.pool().begin().await?;
+        let current = lock(&mut transaction, tenant_id).await?;
+        let no_detail = Effects::default;
+        match action {
+            Action::Suspend => {
+                transition(
+                    &mut transaction,
+                    &current,
+                    Suspended,
+                    "operator_suspended",
+                    actor,
+                    lifecycle,
+                    no_detail(),
+                )
+                .await?;
+            }
+            Action::Reactivate => {
+                if !matches!(current.status, Suspended | PastDue) {
+                    return Err(StoreError::InvalidTransition {
+                        from: current.status.as_str(),
+                        to: Active.as_str(),
+                    });
+                }
+                transition(
+                    &mut transaction,
+                    &current,
+                    Active,
+                    "operator_reactivated",
+                    actor,
+                    lifecycle,
+                    no_detail(),
+                )
+                .await?;
+            }
+            Action::CancelNow => {
+                transition(
+                    &mut transaction,
+                    &current,
+                    Cancelled,
+                    "cancelled",
+                    actor,
+                    lifecycle,
+                    no_detail(),
+                )
+                .await?;
+            }
+            Action::CancelAtPeriodEnd | Action::KeepSubscription => {
+                if !current.status.can_become(Cancelled) {
+                    return Err(StoreError::InvalidTransition {
+                        from: current.status.as_str(),
+                        to: Cancelled.as_str(),
+                    });
+                }
+                let cancel_at = match action {
+                    Action::CancelAtPeriodEnd => Some(
+                        match current.status {
+                            Trial => current.trial_ends_at,
+                            _ => current.current_period_end,
+                        }
+                        .unwrap_or_else(Utc::now),
+                    ),
+                    _ => None,
+                };
+                sqlx::query(
+                    "UPDATE subscriptions SET cancel_at = $2, updated_at = now() WHERE tenant_id = $1",
+                )
+                .bind(tenant_id)
+                .bind(cancel_at)
+                .execute(&mut *transaction)
+                .await?;
+                insert_audit(
+                    &mut transaction,
+                    actor,
+                    "subscription.cancel_at",
+                    Some(tenant_id),
+                    serde_json::json!({"before": current.cancel_at, "after": cancel_at}),
+                )
+                .await?;
+            }
+        }
+        transaction.commit().await?;
+        self.subscription(tenant_id).await
+    }
+
+    /// Extends (or restarts, after it lapsed) a tenant's trial until `until`.
+    pub async fn extend_trial(
+        &self,
+        tenant_id: Uuid,
+        until: DateTime<Utc>,
+        actor: &str,
+        lifecycle: &Lifecycle,
+    ) -> StoreResult<Subscription> {
+        let mut transaction = self.pool().begin().await?;
+        let current = lock(&mut transaction, tenant_id).await?;
+        let detail = serde_json::json!({"before": current.trial_ends_at, "after": until});
+        if current.status == Trial {
+            if current.trial_ends_at.is_some_and(|ends| until <= ends) {
+                return Err(StoreError::InvalidTransition {
+                    from: "trial",
+                    to: "an earlier trial end",
+                });
+            }
+            sqlx::query(
+                "UPDATE subscriptions SET trial_ends_at = $2, updated_at = now() WHERE tenant_id = $1",
+            )
+            .bind(tenant_id)
+            .bind(until)
+            .execute(&mut *transaction)
+            .await?;
+            record_transition(
+                &mut transaction,
+                tenant_id,
+                Some(Trial),
+                Trial,
+                "trial_extended",
+                actor,
+                detail,
+            )
+            .await?;
+        } else {
+            transition(
+                &mut transaction,
+                &current,
+                Trial,
+                "trial_extended",
+                actor,
+                lifecycle,
+                Effects {
+                    trial_ends_at: Some(until),
+                    since: None,
+                    detail,
+                },
+            )
+            .await?;
+        }
+        transaction.commit().await?;
+        self.subscription(tenant_id).await
+    }
+
+    /// One pass of the time-based transitions, as of `now`: ended trials → `past_due`, past-due
+    /// subscriptions past their grace → `suspended`, scheduled cancellations due → `cancelled`.
+    /// Each subscription is moved in its own transaction under its row lock, re-checked there,
+    /// so several workers running this at once never apply one transition twice.
+    pub async fn apply_due_transitions(
+        &self,
+        now: DateTime<Utc>,
+        lifecycle: &Lifecycle,
+    ) -> StoreResult<DueTransitions> {
+        let rows = sqlx::query(
+            "SELECT tenant_id FROM subscriptions \
+             WHERE (status = 'trial' AND trial_ends_at <= $1) \
+                OR (status = 'past_due' AND grace_ends_at <= $1) \
+                OR (status <> 'cancelled' AND cancel_at <= $1) \
+             ORDER BY tenant_id LIMIT 1000",
+        )
+        .bind(now)
+        .fetch_all(self.pool())
+        .await?;
+        let mut done = DueTransitions::default();
+        for row in rows {
+            let tenant_id: Uuid = row.try_get("tenant_id")?;
+            let mut transaction = self.pool().begin().await?;
+            let current = lock(&mut transaction, tenant_id).await?;
+            let due = |at: Option<DateTime<Utc>>| at.is_some_and(|at| at <= now);
+            let (to, reason, since) = if current.status != Cancelled && due(current.cancel_at) {
+                (Cancelled, "period_ended", current.cancel_at)
+            } else if current.status == Trial && due(current.trial_ends_at) {
+                (PastDue, "trial_ended", current.trial_ends_at)
+            } else if current.status == PastDue && due(current.grace_ends_at) {
+                (Suspended, "grace_expired", current.grace_ends_at)
+            } else {
+                continue;
+            };
+            let detail = serde_json::json!({"as_of": now});
+            transition(
+                &mut transaction,
+                &current,
+                to,
+                reason,
+                "system:billing",
+                lifecycle,
+                Effects {
+                    since,
+                    detail,
+                    ..Effects::default()
+                },
+            )
+            .await?;
+            transaction.commit().await?;
+            match to {
+                PastDue => done.trials_ended += 1,
+                Suspended => done.suspended += 1,
+                _ => done.cancelled += 1,
+            }
+        }
+        Ok(done)
+    }
+}
+
+/// Applies time-based transitions every `interval` until `shutdown` resolves (a worker job).
+pub async fn run_billing_clock(
+    store: Store,
+    lifecycle: Lifecycle,
+    interval: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let work = async {
+        loop {
+            match store.apply_due_transitions(Utc::now(), &lifecycle).await {
+                Ok(done) if done != DueTransitions::default() => {
+                    tracing::info!(?done, "subscription transitions applied");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "billing pass failed; will try again"),
+            }
+            tokio::time::sleep(interval).await;
+        }
+    };
+    tokio::select! {
+        () = work => {},
+        () = shutdown => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_machine_allows_exactly_the_documented_transitions() {
+        // The lifecycle as README.md documents it, written out independently of TRANSITIONS.
+        let documented: [(&str, &[&str]); 5] = [
+            ("trial", &["active", "past_due", "suspended", "cancelled"]),
+            ("active", &["past_due", "suspended", "cancelled"]),
+            ("past_due", &["active", "trial", "suspended", "cancelled"]),
+            ("suspended", &["active", "trial", "cancelled"]),
+            ("cancelled", &[]),
+        ];
+        for (from, allowed) in documented {
+            let from = SubscriptionStatus::parse(from).unwrap();
+            for to in ALL_STATUSES {
+                assert_eq!(
+                    from.can_become(to),
+                    allowed.contains(&to.as_str()),
+                    "{from:?} → {to:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn statuses_round_trip_through_text() {
+        for status in ALL_STATUSES {
+            assert_eq!(SubscriptionStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(SubscriptionStatus::parse("trialing"), None);
+    }
+}
