@@ -1088,6 +1088,7 @@ impl Store {
             hosts: self.reseal_table(keyring, &SEALED_HOST_URLS).await?,
             warm_databases: self.reseal_table(keyring, &SEALED_WARM_URLS).await?,
             admin_totp_secrets: self.reseal_table(keyring, &SEALED_ADMIN_TOTP).await?,
+            integrations: self.reseal_integrations(keyring).await?,
         })
     }
 
@@ -1209,6 +1210,8 @@ pub struct RotationReport {
     pub hosts: u64,
     pub warm_databases: u64,
     pub admin_totp_secrets: u64,
+    /// Tenants' integration credentials (`tenant_integrations`).
+    pub integrations: u64,
 }
 
 async fn enqueue_provisioning(
