@@ -8,6 +8,7 @@ mod browser;
 mod harness;
 
 mod admin;
+mod api_keys;
 mod hosts;
 mod isolation;
 mod migrator_cli;
