@@ -1,5 +1,5 @@
-//! Tenant resolution and per-tenant connection pools, both cached in moka, and the per-host
-//! connection budgets and circuit breakers the pools share.
+//! Tenant resolution, API key lookups and per-tenant connection pools, all cached in moka, and
+//! the per-host connection budgets and circuit breakers the pools share.
 //!
 //! Misses are cached only briefly, and a tenant's creation is itself published, so a tenant is
 //! reachable the moment it is activated. Every change to a tenant row is published by the control-plane database (LISTEN/NOTIFY) and drops that tenant's
