@@ -1,4 +1,5 @@
-//! The apex HTTP surface: the signup form, the signup API, its status endpoint and `/healthz`.
+//! The apex HTTP surface: the signup form, the signup API, its status endpoint, `/healthz`, and
+//! API key validation for other services.
 //! Handlers are thin: extract, one call into the store, map the result.
 
 use std::sync::Arc;
@@ -217,4 +218,57 @@ async fn signup_status(
         schema_version: tenant.schema_version,
         tenant_url,
     }))
+}
+
+/// Key validations one client address may ask for per minute (other services should cache the
+/// answer briefly rather than ask on every request).
+pub const API_KEY_VALIDATIONS_PER_CLIENT_PER_MINUTE: u32 = 600;
+
+/// What the API key validation endpoint needs.
+#[derive(Debug, Clone)]
+pub struct ApiKeyValidationState {
+    pub store: Store,
+    pub limiter: Arc<ClientRateLimiter>,
+}
+
+/// `POST /api/v1/api-keys/validate`, for other services, on the apex. Mounted beside
+/// [`router`] by the `silo` binary.
+pub fn api_key_validation_router(state: ApiKeyValidationState) -> Router {
+    Router::new()
+        .route("/api/v1/api-keys/validate", post(validate_api_key))
+        .with_state(state)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ValidateRequest {
+    key: secrecy::SecretString,
+}
+
+#[tracing::instrument(name = "validate_api_key", skip_all)]
+async fn validate_api_key(
+    State(state): State<ApiKeyValidationState>,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
+    body: Result<Json<ValidateRequest>, JsonRejection>,
+) -> Result<Json<crate::api_keys::ValidKey>, ApiError> {
+    if let Some(Extension(ConnectInfo(address))) = client {
+        state.limiter.check(&address.ip()).map_err(|seconds| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "Too many key validations from your address. Cache answers briefly; try again in {seconds} seconds."
+                ),
+            )
+            .retry_after(seconds)
+        })?;
+    }
+    let Json(request) = body.map_err(json_rejection)?;
+    match state.store.validate_api_key(&request.key).await? {
+        Some(valid) => Ok(Json(valid)),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_api_key",
+            "The API key is not valid: it is unknown, revoked, or its workspace cannot use API keys now.",
+        )),
+    }
 }

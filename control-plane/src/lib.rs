@@ -5,10 +5,12 @@
 //! depend on it, and talk to each other only through its database and its [`model`] types.
 
 pub mod admins;
+pub mod api_keys;
 pub mod domains;
 pub mod embedded_postgres;
 pub mod error;
 pub mod http;
+pub mod integrations;
 pub mod model;
 pub mod passwords;
 pub mod plans;

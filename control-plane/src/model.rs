@@ -59,6 +59,9 @@ pub struct TenantChanged {
     /// Set when the change was to one of the tenant's custom domains.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
+    /// Set (to the key's prefix) when the change was to one of the tenant's API keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
 }
 
 /// The provisioning job. It carries the tenant id explicitly and nothing secret: the admin

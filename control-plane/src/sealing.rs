@@ -72,6 +72,9 @@ pub enum Purpose {
     AdminTotpSecret,
     /// A tenant app session token, sealed to the tenant's id (so it opens on no other tenant).
     TenantSession,
+    /// A credential a tenant connected (e.g. a marketplace token), sealed to the tenant's id
+    /// and the integration's name (the context), so it opens for no other tenant or name.
+    IntegrationSecret,
 }
 
 impl Purpose {
@@ -82,6 +85,7 @@ impl Purpose {
             Purpose::WarmDatabaseUrl => "silo/warm-database-url/v1",
             Purpose::AdminTotpSecret => "silo/admin-totp-secret/v1",
             Purpose::TenantSession => "silo/tenant-session/v1",
+            Purpose::IntegrationSecret => "silo/integration-secret/v1",
         }
     }
 }
@@ -174,10 +178,22 @@ impl Keyring {
 
     /// Seals `plaintext` for the record `owner` under the newest key.
     pub fn seal(&self, purpose: Purpose, owner: uuid::Uuid, plaintext: &SecretString) -> Sealed {
+        self.seal_in_context(purpose, owner, "", plaintext)
+    }
+
+    /// Seals `plaintext` for the record `owner` and a `context` within it (e.g. an
+    /// integration's name), both bound into the associated data.
+    pub fn seal_in_context(
+        &self,
+        purpose: Purpose,
+        owner: uuid::Uuid,
+        context: &str,
+        plaintext: &SecretString,
+    ) -> Sealed {
         let key = &self.keys[0];
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
-        let aad = associated_data(purpose, owner);
+        let aad = associated_data(purpose, owner, context);
         let ciphertext = key
             .cipher
             .encrypt(
@@ -204,6 +220,17 @@ impl Keyring {
         owner: uuid::Uuid,
         sealed: &Sealed,
     ) -> Result<SecretString, SealingError> {
+        self.open_in_context(purpose, owner, "", sealed)
+    }
+
+    /// Opens a secret sealed with [`Self::seal_in_context`] for `owner` and `context`.
+    pub fn open_in_context(
+        &self,
+        purpose: Purpose,
+        owner: uuid::Uuid,
+        context: &str,
+        sealed: &Sealed,
+    ) -> Result<SecretString, SealingError> {
         let key = self
             .keys
             .iter()
@@ -214,7 +241,7 @@ impl Keyring {
         }
         let (nonce, ciphertext) = sealed.blob.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| SealingError::Tampered)?;
-        let aad = associated_data(purpose, owner);
+        let aad = associated_data(purpose, owner, context);
         let plaintext = key
             .cipher
             .decrypt(
@@ -230,11 +257,15 @@ impl Keyring {
     }
 }
 
-fn associated_data(purpose: Purpose, owner: uuid::Uuid) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(64);
+/// `label ‖ 0 ‖ owner (16 bytes) ‖ context`. The label and the owner have fixed lengths per
+/// purpose, so the context needs no length prefix; an empty context gives the same bytes as
+/// before contexts existed, so older blobs still open.
+fn associated_data(purpose: Purpose, owner: uuid::Uuid, context: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(64 + context.len());
     aad.extend_from_slice(purpose.label().as_bytes());
     aad.push(0);
     aad.extend_from_slice(owner.as_bytes());
+    aad.extend_from_slice(context.as_bytes());
     aad
 }
 
@@ -290,6 +321,28 @@ mod tests {
             ring.open(Purpose::TenantDatabaseUrl, owner, &truncated),
             Err(SealingError::Tampered)
         ));
+    }
+
+    #[test]
+    fn a_blob_sealed_in_a_context_opens_only_in_that_context() {
+        let ring = keyring(&[&Keyring::generate_entry("k1")]);
+        let tenant = uuid::Uuid::new_v4();
+        let secret = SecretString::from("shp_token_1234");
+        let sealed = ring.seal_in_context(Purpose::IntegrationSecret, tenant, "shopify", &secret);
+        let opened = ring
+            .open_in_context(Purpose::IntegrationSecret, tenant, "shopify", &sealed)
+            .unwrap();
+        assert_eq!(opened.expose_secret(), secret.expose_secret());
+        for (owner, context) in [
+            (tenant, "shippo"),
+            (tenant, ""),
+            (uuid::Uuid::new_v4(), "shopify"),
+        ] {
+            assert!(matches!(
+                ring.open_in_context(Purpose::IntegrationSecret, owner, context, &sealed),
+                Err(SealingError::Tampered)
+            ));
+        }
     }
 
     #[test]

@@ -839,10 +839,13 @@ impl Store {
         Ok(())
     }
 
-    /// Marks the tenant active and forgets the admin password hash, which now lives in its database.
+    /// Marks the tenant active and forgets the admin password hash, which now lives in its
+    /// database. The step is set in the same statement, so nobody reads `active` with an
+    /// earlier step.
     pub async fn activate(&self, tenant_id: Uuid) -> StoreResult<()> {
         sqlx::query(
-            "UPDATE tenants SET status = 'active', pending_admin_password_hash = NULL, failure_reason = NULL, \
+            "UPDATE tenants SET status = 'active', provisioning_step = 'activated', \
+             pending_admin_password_hash = NULL, failure_reason = NULL, \
              activated_at = now(), updated_at = now() WHERE id = $1 AND status = 'provisioning'",
         )
         .bind(tenant_id)
@@ -1104,6 +1107,7 @@ impl Store {
             hosts: self.reseal_table(keyring, &SEALED_HOST_URLS).await?,
             warm_databases: self.reseal_table(keyring, &SEALED_WARM_URLS).await?,
             admin_totp_secrets: self.reseal_table(keyring, &SEALED_ADMIN_TOTP).await?,
+            integrations: self.reseal_integrations(keyring).await?,
         })
     }
 
@@ -1225,6 +1229,8 @@ pub struct RotationReport {
     pub hosts: u64,
     pub warm_databases: u64,
     pub admin_totp_secrets: u64,
+    /// Tenants' integration credentials (`tenant_integrations`).
+    pub integrations: u64,
 }
 
 async fn enqueue_provisioning(

@@ -97,7 +97,16 @@ impl Application {
                 options.settings.lifecycle(),
                 options.migrations.clone(),
             ));
+            let api_key_validation = control_plane::http::api_key_validation_router(
+                control_plane::http::ApiKeyValidationState {
+                    store: options.store.clone(),
+                    limiter: Arc::new(control_plane::http::ClientRateLimiter::new(
+                        control_plane::http::API_KEY_VALIDATIONS_PER_CLIENT_PER_MINUTE,
+                    )),
+                },
+            );
             let apex = apex
+                .merge(api_key_validation)
                 .merge(admin)
                 .merge(tenant_router::apex_router(router_state.clone()));
             let tenant = tenant_router::router(router_state.clone());

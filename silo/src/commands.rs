@@ -47,11 +47,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             } else {
                 println!(
-                    "Re-sealed {} tenant connection strings, {} host admin URLs, {} warm-pool URLs and {} admin TOTP secrets under key `{}`.",
+                    "Re-sealed {} tenant connection strings, {} host admin URLs, {} warm-pool URLs, {} admin TOTP secrets and {} integration credentials under key `{}`.",
                     report.tenants,
                     report.hosts,
                     report.warm_databases,
                     report.admin_totp_secrets,
+                    report.integrations,
                     started.keyring.newest_key_id()
                 );
             }

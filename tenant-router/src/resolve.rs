@@ -1,5 +1,5 @@
-//! Tenant resolution and per-tenant connection pools, both cached in moka, and the per-host
-//! connection budgets and circuit breakers the pools share.
+//! Tenant resolution, API key lookups and per-tenant connection pools, all cached in moka, and
+//! the per-host connection budgets and circuit breakers the pools share.
 //!
 //! Misses are cached only briefly, and a tenant's creation is itself published, so a tenant is
 //! reachable the moment it is activated. Every change to a tenant row is published by the control-plane database (LISTEN/NOTIFY) and drops that tenant's
@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
+use control_plane::api_keys::StoredApiKey;
 use control_plane::http::RateLimit;
 use control_plane::model::{TENANT_CHANGES_CHANNEL, TenantChanged, TenantStatus};
 use control_plane::plans::Entitlements;
@@ -42,6 +43,9 @@ const LOGINS_PER_CLIENT_PER_MINUTE: u32 = 10;
 const STALE_REFRESH_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long stale entries are served without asking a control plane that just failed.
 const CONTROL_PLANE_BACK_OFF: Duration = Duration::from_secs(1);
+
+/// A key's `last_used_at` is written at most this often by one router.
+const API_KEY_TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Run before a pooled connection is handed to the next request: ends any transaction left
 /// open or aborted, then resets every session setting, prepared statement, temporary table,
@@ -115,6 +119,11 @@ struct Inner {
     base_domain: String,
     tenant_cache: Cache<String, Cached<Arc<ResolvedTenant>>>,
     domain_cache: Cache<String, Cached<DomainOwner>>,
+    /// API key prefix → the stored key (`None`: no such prefix). Dropped by the key's change
+    /// notification (creation, revocation), so a revoked key is refused at once.
+    api_key_cache: Cache<String, Cached<Option<Arc<StoredApiKey>>>>,
+    /// Keys whose use this router recorded in the last [`API_KEY_TOUCH_INTERVAL`].
+    api_keys_touched: Cache<Uuid, ()>,
     pool_cache: Cache<Uuid, CachedPool>,
     hosts: Mutex<HashMap<Uuid, Arc<HostState>>>,
     /// Hosts whose first contact failed recently: their tenants fail fast until it expires.
@@ -162,6 +171,14 @@ impl RouterState {
             .time_to_idle(Duration::from_secs(24 * 3600))
             .support_invalidation_closures()
             .build();
+        let api_key_cache = Cache::builder()
+            .max_capacity(100_000)
+            .time_to_idle(Duration::from_secs(24 * 3600))
+            .build();
+        let api_keys_touched = Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(API_KEY_TOUCH_INTERVAL)
+            .build();
         let pool_cache = Cache::builder()
             .max_capacity(10_000)
             .time_to_idle(settings.pool_idle_timeout)
@@ -177,6 +194,8 @@ impl RouterState {
                 base_domain: base_domain.to_owned(),
                 tenant_cache,
                 domain_cache,
+                api_key_cache,
+                api_keys_touched,
                 pool_cache,
                 hosts: Mutex::new(HashMap::new()),
                 unreachable_hosts,
@@ -230,6 +249,8 @@ impl RouterState {
     pub async fn run_cache_maintenance(&self) {
         self.inner.tenant_cache.run_pending_tasks().await;
         self.inner.domain_cache.run_pending_tasks().await;
+        self.inner.api_key_cache.run_pending_tasks().await;
+        self.inner.api_keys_touched.run_pending_tasks().await;
         self.inner.pool_cache.run_pending_tasks().await;
         self.inner.unreachable_hosts.run_pending_tasks().await;
     }
@@ -238,6 +259,11 @@ impl RouterState {
     /// (deadpool pools are reference-counted) until that request returns its connection.
     pub async fn invalidate(&self, changed: &TenantChanged) {
         self.inner.changes.fetch_add(1, Ordering::SeqCst);
+        if let Some(prefix) = &changed.api_key {
+            // Only that key changed; the tenant's resolution and pool are still good.
+            self.inner.api_key_cache.invalidate(prefix).await;
+            return;
+        }
         self.inner.tenant_cache.invalidate(&changed.slug).await;
         self.inner.pool_cache.invalidate(&changed.id).await;
         match &changed.domain {
@@ -329,7 +355,10 @@ impl RouterState {
         }
     }
 
-    fn lookup(&self, result: &'static str) {
+    fn lookup_if(&self, counted: bool, result: &'static str) {
+        if !counted {
+            return;
+        }
         self.inner
             .metrics
             .tenant_lookups
@@ -350,6 +379,21 @@ impl RouterState {
         T: Clone + Send + Sync + 'static,
         F: Future<Output = Result<Option<T>, StoreError>>,
     {
+        self.read_through_counted(cache, key, read, true).await
+    }
+
+    /// [`Self::read_through`]; `counted`: whether the lookup counts in the tenant lookup metric.
+    async fn read_through_counted<T, F>(
+        &self,
+        cache: &Cache<String, Cached<T>>,
+        key: &str,
+        read: F,
+        counted: bool,
+    ) -> Result<T, ApiError>
+    where
+        T: Clone + Send + Sync + 'static,
+        F: Future<Output = Result<Option<T>, StoreError>>,
+    {
         let inner = &self.inner;
         let found = |value: Option<T>| value.ok_or_else(ApiError::tenant_not_found);
         let cached = cache.get(key).await;
@@ -361,12 +405,12 @@ impl RouterState {
             entry.epoch == inner.epoch.load(Ordering::SeqCst) && entry.read_at.elapsed() < ttl
         });
         if let Some(entry) = fresh {
-            self.lookup("hit");
+            self.lookup_if(counted, "hit");
             return found(entry.value.clone());
         }
         if let Some(entry) = cached.as_ref().filter(|_| self.control_plane_backing_off()) {
             // The control plane failed a moment ago: do not make every request wait for it.
-            self.lookup("stale");
+            self.lookup_if(counted, "stale");
             return found(entry.value.clone());
         }
         // Read the epoch and change count first: a change notified while we read makes what we
@@ -382,7 +426,7 @@ impl RouterState {
         };
         match read {
             Ok(value) => {
-                self.lookup("miss");
+                self.lookup_if(counted, "miss");
                 if inner.changes.load(Ordering::SeqCst) == changes {
                     let entry = Cached {
                         value: value.clone(),
@@ -399,7 +443,7 @@ impl RouterState {
                 self.back_off_control_plane();
                 match cached {
                     Some(entry) => {
-                        self.lookup("stale");
+                        self.lookup_if(counted, "stale");
                         tracing::warn!(%error, "control plane unreachable; serving the last known record");
                         found(entry.value)
                     }
@@ -410,6 +454,41 @@ impl RouterState {
                 }
             }
         }
+    }
+
+    /// The stored API key with `prefix` (revoked or not; `None` if there is none), cached like
+    /// tenants: read once per TTL at most, dropped at once by the key's change notification.
+    pub async fn api_key(&self, prefix: &str) -> Result<Option<Arc<StoredApiKey>>, ApiError> {
+        let store = &self.inner.store;
+        // An unknown prefix is cached as `Some(None)`, for the full TTL: a key's creation is
+        // itself a notification that drops it. Floods of made-up prefixes are bounded by the
+        // tenant's rate limit, which is counted before any key is looked up.
+        let read = async { Ok(Some(store.api_key_by_prefix(prefix).await?.map(Arc::new))) };
+        self.read_through_counted(&self.inner.api_key_cache, prefix, read, false)
+            .await
+    }
+
+    /// Forgets a key this router just changed, without waiting for its notification.
+    pub async fn forget_api_key(&self, prefix: &str) {
+        self.inner.changes.fetch_add(1, Ordering::SeqCst);
+        self.inner.api_key_cache.invalidate(prefix).await;
+    }
+
+    /// Records that a key was used, at most once per [`API_KEY_TOUCH_INTERVAL`] per key and
+    /// router (the store skips the write too if another router wrote within the minute), in
+    /// the background so the request does not wait for it.
+    pub async fn note_api_key_used(&self, key_id: Uuid) {
+        let touched = &self.inner.api_keys_touched;
+        if touched.contains_key(&key_id) {
+            return;
+        }
+        touched.insert(key_id, ()).await;
+        let store = self.inner.store.clone();
+        tokio::spawn(async move {
+            if let Err(error) = store.touch_api_key(key_id).await {
+                tracing::warn!(%error, %key_id, "cannot record an API key's use");
+            }
+        });
     }
 
     /// Resolves a verified custom domain to its tenant, like [`Self::resolve`] a slug.

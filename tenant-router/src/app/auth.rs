@@ -2,6 +2,10 @@
 //! table) → a session token sealed to the tenant (XChaCha20-Poly1305, associated data = the
 //! tenant's id), so a token minted on one tenant's host opens on no other. Every request with a
 //! token re-reads the user, so a deactivated user or a changed role takes effect at once.
+//!
+//! `Authorization: Bearer silo_…` is an API key instead: it acts with its own role (never
+//! owner), only on its own tenant's host, and only while the tenant has the `api_access`
+//! module (checked on every request, so a downgrade stops keys at once).
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,6 +16,7 @@ use axum::http::{StatusCode, header};
 use axum::{Extension, Json};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use control_plane::api_keys::{API_ACCESS_MODULE, PresentedKey};
 use control_plane::{ApiError, Purpose, Sealed};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
@@ -76,11 +81,55 @@ pub struct SessionUser {
     pub role: Role,
 }
 
-/// A signed-in user of this tenant and a connection to the tenant's database.
+/// An API key of this tenant, as the caller of a request.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyCaller {
+    pub api_key_id: uuid::Uuid,
+    pub api_key_name: String,
+    pub role: Role,
+}
+
+/// Who makes a request: a signed-in user or an API key.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Caller {
+    User(SessionUser),
+    ApiKey(KeyCaller),
+}
+
+/// An authenticated caller of this tenant and a connection to the tenant's database.
 pub struct Authed {
     pub connection: TenantConnection,
-    pub user: SessionUser,
+    pub caller: Caller,
     router: RouterState,
+}
+
+/// 403 `module_not_enabled`, naming the module and the plans that include it.
+async fn module_not_enabled(router: &RouterState, module: &str) -> ApiError {
+    let plans: Vec<String> = router
+        .store()
+        .plans()
+        .await
+        .map(|plans| {
+            plans
+                .into_iter()
+                .filter(|plan| plan.modules.iter().any(|m| m == module))
+                .map(|plan| plan.name)
+                .collect()
+        })
+        .unwrap_or_default();
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "module_not_enabled",
+        format!(
+            "The `{module}` module is not part of this workspace's plan. It is included in: {}.",
+            if plans.is_empty() {
+                "no plan (ask support for an add-on)".to_owned()
+            } else {
+                plans.join(", ")
+            }
+        ),
+    )
 }
 
 impl Authed {
@@ -90,31 +139,32 @@ impl Authed {
         if self.connection.tenant.entitlements.has(module) {
             return Ok(());
         }
-        let plans: Vec<String> = self
-            .router
-            .store()
-            .plans()
-            .await
-            .map(|plans| {
-                plans
-                    .into_iter()
-                    .filter(|plan| plan.modules.iter().any(|m| m == module))
-                    .map(|plan| plan.name)
-                    .collect()
-            })
-            .unwrap_or_default();
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "module_not_enabled",
-            format!(
-                "The `{module}` module is not part of this workspace's plan. It is included in: {}.",
-                if plans.is_empty() {
-                    "no plan (ask support for an add-on)".to_owned()
-                } else {
-                    plans.join(", ")
-                }
-            ),
-        ))
+        Err(module_not_enabled(&self.router, module).await)
+    }
+
+    /// The caller's role (an API key's own role; never owner for a key).
+    pub fn role(&self) -> Role {
+        match &self.caller {
+            Caller::User(user) => user.role,
+            Caller::ApiKey(key) => key.role,
+        }
+    }
+
+    /// The signed-in user's id; `None` for an API key, so rows it writes name no user.
+    pub fn user_id(&self) -> Option<i64> {
+        match &self.caller {
+            Caller::User(user) => Some(user.id),
+            Caller::ApiKey(_) => None,
+        }
+    }
+
+    /// Who did it, for the control plane's audit log.
+    pub fn actor(&self) -> String {
+        let slug = &self.connection.tenant.slug;
+        match &self.caller {
+            Caller::User(user) => format!("tenant:{slug}:user:{}", user.id),
+            Caller::ApiKey(key) => format!("tenant:{slug}:api_key:{}", key.api_key_id),
+        }
     }
 
     /// Refuses adding one more `what` when the plan's limit is reached: 403
@@ -149,7 +199,7 @@ impl Authed {
 
     /// Refuses the request unless the user's role is at least `least`.
     pub fn require(&self, least: Role) -> Result<(), ApiError> {
-        if self.user.role >= least {
+        if self.role() >= least {
             Ok(())
         } else {
             Err(ApiError::new(
@@ -158,7 +208,7 @@ impl Authed {
                 format!(
                     "This needs the {} role or higher; you are {}.",
                     least.as_str(),
-                    self.user.role.as_str()
+                    self.role().as_str()
                 ),
             ))
         }
@@ -201,6 +251,17 @@ where
             .ok_or_else(unauthenticated)?;
         let connection = TenantConnection::from_request_parts(parts, state).await?;
         let router = RouterState::from_ref(state);
+        if token
+            .expose_secret()
+            .starts_with(control_plane::api_keys::KEY_PREFIX)
+        {
+            let caller = api_key_caller(&router, &connection, &token).await?;
+            return Ok(Self {
+                connection,
+                caller: Caller::ApiKey(caller),
+                router,
+            });
+        }
         let claims = open_token(&router, &connection, &token).ok_or_else(unauthenticated)?;
         if claims.expires_at <= unix_now() {
             return Err(unauthenticated());
@@ -217,10 +278,48 @@ where
         let user = session_user(&row).ok_or_else(ApiError::internal)?;
         Ok(Self {
             connection,
-            user,
+            caller: Caller::User(user),
             router,
         })
     }
+}
+
+fn invalid_api_key() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "The API key is not valid for this workspace (unknown, revoked, or another workspace's). \
+         Send a key of this workspace as `Authorization: Bearer silo_…`.",
+    )
+}
+
+/// Authenticates an API key of this tenant: its secret matches, it is not revoked, it belongs
+/// to the tenant whose host this is (else 401), and the tenant has the `api_access` module now
+/// (else 403 `module_not_enabled`).
+async fn api_key_caller(
+    router: &RouterState,
+    connection: &TenantConnection,
+    token: &SecretString,
+) -> Result<KeyCaller, ApiError> {
+    let presented = PresentedKey::parse(token.expose_secret()).ok_or_else(invalid_api_key)?;
+    let stored = router
+        .api_key(&presented.prefix)
+        .await?
+        .filter(|stored| stored.accepts(&presented))
+        .filter(|stored| stored.key.tenant_id == connection.tenant.id)
+        .ok_or_else(invalid_api_key)?;
+    let role = Role::parse(&stored.key.role)
+        .filter(|role| *role < Role::Owner)
+        .ok_or_else(ApiError::internal)?;
+    if !connection.tenant.entitlements.has(API_ACCESS_MODULE) {
+        return Err(module_not_enabled(router, API_ACCESS_MODULE).await);
+    }
+    router.note_api_key_used(stored.key.id).await;
+    Ok(KeyCaller {
+        api_key_id: stored.key.id,
+        api_key_name: stored.key.name.clone(),
+        role,
+    })
 }
 
 fn session_user(row: &tokio_postgres::Row) -> Option<SessionUser> {
@@ -353,7 +452,7 @@ pub async fn login(
     ))
 }
 
-/// `GET /api/v1/me`: who the token belongs to.
-pub async fn me(authed: Authed) -> Json<SessionUser> {
-    Json(authed.user)
+/// `GET /api/v1/me`: who the token belongs to (a user, or an API key's id, name and role).
+pub async fn me(authed: Authed) -> Json<Caller> {
+    Json(authed.caller)
 }

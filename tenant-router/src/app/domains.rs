@@ -20,13 +20,6 @@ pub struct NewDomain {
     domain: String,
 }
 
-fn actor(authed: &Authed) -> String {
-    format!(
-        "tenant:{}:user:{}",
-        authed.connection.tenant.slug, authed.user.id
-    )
-}
-
 pub async fn list_domains(
     State(router): State<RouterState>,
     authed: Authed,
@@ -57,7 +50,7 @@ pub async fn add_domain(
     }
     let added = router
         .store()
-        .add_domain(authed.connection.tenant.id, &domain, &actor(&authed))
+        .add_domain(authed.connection.tenant.id, &domain, &authed.actor())
         .await?;
     Ok((StatusCode::CREATED, Json(added)))
 }
@@ -71,7 +64,7 @@ pub async fn remove_domain(
     let domain = normalise_domain(&domain).ok_or_else(|| not_found("domain"))?;
     match router
         .store()
-        .remove_domain(authed.connection.tenant.id, &domain, &actor(&authed))
+        .remove_domain(authed.connection.tenant.id, &domain, &authed.actor())
         .await
     {
         Ok(()) => Ok(StatusCode::NO_CONTENT),

@@ -2,10 +2,12 @@
 //! [`TenantConnection`] extractor (or [`auth::Authed`], which adds the signed-in user), so none
 //! can reach another tenant's database.
 
+pub mod api_keys;
 pub mod auth;
 pub mod catalog;
 pub mod common;
 pub mod domains;
+pub mod integrations;
 pub mod trade;
 pub mod users;
 
@@ -89,6 +91,23 @@ pub fn router(state: RouterState) -> Router {
         .route(
             "/api/v1/domains/{domain}",
             axum::routing::delete(domains::remove_domain),
+        )
+        .route(
+            "/api/v1/api-keys",
+            get(api_keys::list_api_keys).post(api_keys::create_api_key),
+        )
+        .route(
+            "/api/v1/api-keys/{id}",
+            axum::routing::delete(api_keys::revoke_api_key),
+        )
+        .route(
+            "/api/v1/api-keys/{id}/regenerate",
+            post(api_keys::regenerate_api_key),
+        )
+        .route("/api/v1/integrations", get(integrations::list_integrations))
+        .route(
+            "/api/v1/integrations/{name}",
+            put(integrations::put_integration).delete(integrations::remove_integration),
         )
         .fallback(|| async {
             ApiError::new(

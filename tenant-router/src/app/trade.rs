@@ -181,7 +181,7 @@ pub async fn create_purchase(
     {
         return Err(invalid("reference", "must be at most 200 characters"));
     }
-    let user = authed.user.id;
+    let user = authed.user_id();
     let transaction = authed
         .connection
         .client
@@ -357,7 +357,7 @@ pub async fn create_sale(
             check_cents(&format!("lines[{index}].unit_price_cents"), cents)?;
         }
     }
-    let user = authed.user.id;
+    let user = authed.user_id();
     let transaction = authed
         .connection
         .client
@@ -576,7 +576,7 @@ pub async fn start_stock_take(
         .client()
         .query_one(
             "INSERT INTO stock_take_sessions (branch_id, started_by) VALUES ($1, $2) RETURNING id",
-            &[&new.branch_id, &authed.user.id],
+            &[&new.branch_id, &authed.user_id()],
         )
         .await
         .map_err(db_error)?
@@ -618,7 +618,7 @@ pub async fn record_count(
              ON CONFLICT (session_id, item_id) DO UPDATE \
              SET counted_quantity = excluded.counted_quantity, counted_by = excluded.counted_by, \
                  counted_at = now()",
-            &[&id, &count.item_id, &count.counted_quantity, &authed.user.id],
+            &[&id, &count.item_id, &count.counted_quantity, &authed.user_id()],
         )
         .await
         .map_err(db_error)?;

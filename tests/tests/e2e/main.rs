@@ -8,6 +8,7 @@ mod browser;
 mod harness;
 
 mod admin;
+mod api_keys;
 mod billing;
 mod hosts;
 mod isolation;

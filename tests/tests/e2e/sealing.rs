@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use crate::harness::{TestApp, TestOptions, error_code, superuser_url};
 
 /// Every row of every table in the control-plane database, as text.
-async fn dump_control_plane(app: &TestApp) -> String {
+pub(crate) async fn dump_control_plane(app: &TestApp) -> String {
     let client = app.control_plane().await;
     let tables = client
         .query(
