@@ -405,6 +405,31 @@ pub async fn extend_trial(
     tenant_and_subscription(&state, tenant.id, &subscription).await
 }
 
+/// `GET /api/v1/admin/tenants/{slug}/usage?days=30`: requests per day (as flushed by the
+/// routers) and the newest sample of database size, users, items and branches.
+pub async fn tenant_usage(
+    _admin: Admin,
+    State(state): State<AdminState>,
+    Path(slug): Path<String>,
+    Query(query): Query<UsageQuery>,
+) -> Result<Json<control_plane::usage::TenantUsage>, ApiError> {
+    let days = query.days.unwrap_or(30);
+    if !(1..=366).contains(&days) {
+        return Err(ApiError::validation(
+            [("days".to_owned(), "must be 1 to 366".to_owned())]
+                .into_iter()
+                .collect(),
+        ));
+    }
+    let tenant = tenant_by_slug(&state, &slug).await?;
+    Ok(Json(state.store.tenant_usage(tenant.id, days).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UsageQuery {
+    days: Option<i32>,
+}
+
 pub async fn retry_tenant(
     admin: Admin,
     State(state): State<AdminState>,

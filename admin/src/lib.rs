@@ -119,6 +119,7 @@ pub fn router(state: AdminState) -> Router {
             "/api/v1/admin/tenants/{slug}/extend-trial",
             post(api::extend_trial),
         )
+        .route("/api/v1/admin/tenants/{slug}/usage", get(api::tenant_usage))
         .route("/api/v1/admin/plans", get(api::list_plans))
         .route("/api/v1/admin/tenants/{slug}/plan", post(api::change_plan))
         .route(

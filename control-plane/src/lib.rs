@@ -21,6 +21,7 @@ pub mod signup;
 pub mod store;
 pub mod stripe;
 pub mod subscriptions;
+pub mod usage;
 
 pub use error::ApiError;
 pub use sealing::{Keyring, Purpose, Sealed};

@@ -25,6 +25,7 @@ pub struct Settings {
     pub router: RouterSettings,
     pub offboarding: OffboardingSettings,
     pub billing: BillingSettings,
+    pub usage: UsageSettings,
     /// Signups one client address may make per minute (a burst of this many, then refilled
     /// evenly). The peer address is used; proxies' forwarding headers are not trusted.
     pub signups_per_client_per_minute: u32,
@@ -73,6 +74,15 @@ pub struct OffboardingSettings {
     pub grace: Duration,
     /// How often workers look for cancelled tenants to export or drop.
     pub check_interval: Duration,
+}
+
+/// Usage metering.
+#[derive(Debug, Clone)]
+pub struct UsageSettings {
+    /// How often each router adds its request counts to the control plane (one statement).
+    pub flush_interval: Duration,
+    /// How often a worker samples every tenant's database size and counts.
+    pub sample_interval: Duration,
 }
 
 /// Subscriptions and Stripe.
@@ -165,6 +175,10 @@ impl Default for Settings {
                 stripe_secret_key: None,
                 stripe_webhook_secret: None,
             },
+            usage: UsageSettings {
+                flush_interval: Duration::from_secs(10),
+                sample_interval: Duration::from_secs(3600),
+            },
             signups_per_client_per_minute: 10,
         }
     }
@@ -201,6 +215,17 @@ struct FileSettings {
     offboarding: FileOffboarding,
     #[serde(default)]
     billing: FileBilling,
+    #[serde(default)]
+    usage: FileUsage,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileUsage {
+    #[serde(default, with = "humantime_serde")]
+    flush_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    sample_interval: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -364,6 +389,9 @@ impl Settings {
         }
         o.grace = file.offboarding.grace.unwrap_or(o.grace);
         o.check_interval = file.offboarding.check_interval.unwrap_or(o.check_interval);
+        let u = &mut self.usage;
+        u.flush_interval = file.usage.flush_interval.unwrap_or(u.flush_interval);
+        u.sample_interval = file.usage.sample_interval.unwrap_or(u.sample_interval);
         let b = &mut self.billing;
         let f = file.billing;
         b.trial = f.trial.unwrap_or(b.trial);

@@ -14,6 +14,7 @@ pub mod failpoints;
 pub mod offboarding;
 mod steps;
 pub mod templates;
+pub mod usage;
 mod warm;
 mod worker;
 

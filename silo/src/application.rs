@@ -127,6 +127,23 @@ impl Application {
                 .await
                 .map_err(anyhow::Error::from)
             });
+            let (meter, stop) = (router_state.clone(), stopped());
+            let flush_interval = options.settings.usage.flush_interval;
+            tasks.spawn(async move {
+                let flushing = async {
+                    loop {
+                        tokio::time::sleep(flush_interval).await;
+                        meter.flush_usage().await;
+                    }
+                };
+                tokio::select! {
+                    () = flushing => {},
+                    () = stop => {},
+                }
+                // What was counted since the last flush is not lost on shutdown.
+                meter.flush_usage().await;
+                Ok(())
+            });
             let (follower, stop) = (router_state.clone(), stopped());
             tasks.spawn(async move {
                 follower.follow_changes(stop).await;
@@ -195,6 +212,13 @@ impl Application {
                     stop,
                 )
                 .await;
+                Ok(())
+            });
+            let (store, keyring, stop) =
+                (options.store.clone(), options.keyring.clone(), stopped());
+            let sample_interval = options.settings.usage.sample_interval;
+            tasks.spawn(async move {
+                provisioner::usage::run_usage_sampler(store, keyring, sample_interval, stop).await;
                 Ok(())
             });
             let (store, lifecycle, stop) = (

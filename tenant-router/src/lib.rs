@@ -11,6 +11,7 @@ pub mod budget;
 pub mod host;
 pub mod metrics;
 pub mod resolve;
+pub mod usage;
 
 pub use app::{apex_router, router};
 pub use host::{CustomDomain, HostKind, TenantSlug, classify_host};

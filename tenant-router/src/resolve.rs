@@ -66,12 +66,15 @@ pub struct ResolvedTenant {
     pub host_id: Option<Uuid>,
     /// The plan, add-ons and modules the tenant may use.
     pub entitlements: Arc<Entitlements>,
+    /// This router's count of the tenant's requests since its last usage flush.
+    pub requests: Arc<AtomicU64>,
     sealed_database_url: Option<Sealed>,
 }
 
 impl ResolvedTenant {
-    fn new(record: TenantRecord, entitlements: Entitlements) -> Self {
+    fn new(record: TenantRecord, entitlements: Entitlements, requests: Arc<AtomicU64>) -> Self {
         Self {
+            requests,
             id: record.id,
             slug: record.slug,
             status: record.status,
@@ -141,6 +144,7 @@ struct Inner {
     /// Tenant app sign-in attempts per tenant and client address.
     login_limit: RateLimit<(Uuid, std::net::IpAddr)>,
     metrics: RouterMetrics,
+    usage: crate::usage::UsageMeter,
 }
 
 impl std::fmt::Debug for RouterState {
@@ -205,6 +209,7 @@ impl RouterState {
                 rate_limits: Mutex::new(HashMap::new()),
                 login_limit: RateLimit::new(LOGINS_PER_CLIENT_PER_MINUTE),
                 metrics: RouterMetrics::default(),
+                usage: crate::usage::UsageMeter::default(),
             }),
         }
     }
@@ -242,6 +247,23 @@ impl RouterState {
             .lock()
             .map(|hosts| hosts.iter().map(|(id, host)| (*id, host.clone())).collect())
             .unwrap_or_default()
+    }
+
+    /// Adds the requests counted since the last flush to the control plane (one statement);
+    /// on failure they are kept for the next flush. Returns how many tenants were flushed.
+    pub async fn flush_usage(&self) -> usize {
+        let batch = self.inner.usage.take();
+        if batch.is_empty() {
+            return 0;
+        }
+        match self.inner.store.add_requests(&batch).await {
+            Ok(()) => batch.len(),
+            Err(error) => {
+                tracing::warn!(%error, tenants = batch.len(), "request counts not flushed; kept for the next flush");
+                self.inner.usage.give_back(&batch);
+                0
+            }
+        }
     }
 
     /// Runs moka's pending expiry work; moka has no thread of its own, so the binary calls this
@@ -511,7 +533,12 @@ impl RouterState {
                 return Ok(None);
             };
             let entitlements = store.entitlements(record.id).await?;
-            Ok(Some(Arc::new(ResolvedTenant::new(record, entitlements))))
+            let requests = self.inner.usage.counter(record.id);
+            Ok(Some(Arc::new(ResolvedTenant::new(
+                record,
+                entitlements,
+                requests,
+            ))))
         };
         let tenant = self
             .read_through(&self.inner.tenant_cache, slug, read)

@@ -12,6 +12,13 @@ pub use refinery::{Migration, Runner};
 /// The table, in each tenant database, that records which migrations were applied.
 pub const HISTORY_TABLE: &str = "silo_schema_history";
 
+/// What a tenant uses, as its plan's limits count it: one row of `branches`, `users` (active)
+/// and `items`, each a bigint. Shared by the router (limits, `GET /api/v1/plan`) and the usage
+/// sampler, so both count the same way.
+pub const USAGE_COUNTS_SQL: &str = "SELECT (SELECT count(*) FROM branches) AS branches, \
+     (SELECT count(*) FROM users WHERE is_active) AS users, \
+     (SELECT count(*) FROM items) AS items";
+
 /// A runner over every embedded migration, recording its history in [`HISTORY_TABLE`].
 pub fn runner() -> Runner {
     let mut runner = embedded::migrations::runner();

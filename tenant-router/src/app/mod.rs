@@ -34,6 +34,7 @@ pub fn router(state: RouterState) -> Router {
         .route("/api/v1/auth/login", post(auth::login))
         .route("/api/v1/me", get(auth::me))
         .route("/api/v1/plan", get(users::plan))
+        .route("/api/v1/usage", get(users::usage))
         .route(
             "/api/v1/users",
             get(users::list_users).post(users::create_user),
@@ -152,6 +153,9 @@ async fn resolve_tenant(
         Ok(tenant) => tenant,
         Err(error) => return error.into_response(),
     };
+    tenant
+        .requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let warning = billing_warning(&tenant);
     request.extensions_mut().insert(Resolved(tenant));
     let mut response = next.run(request).await;

@@ -189,27 +189,49 @@ pub async fn update_user(
 /// `GET /api/v1/plan` (owner): the plan, add-ons and modules, and usage against the limits.
 pub async fn plan(authed: Authed) -> Result<Json<serde_json::Value>, ApiError> {
     authed.require(Role::Owner)?;
-    let row = authed
-        .client()
-        .query_one(
-            "SELECT (SELECT count(*) FROM branches) AS branches, \
-                    (SELECT count(*) FROM users WHERE is_active) AS users, \
-                    (SELECT count(*) FROM items) AS items",
-            &[],
-        )
-        .await
-        .map_err(db_error)?;
     let entitlements = &authed.connection.tenant.entitlements;
-    let plan = &entitlements.plan;
-    let usage = |what: &str, limit: Option<i32>| serde_json::json!({"used": row.get::<_, i64>(what), "limit": limit});
     Ok(Json(serde_json::json!({
-        "plan": plan,
+        "plan": entitlements.plan,
         "add_ons": entitlements.add_ons,
         "modules": entitlements.modules,
-        "usage": {
-            "branches": usage("branches", plan.max_branches),
-            "users": usage("users", plan.max_users),
-            "items": usage("items", plan.max_items),
-        },
+        "usage": usage_against_limits(&authed).await?,
+    })))
+}
+
+/// Branches, active users and items now (read live from the tenant's database), each with the
+/// plan's limit.
+async fn usage_against_limits(authed: &Authed) -> Result<serde_json::Value, ApiError> {
+    let row = authed
+        .client()
+        .query_one(tenant_schema::USAGE_COUNTS_SQL, &[])
+        .await
+        .map_err(db_error)?;
+    let plan = &authed.connection.tenant.entitlements.plan;
+    let usage = |what: &str, limit: Option<i32>| serde_json::json!({"used": row.get::<_, i64>(what), "limit": limit});
+    Ok(serde_json::json!({
+        "branches": usage("branches", plan.max_branches),
+        "users": usage("users", plan.max_users),
+        "items": usage("items", plan.max_items),
+    }))
+}
+
+/// `GET /api/v1/usage` (owner): usage against the plan's limits, requests per day (the last 30
+/// days, as flushed by the routers) and the newest sample of the database's size.
+pub async fn usage(
+    axum::extract::State(router): axum::extract::State<crate::resolve::RouterState>,
+    authed: Authed,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authed.require(Role::Owner)?;
+    let limits = usage_against_limits(&authed).await?;
+    let metered = router
+        .store()
+        .tenant_usage(authed.connection.tenant.id, 30)
+        .await?;
+    Ok(Json(serde_json::json!({
+        "limits": limits,
+        "requests_today": metered.requests_today,
+        "requests": metered.requests,
+        "database_bytes": metered.sample.as_ref().and_then(|sample| sample.database_bytes),
+        "sampled_at": metered.sample.as_ref().map(|sample| sample.sampled_at),
     })))
 }

@@ -21,3 +21,4 @@ mod router;
 mod sealing;
 mod signup;
 mod tenant_app;
+mod usage;
