@@ -80,7 +80,10 @@ impl Application {
                 options.keyring.clone(),
                 options.settings.router.clone(),
                 &options.settings.base_domain,
-            );
+            )
+            .with_stripe(control_plane::stripe::StripeClient::new(
+                &options.settings.billing,
+            ));
             let base_domain: Arc<str> = options.settings.base_domain.as_str().into();
             let apex = control_plane::http::router(control_plane::http::ApexState {
                 store: options.store.clone(),

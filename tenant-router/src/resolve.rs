@@ -145,6 +145,8 @@ struct Inner {
     login_limit: RateLimit<(Uuid, std::net::IpAddr)>,
     metrics: RouterMetrics,
     usage: crate::usage::UsageMeter,
+    /// Stripe's API, when a secret key is configured (checkout for tenant owners).
+    stripe: std::sync::OnceLock<control_plane::stripe::StripeClient>,
 }
 
 impl std::fmt::Debug for RouterState {
@@ -210,8 +212,22 @@ impl RouterState {
                 login_limit: RateLimit::new(LOGINS_PER_CLIENT_PER_MINUTE),
                 metrics: RouterMetrics::default(),
                 usage: crate::usage::UsageMeter::default(),
+                stripe: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Offers Stripe checkout to tenant owners through `client`.
+    #[must_use]
+    pub fn with_stripe(self, client: Option<control_plane::stripe::StripeClient>) -> Self {
+        if let Some(client) = client {
+            let _ = self.inner.stripe.set(client);
+        }
+        self
+    }
+
+    pub fn stripe(&self) -> Option<&control_plane::stripe::StripeClient> {
+        self.inner.stripe.get()
     }
 
     pub fn metrics(&self) -> &RouterMetrics {

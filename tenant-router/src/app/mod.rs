@@ -4,6 +4,7 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod billing;
 pub mod catalog;
 pub mod common;
 pub mod domains;
@@ -35,6 +36,8 @@ pub fn router(state: RouterState) -> Router {
         .route("/api/v1/me", get(auth::me))
         .route("/api/v1/plan", get(users::plan))
         .route("/api/v1/usage", get(users::usage))
+        .route("/api/v1/billing", get(billing::show))
+        .route("/api/v1/billing/checkout", post(billing::checkout))
         .route(
             "/api/v1/users",
             get(users::list_users).post(users::create_user),

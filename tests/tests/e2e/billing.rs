@@ -585,3 +585,252 @@ async fn stripe_webhooks_are_verified_applied_once_and_safe_out_of_order() {
         ]
     );
 }
+
+/// One request the fake Stripe received.
+#[derive(Debug, Clone)]
+struct StripeCall {
+    path: String,
+    authorization: Option<String>,
+    idempotency_key: Option<String>,
+    form: Vec<(String, String)>,
+}
+
+/// A local stand-in for Stripe's API (the real one cannot be reached from here): records each
+/// call and answers like Stripe; a checkout for the Enterprise plan is declined.
+async fn fake_stripe() -> (String, std::sync::Arc<std::sync::Mutex<Vec<StripeCall>>>) {
+    use axum::extract::State;
+    use axum::http::HeaderMap;
+    type Calls = std::sync::Arc<std::sync::Mutex<Vec<StripeCall>>>;
+    async fn record(
+        State(calls): State<Calls>,
+        uri: axum::http::Uri,
+        headers: HeaderMap,
+        body: String,
+    ) -> (axum::http::StatusCode, axum::Json<Value>) {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .map(|value| value.to_str().unwrap().to_owned())
+        };
+        let form: Vec<(String, String)> = url_pairs(&body);
+        let call = StripeCall {
+            path: uri.path().to_owned(),
+            authorization: header("authorization"),
+            idempotency_key: header("idempotency-key"),
+            form: form.clone(),
+        };
+        let count = {
+            let mut calls = calls.lock().unwrap();
+            calls.push(call);
+            calls.len()
+        };
+        let field = |name: &str| {
+            form.iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        };
+        if uri.path() == "/v1/customers" {
+            return (
+                axum::http::StatusCode::OK,
+                axum::Json(json!({"id": format!("cus_local_{count}"), "object": "customer"})),
+            );
+        }
+        if field("metadata[plan]").as_deref() == Some("enterprise") {
+            return (
+                axum::http::StatusCode::PAYMENT_REQUIRED,
+                axum::Json(
+                    json!({"error": {"message": "Your card was declined.", "type": "card_error"}}),
+                ),
+            );
+        }
+        (
+            axum::http::StatusCode::OK,
+            axum::Json(
+                json!({"id": format!("cs_local_{count}"), "object": "checkout.session",
+                              "url": format!("https://checkout.stripe.test/c/pay/cs_local_{count}")}),
+            ),
+        )
+    }
+    let calls: Calls = std::sync::Arc::default();
+    let app = axum::Router::new()
+        .route("/v1/customers", axum::routing::post(record))
+        .route("/v1/checkout/sessions", axum::routing::post(record))
+        .with_state(calls.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{address}"), calls)
+}
+
+/// Decodes an `application/x-www-form-urlencoded` body.
+fn url_pairs(body: &str) -> Vec<(String, String)> {
+    serde_urlencoded::from_str(body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_checks_out_through_stripe_and_a_refusal_changes_nothing() {
+    let (base, calls) = fake_stripe().await;
+    let app = TestApp::spawn_with(TestOptions {
+        stripe: Some((base, "sk_test_silo_secret".to_owned().into())),
+        ..TestOptions::default()
+    })
+    .await;
+    let shop = app.active_tenant("upgrading").await;
+    let host = app.tenant_host("upgrading");
+    let signed_in: Value = app
+        .request(Method::POST, &host, "/api/v1/auth/login")
+        .json(&json!({"email": "owner@upgrading.test", "password": "violet tram oyster gravel"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = signed_in["token"].as_str().unwrap().to_owned();
+    let checkout = |body: Value| {
+        app.request(Method::POST, &host, "/api/v1/billing/checkout")
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+
+    // Bad input: 422 naming the fields, and Stripe is not called.
+    let bad = checkout(json!({"plan": "platinum", "interval": "week"}))
+        .await
+        .unwrap();
+    let body: Value = bad.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "validation_failed");
+    assert!(
+        body["error"]["fields"]["plan"].is_string()
+            && body["error"]["fields"]["interval"].is_string()
+    );
+    assert!(calls.lock().unwrap().is_empty());
+
+    // A checkout: the customer is made once, then the session, with the tenant in the metadata.
+    let started = checkout(json!({"plan": "professional", "interval": "year"}))
+        .await
+        .unwrap();
+    assert_eq!(started.status(), StatusCode::CREATED);
+    let session: Value = started.json().await.unwrap();
+    assert!(
+        session["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://checkout.stripe.test/")
+    );
+    let again = checkout(json!({"plan": "professional"})).await.unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+    let recorded = calls.lock().unwrap().clone();
+    let paths: Vec<&str> = recorded.iter().map(|call| call.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/v1/customers",
+            "/v1/checkout/sessions",
+            "/v1/checkout/sessions"
+        ]
+    );
+    for call in &recorded {
+        assert_eq!(
+            call.authorization.as_deref(),
+            Some("Bearer sk_test_silo_secret")
+        );
+        assert!(call.idempotency_key.is_some());
+    }
+    assert_ne!(recorded[1].idempotency_key, recorded[2].idempotency_key);
+    let field = |call: &StripeCall, name: &str| {
+        call.form
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    };
+    assert_eq!(
+        field(&recorded[0], "email").as_deref(),
+        Some("owner@upgrading.test")
+    );
+    let first = &recorded[1];
+    let tenant_id = shop.tenant_id.to_string();
+    assert_eq!(field(first, "customer").as_deref(), Some("cus_local_1"));
+    assert_eq!(field(first, "mode").as_deref(), Some("subscription"));
+    assert_eq!(field(first, "client_reference_id"), Some(tenant_id.clone()));
+    assert_eq!(
+        field(first, "subscription_data[metadata][tenant_id]"),
+        Some(tenant_id)
+    );
+    assert_eq!(
+        field(first, "metadata[plan]").as_deref(),
+        Some("professional")
+    );
+    assert_eq!(
+        field(first, "line_items[0][price_data][unit_amount]").as_deref(),
+        Some("99000")
+    );
+    assert_eq!(
+        field(
+            &recorded[2],
+            "line_items[0][price_data][recurring][interval]"
+        )
+        .as_deref(),
+        Some("month")
+    );
+    let subscription = app.store.subscription(shop.tenant_id).await.unwrap();
+    assert_eq!(
+        subscription.stripe_customer_id.as_deref(),
+        Some("cus_local_1")
+    );
+    // Until Stripe says it was paid (the webhook), nothing about the plan changes.
+    assert_eq!(subscription.status.as_str(), "trial");
+    assert_eq!(
+        app.store
+            .entitlements(shop.tenant_id)
+            .await
+            .unwrap()
+            .plan
+            .code,
+        "starter"
+    );
+
+    // Stripe declines: 502 with its reason, nothing recorded.
+    let declined = checkout(json!({"plan": "enterprise"})).await.unwrap();
+    let (status, code) = error_code(declined).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_GATEWAY, "stripe_unavailable")
+    );
+    assert_eq!(
+        app.store
+            .entitlements(shop.tenant_id)
+            .await
+            .unwrap()
+            .plan
+            .code,
+        "starter"
+    );
+
+    // The owner sees where billing stands; other roles and tenants cannot start a checkout.
+    let billing: Value = app
+        .request(Method::GET, &host, "/api/v1/billing")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(billing["status"], "trial");
+    assert_eq!(billing["checkout_available"], true);
+    assert!(billing.get("stripe_customer_id").is_none());
+    app.active_tenant("bystander").await;
+    let elsewhere = app
+        .request(
+            Method::POST,
+            &app.tenant_host("bystander"),
+            "/api/v1/billing/checkout",
+        )
+        .bearer_auth(&token)
+        .json(&json!({"plan": "professional"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), StatusCode::UNAUTHORIZED);
+}

@@ -189,6 +189,8 @@ pub struct TestOptions {
     pub control_plane: Option<&'static EmbeddedPostgres>,
     /// Changes to the settings before the app starts.
     pub configure: Option<fn(&mut Settings)>,
+    /// Stripe's API base and secret key: a local server of the test's own.
+    pub stripe: Option<(String, SecretString)>,
 }
 
 impl Default for TestOptions {
@@ -202,6 +204,7 @@ impl Default for TestOptions {
             migrations: None,
             control_plane: None,
             configure: None,
+            stripe: None,
         }
     }
 }
@@ -262,6 +265,10 @@ impl TestApp {
         let mut settings = test_settings(&database, &keys);
         if let Some(cluster) = options.control_plane {
             settings.database_url = Some(cluster.superuser_url(&database));
+        }
+        if let Some((base, key)) = options.stripe {
+            settings.billing.stripe_api_base = base;
+            settings.billing.stripe_secret_key = Some(key);
         }
         if let Some(configure) = options.configure {
             configure(&mut settings);
