@@ -111,7 +111,8 @@ impl Application {
             let apex = apex
                 .merge(api_key_validation)
                 .merge(admin)
-                .merge(tenant_router::apex_router(router_state.clone()));
+                .merge(tenant_router::apex_router(router_state.clone()))
+                .merge(crate::openapi::router());
             let tenant = tenant_router::router(router_state.clone());
             let app = crate::dispatch::host_dispatch(
                 base_domain,

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod dispatch;
 pub mod migrator_cli;
+pub mod openapi;
 pub mod tenants;
 
 pub use application::{Application, ApplicationOptions};

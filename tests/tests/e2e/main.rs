@@ -14,6 +14,7 @@ mod hosts;
 mod isolation;
 mod migrator_cli;
 mod offboarding;
+mod openapi;
 mod pages;
 mod provisioning;
 mod rollouts;

@@ -1,0 +1,461 @@
+//! `/api/openapi.json`: the public, admin and tenant APIs as an OpenAPI 3.1 document, built with
+//! utoipa from one table of operations ([`OPERATIONS`]) and one of error codes ([`ERRORS`]).
+//! Each operation lists the error codes it may answer; the responses (status → codes) are derived
+//! from them, with the ones every operation of its kind can give (tenant resolution, sessions,
+//! JSON bodies) added. `tests/tests/e2e/openapi.rs` calls every documented operation and checks
+//! that it is routed and answers a documented status, so the table cannot drift silently.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::routing::get;
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{ComponentsBuilder, ObjectBuilder, Type};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::server::ServerBuilder;
+use utoipa::openapi::tag::TagBuilder;
+use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder, Paths, Ref, Required};
+
+/// Which host serves an operation and who may call it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The apex, no session.
+    Public,
+    /// The apex, a super-admin session (`Authorization: Bearer` or the `silo_admin` cookie).
+    Admin,
+    /// A tenant host, no token (the tenant is still resolved).
+    TenantPublic,
+    /// A tenant host with a session token or an API key.
+    Tenant,
+}
+
+/// One documented operation.
+#[derive(Debug, Clone, Copy)]
+pub struct Op {
+    pub side: Side,
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    /// Takes a JSON body.
+    pub body: bool,
+    /// The success status.
+    pub ok: u16,
+    /// Error codes this operation itself may answer (besides those of its side and body).
+    pub errors: &'static [&'static str],
+}
+
+const fn op(
+    side: Side,
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    body: bool,
+    ok: u16,
+    errors: &'static [&'static str],
+) -> Op {
+    Op {
+        side,
+        method,
+        path,
+        summary,
+        body,
+        ok,
+        errors,
+    }
+}
+
+use Side::{Admin, Public, Tenant, TenantPublic};
+
+/// Every JSON operation Silo serves (HTML pages and `/metrics` are described in the README).
+#[rustfmt::skip]
+pub const OPERATIONS: &[Op] = &[
+    // ---- apex, public ----
+    op(Public, "GET", "/healthz", "Liveness: the control-plane database answers.", false, 200, &["unavailable"]),
+    op(Public, "POST", "/api/v1/signups", "Sign up: a new workspace is provisioned in the background.", true, 202, &["invalid_subdomain", "reserved_subdomain", "invalid_company_name", "invalid_email", "weak_password", "subdomain_taken", "rate_limited", "no_capacity", "unavailable"]),
+    op(Public, "GET", "/api/v1/signups/{tenant_id}", "Where a signup's provisioning stands.", false, 200, &["signup_not_found", "unavailable"]),
+    op(Public, "POST", "/api/v1/webhooks/stripe", "Stripe events (signature verified; each event once; order-safe).", false, 200, &["invalid_signature", "invalid_event", "stripe_not_configured", "unavailable"]),
+    op(Public, "POST", "/api/v1/api-keys/validate", "Validate a tenant API key for another service.", true, 200, &["invalid_api_key", "rate_limited", "unavailable"]),
+    op(Public, "GET", "/api/openapi.json", "This document.", false, 200, &[]),
+    // ---- apex, super-admin ----
+    op(Public, "POST", "/api/v1/admin/sessions", "Log in with password and TOTP code.", true, 201, &["invalid_credentials", "rate_limited"]),
+    op(Admin, "DELETE", "/api/v1/admin/sessions/current", "Log out.", false, 204, &[]),
+    op(Admin, "GET", "/api/v1/admin/hosts", "Database hosts with their load.", false, 200, &[]),
+    op(Admin, "POST", "/api/v1/admin/hosts", "Register a database host (its admin URL is sealed, never echoed).", true, 201, &["invalid_url", "invalid_capacity", "invalid_host_name", "conflict"]),
+    op(Admin, "DELETE", "/api/v1/admin/hosts/{name}", "Remove an empty host.", false, 204, &["not_found", "conflict"]),
+    op(Admin, "POST", "/api/v1/admin/hosts/{name}/drain", "Stop placing tenants on a host.", false, 200, &["not_found"]),
+    op(Admin, "POST", "/api/v1/admin/hosts/{name}/activate", "Place tenants on a host again.", false, 200, &["not_found"]),
+    op(Admin, "GET", "/api/v1/admin/tenants", "Tenants, searched and filtered.", false, 200, &["invalid_status"]),
+    op(Admin, "GET", "/api/v1/admin/tenants/{slug}", "One tenant with its exports and audit trail.", false, 200, &["not_found"]),
+    op(Admin, "POST", "/api/v1/admin/tenants/{slug}/cancel", "Cancel now (offboarding), or at the period end (`at_period_end`).", false, 200, &["not_found", "invalid_grace", "wrong_status", "invalid_transition"]),
+    op(Admin, "POST", "/api/v1/admin/tenants/{slug}/retry", "Provision a failed tenant again.", false, 202, &["not_found", "wrong_status"]),
+    op(Admin, "GET", "/api/v1/admin/tenants/{slug}/subscription", "The subscription and its recorded transitions.", false, 200, &["not_found"]),
+    op(Admin, "POST", "/api/v1/admin/tenants/{slug}/suspend", "Suspend (not served until reactivated).", false, 200, &["not_found", "invalid_transition"]),
+    op(Admin, "POST", "/api/v1/admin/tenants/{slug}/reactivate", "Back to active from suspended or past_due.", false, 200, &["not_found", "invalid_transition"]),
+    op(Admin, "POST", "/api/v1/admin/tenants/{slug}/extend-trial", "Extend or restart a trial.", true, 200, &["not_found", "invalid_transition", "validation_failed"]),
+    op(Admin, "GET", "/api/v1/admin/tenants/{slug}/usage", "Requests per day and the newest usage sample.", false, 200, &["not_found", "validation_failed"]),
+    op(Admin, "GET", "/api/v1/admin/plans", "Every plan with prices, limits and modules.", false, 200, &[]),
+    op(Admin, "POST", "/api/v1/admin/tenants/{slug}/plan", "Move a tenant to another plan.", true, 200, &["not_found", "unknown_plan"]),
+    op(Admin, "PUT", "/api/v1/admin/tenants/{slug}/modules/{module}", "An add-on module on (optionally until a date) or off.", true, 200, &["not_found", "unknown_module"]),
+    op(Admin, "POST", "/api/v1/admin/tenants/{slug}/rotate-credentials", "A new database password for the tenant's role.", false, 200, &["not_found", "wrong_status"]),
+    op(Admin, "POST", "/api/v1/admin/domains/{domain}/verify", "Mark a custom domain verified.", false, 200, &["not_found"]),
+    // ---- tenant host ----
+    op(TenantPublic, "GET", "/api/v1/health", "The tenant's schema version, read from its own database.", false, 200, &[]),
+    op(TenantPublic, "POST", "/api/v1/sessions", "Sign in with email and password.", true, 201, &["invalid_credentials", "rate_limited"]),
+    op(TenantPublic, "POST", "/api/v1/auth/login", "Sign in (same as /api/v1/sessions).", true, 201, &["invalid_credentials", "rate_limited"]),
+    op(Tenant, "GET", "/api/v1/me", "The signed-in user (or API key).", false, 200, &[]),
+    op(Tenant, "GET", "/api/v1/plan", "Plan, add-ons, modules and usage against limits.", false, 200, &["insufficient_role"]),
+    op(Tenant, "GET", "/api/v1/usage", "Usage against limits, requests per day, database size.", false, 200, &["insufficient_role"]),
+    op(Tenant, "GET", "/api/v1/billing", "Where the subscription stands.", false, 200, &["insufficient_role"]),
+    op(Tenant, "POST", "/api/v1/billing/checkout", "A Stripe Checkout session for a plan.", true, 201, &["insufficient_role", "validation_failed", "stripe_not_configured", "stripe_unavailable"]),
+    op(Tenant, "GET", "/api/v1/users", "Users.", false, 200, &["insufficient_role"]),
+    op(Tenant, "POST", "/api/v1/users", "Add a user with a role.", true, 201, &["insufficient_role", "validation_failed", "already_exists", "plan_limit_reached"]),
+    op(Tenant, "PATCH", "/api/v1/users/{id}", "Change a user's name, role or activity.", true, 200, &["insufficient_role", "validation_failed", "not_found", "last_owner", "plan_limit_reached"]),
+    op(Tenant, "GET", "/api/v1/branches", "Branches.", false, 200, &[]),
+    op(Tenant, "POST", "/api/v1/branches", "Add a branch.", true, 201, &["insufficient_role", "validation_failed", "already_exists", "plan_limit_reached", "module_not_enabled"]),
+    op(Tenant, "GET", "/api/v1/branches/{id}", "One branch.", false, 200, &["not_found"]),
+    op(Tenant, "PATCH", "/api/v1/branches/{id}", "Change a branch.", true, 200, &["insufficient_role", "validation_failed", "not_found", "already_exists"]),
+    op(Tenant, "GET", "/api/v1/suppliers", "Suppliers.", false, 200, &["module_not_enabled"]),
+    op(Tenant, "POST", "/api/v1/suppliers", "Add a supplier.", true, 201, &["insufficient_role", "validation_failed", "module_not_enabled"]),
+    op(Tenant, "GET", "/api/v1/suppliers/{id}", "One supplier.", false, 200, &["not_found", "module_not_enabled"]),
+    op(Tenant, "PATCH", "/api/v1/suppliers/{id}", "Change a supplier.", true, 200, &["insufficient_role", "validation_failed", "not_found", "module_not_enabled"]),
+    op(Tenant, "GET", "/api/v1/items", "Items (search with `q`).", false, 200, &["module_not_enabled"]),
+    op(Tenant, "POST", "/api/v1/items", "Add an item.", true, 201, &["insufficient_role", "validation_failed", "already_exists", "plan_limit_reached", "module_not_enabled"]),
+    op(Tenant, "GET", "/api/v1/items/{id}", "One item.", false, 200, &["not_found", "module_not_enabled"]),
+    op(Tenant, "PATCH", "/api/v1/items/{id}", "Change an item.", true, 200, &["insufficient_role", "validation_failed", "not_found", "already_exists", "module_not_enabled"]),
+    op(Tenant, "DELETE", "/api/v1/items/{id}", "Deactivate an item.", false, 204, &["insufficient_role", "not_found", "module_not_enabled"]),
+    op(Tenant, "GET", "/api/v1/stock", "Stock levels.", false, 200, &["module_not_enabled"]),
+    op(Tenant, "POST", "/api/v1/purchases", "Receive stock.", true, 201, &["insufficient_role", "validation_failed", "module_not_enabled"]),
+    op(Tenant, "GET", "/api/v1/purchases/{id}", "One purchase with its lines.", false, 200, &["not_found", "module_not_enabled"]),
+    op(Tenant, "GET", "/api/v1/sales", "Sales.", false, 200, &["module_not_enabled"]),
+    op(Tenant, "POST", "/api/v1/sales", "Record a sale (stock checked under lock).", true, 201, &["insufficient_role", "validation_failed", "insufficient_stock", "module_not_enabled"]),
+    op(Tenant, "GET", "/api/v1/sales/{id}", "One sale with its lines.", false, 200, &["not_found", "module_not_enabled"]),
+    op(Tenant, "POST", "/api/v1/stock-takes", "Start a stock take.", true, 201, &["insufficient_role", "validation_failed", "module_not_enabled"]),
+    op(Tenant, "GET", "/api/v1/stock-takes/{id}", "One stock take with its counts.", false, 200, &["not_found", "module_not_enabled"]),
+    op(Tenant, "PUT", "/api/v1/stock-takes/{id}/counts", "Record a count.", true, 200, &["insufficient_role", "validation_failed", "not_found", "module_not_enabled"]),
+    op(Tenant, "POST", "/api/v1/stock-takes/{id}/complete", "Set stock to the counts.", false, 200, &["insufficient_role", "not_found", "module_not_enabled"]),
+    op(Tenant, "GET", "/api/v1/reports/sales", "Sales per day and best sellers.", false, 200, &["validation_failed", "module_not_enabled"]),
+    op(Tenant, "GET", "/api/v1/domains", "Custom domains.", false, 200, &["insufficient_role"]),
+    op(Tenant, "POST", "/api/v1/domains", "Add a custom domain (answers its verification token).", true, 201, &["insufficient_role", "validation_failed", "domain_taken"]),
+    op(Tenant, "DELETE", "/api/v1/domains/{domain}", "Remove a custom domain.", false, 204, &["insufficient_role", "not_found"]),
+    op(Tenant, "GET", "/api/v1/api-keys", "API keys (never their secrets).", false, 200, &["insufficient_role", "module_not_enabled"]),
+    op(Tenant, "POST", "/api/v1/api-keys", "Create an API key (shown once).", true, 201, &["insufficient_role", "validation_failed", "module_not_enabled"]),
+    op(Tenant, "DELETE", "/api/v1/api-keys/{id}", "Revoke an API key.", false, 204, &["insufficient_role", "module_not_enabled"]),
+    op(Tenant, "POST", "/api/v1/api-keys/{id}/regenerate", "Replace an API key (shown once; the old one stops).", false, 201, &["insufficient_role", "not_found", "module_not_enabled"]),
+    op(Tenant, "GET", "/api/v1/integrations", "Integration credentials (last 4 characters only).", false, 200, &["insufficient_role"]),
+    op(Tenant, "PUT", "/api/v1/integrations/{name}", "Set an integration credential (sealed).", true, 200, &["insufficient_role", "validation_failed"]),
+    op(Tenant, "DELETE", "/api/v1/integrations/{name}", "Remove an integration credential.", false, 204, &["insufficient_role", "not_found"]),
+];
+
+/// Every error code: its status and when it is answered.
+#[rustfmt::skip]
+pub const ERRORS: &[(&str, u16, &str)] = &[
+    ("malformed_json", 400, "the body is not JSON"),
+    ("invalid_signature", 400, "a Stripe webhook whose signature is missing, wrong, stale or for another body"),
+    ("invalid_event", 400, "a Stripe webhook body that is not an event"),
+    ("unauthenticated", 401, "no valid session token or API key"),
+    ("invalid_credentials", 401, "a failed sign-in"),
+    ("invalid_api_key", 401, "the key is not valid (unknown, revoked, or its tenant may not use it)"),
+    ("insufficient_role", 403, "the caller's role does not allow this"),
+    ("tenant_suspended", 403, "the tenant is suspended"),
+    ("module_not_enabled", 403, "the plan and add-ons do not include the module"),
+    ("plan_limit_reached", 403, "one more would pass the plan's limit"),
+    ("not_found", 404, "no such record"),
+    ("signup_not_found", 404, "unknown status URL"),
+    ("tenant_not_found", 404, "the Host names no tenant"),
+    ("subdomain_taken", 409, "the subdomain is taken"),
+    ("domain_taken", 409, "the custom domain belongs to a workspace"),
+    ("already_exists", 409, "a record with the same unique value exists"),
+    ("last_owner", 409, "the change would leave no active owner"),
+    ("conflict", 409, "a host name in use, or a host still holding tenants"),
+    ("wrong_status", 409, "the tenant's state does not allow this"),
+    ("invalid_transition", 409, "the subscription's state does not allow this"),
+    ("tenant_cancelled", 410, "the tenant was cancelled"),
+    ("unsupported_media_type", 415, "the body is not sent as application/json"),
+    ("invalid_request", 422, "a field is missing or of the wrong type"),
+    ("validation_failed", 422, "fields are not valid; `error.fields` names each"),
+    ("invalid_subdomain", 422, "not a DNS label of 3–63 characters"),
+    ("reserved_subdomain", 422, "a reserved name"),
+    ("invalid_company_name", 422, "empty or over 200 characters"),
+    ("invalid_email", 422, "not an email address"),
+    ("weak_password", 422, "too short or too easy to guess"),
+    ("insufficient_stock", 422, "a sale asks for more than the branch holds"),
+    ("unknown_plan", 422, "no such plan"),
+    ("unknown_module", 422, "no such module"),
+    ("invalid_url", 422, "not a PostgreSQL URL"),
+    ("invalid_capacity", 422, "capacity must be at least 1"),
+    ("invalid_host_name", 422, "not a valid host name"),
+    ("invalid_status", 422, "not a tenant status"),
+    ("invalid_grace", 422, "not a duration"),
+    ("rate_limited", 429, "too many requests; see Retry-After"),
+    ("internal", 500, "an unexpected failure (logged)"),
+    ("stripe_unavailable", 502, "Stripe refused or could not be reached"),
+    ("unavailable", 503, "the control-plane database cannot be reached"),
+    ("tenant_provisioning", 503, "the tenant is still being set up; see Retry-After"),
+    ("tenant_unavailable", 503, "the tenant's database cannot be reached"),
+    ("capacity", 503, "the host is at the router's connection budget"),
+    ("no_capacity", 503, "no database host has room"),
+    ("stripe_not_configured", 503, "Stripe is not configured here"),
+];
+
+/// Codes every operation of a side may answer.
+fn side_errors(side: Side) -> &'static [&'static str] {
+    const TENANT: &[&str] = &[
+        "tenant_not_found",
+        "tenant_provisioning",
+        "tenant_suspended",
+        "tenant_cancelled",
+        "tenant_unavailable",
+        "capacity",
+        "unavailable",
+        "internal",
+    ];
+    const TENANT_AUTHED: &[&str] = &[
+        "tenant_not_found",
+        "tenant_provisioning",
+        "tenant_suspended",
+        "tenant_cancelled",
+        "tenant_unavailable",
+        "capacity",
+        "unavailable",
+        "internal",
+        "unauthenticated",
+        "rate_limited",
+    ];
+    match side {
+        Public => &["internal"],
+        Admin => &["unauthenticated", "unavailable", "internal"],
+        TenantPublic => TENANT,
+        Tenant => TENANT_AUTHED,
+    }
+}
+
+const BODY_ERRORS: &[&str] = &[
+    "malformed_json",
+    "unsupported_media_type",
+    "invalid_request",
+];
+
+/// Every code `op` may answer, grouped by status.
+pub fn responses_of(op: &Op) -> BTreeMap<u16, Vec<&'static str>> {
+    let mut by_status: BTreeMap<u16, Vec<&'static str>> = BTreeMap::new();
+    let body = if op.body { BODY_ERRORS } else { &[] };
+    for code in op.errors.iter().chain(side_errors(op.side)).chain(body) {
+        let status = ERRORS
+            .iter()
+            .find(|(known, _, _)| known == code)
+            .map_or(500, |(_, status, _)| *status);
+        let codes = by_status.entry(status).or_default();
+        if !codes.contains(code) {
+            codes.push(code);
+        }
+    }
+    by_status
+}
+
+fn method(name: &str) -> HttpMethod {
+    match name {
+        "GET" => HttpMethod::Get,
+        "POST" => HttpMethod::Post,
+        "PUT" => HttpMethod::Put,
+        "PATCH" => HttpMethod::Patch,
+        _ => HttpMethod::Delete,
+    }
+}
+
+fn tag(side: Side, path: &str) -> &'static str {
+    match side {
+        Public if path.contains("/admin/") => "admin",
+        Public if path.contains("webhooks") => "webhooks",
+        Public => "public",
+        Admin => "admin",
+        TenantPublic | Tenant => "tenant",
+    }
+}
+
+fn error_schema() -> ObjectBuilder {
+    let detail = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property("code", Ref::from_schema_name("ErrorCode"))
+        .required("code")
+        .property("message", ObjectBuilder::new().schema_type(Type::String))
+        .required("message")
+        .property(
+            "fields",
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .description(Some("validation_failed: field name → what is wrong")),
+        );
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property("error", detail)
+        .required("error")
+}
+
+/// The whole document.
+pub fn document() -> OpenApi {
+    let mut paths = Paths::new();
+    for op in OPERATIONS {
+        let mut operation = OperationBuilder::new()
+            .summary(Some(op.summary))
+            .tag(tag(op.side, op.path))
+            .operation_id(Some(format!(
+                "{}_{}",
+                op.method.to_lowercase(),
+                op.path
+                    .trim_start_matches("/api/")
+                    .replace(['/', '-', '{', '}', '.'], "_")
+            )));
+        for segment in op.path.split('/') {
+            if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                operation = operation.parameter(
+                    ParameterBuilder::new()
+                        .name(name)
+                        .parameter_in(ParameterIn::Path)
+                        .required(Required::True)
+                        .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+                );
+            }
+        }
+        if op.body {
+            operation = operation.request_body(Some(
+                RequestBodyBuilder::new()
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(ObjectBuilder::new().schema_type(Type::Object)))
+                            .build(),
+                    )
+                    .required(Some(Required::True))
+                    .build(),
+            ));
+        }
+        match op.side {
+            Admin => {
+                operation = operation.security(SecurityRequirement::new(
+                    "admin_session",
+                    Vec::<String>::new(),
+                ));
+            }
+            Tenant => {
+                operation = operation.security(SecurityRequirement::new(
+                    "tenant_token",
+                    Vec::<String>::new(),
+                ));
+            }
+            Public | TenantPublic => {}
+        }
+        if matches!(op.side, Tenant | TenantPublic) {
+            operation = operation.servers(Some([ServerBuilder::new()
+                .url("https://{tenant}.{base}")
+                .description(Some("a tenant host (or a verified custom domain)"))
+                .build()]));
+        }
+        operation = operation.response(
+            op.ok.to_string(),
+            ResponseBuilder::new().description("Success").build(),
+        );
+        for (status, codes) in responses_of(op) {
+            operation = operation.response(
+                status.to_string(),
+                ResponseBuilder::new()
+                    .description(format!("Error: {}", codes.join(", ")))
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("Error")))
+                            .build(),
+                    )
+                    .build(),
+            );
+        }
+        paths.add_path_operation(op.path, vec![method(op.method)], operation.build());
+    }
+    let codes = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(ERRORS.iter().map(|(code, _, _)| *code)))
+        .description(Some(
+            ERRORS
+                .iter()
+                .map(|(code, status, when)| format!("`{code}` ({status}): {when}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ));
+    let components = ComponentsBuilder::new()
+        .schema("Error", error_schema())
+        .schema("ErrorCode", codes)
+        .security_scheme(
+            "admin_session",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        )
+        .security_scheme(
+            "tenant_token",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        )
+        .build();
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("Silo")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "Database-per-tenant control plane: signup and provisioning (apex), the \
+                     super-admin API (apex, `/api/v1/admin`), and each tenant's API on its own \
+                     host. Every error is `{\"error\": {\"code\", \"message\"}}`.",
+                )),
+        )
+        .servers(Some([ServerBuilder::new()
+            .url("/")
+            .description(Some("the apex (the base domain)"))
+            .build()]))
+        .tags(Some(
+            ["public", "admin", "webhooks", "tenant"]
+                .map(|name| TagBuilder::new().name(name).build()),
+        ))
+        .paths(paths)
+        .components(Some(components))
+        .build()
+}
+
+/// The apex route serving the document.
+pub fn router() -> axum::Router {
+    let json = document().to_json().unwrap_or_else(|_| "{}".to_owned());
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+    axum::Router::new().route(
+        "/api/openapi.json",
+        get(move || {
+            let value = value.clone();
+            async move { Json(value) }
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_code_is_a_known_error_and_operations_are_unique() {
+        for op in OPERATIONS {
+            for code in op.errors {
+                assert!(
+                    ERRORS.iter().any(|(known, _, _)| known == code),
+                    "{} {}: unknown code {code}",
+                    op.method,
+                    op.path
+                );
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for op in OPERATIONS {
+            assert!(
+                seen.insert((op.method, op.path)),
+                "{} {} twice",
+                op.method,
+                op.path
+            );
+        }
+    }
+}
