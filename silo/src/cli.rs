@@ -90,6 +90,47 @@ pub enum TenantsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show a tenant's subscription (trial, active, past_due, suspended, cancelled), its dates
+    /// and every recorded transition.
+    Subscription {
+        /// The tenant's subdomain.
+        slug: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Suspend a tenant's subscription: its subdomain answers 403 `tenant_suspended` at once;
+    /// nothing is deleted. Undo with `reactivate`.
+    Suspend {
+        /// The tenant's subdomain.
+        slug: String,
+        /// Do not ask for confirmation (required when stdin is not a terminal).
+        #[arg(long)]
+        yes: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reactivate a suspended or past-due subscription: served again at once.
+    Reactivate {
+        /// The tenant's subdomain.
+        slug: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Extend a tenant's trial by a duration (from its end, or from now if it lapsed — which
+    /// also serves a tenant that was past due or suspended after its trial).
+    ExtendTrial {
+        /// The tenant's subdomain.
+        slug: String,
+        /// How much longer, e.g. `7days`.
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+        by: std::time::Duration,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Give a tenant's database role a new random password (sealed and stored, then set on the
     /// server). Routers switch to it at once; connections already open keep working until they
     /// close. If interrupted, run it again.

@@ -4,6 +4,7 @@ use std::io::IsTerminal as _;
 
 use anyhow::Context as _;
 use control_plane::store::TenantRecord;
+use control_plane::subscriptions::{Action, Subscription};
 
 use crate::bootstrap::Bootstrapped;
 use crate::cli::TenantsCommand;
@@ -38,6 +39,34 @@ fn confirm(yes: bool, slug: &str, what: &str) -> anyhow::Result<()> {
     std::io::stdin().read_line(&mut answer)?;
     anyhow::ensure!(answer.trim() == slug, "not confirmed; nothing was changed");
     Ok(())
+}
+
+fn print_subscription(slug: &str, subscription: &Subscription) {
+    let when = |at: Option<chrono::DateTime<chrono::Utc>>| {
+        at.map_or_else(
+            || "-".to_owned(),
+            |at| at.format("%Y-%m-%d %H:%M").to_string(),
+        )
+    };
+    println!(
+        "`{slug}`: {} (trial ends {}, period ends {}, grace ends {}, cancels {})",
+        subscription.status.as_str(),
+        when(subscription.trial_ends_at),
+        when(subscription.current_period_end),
+        when(subscription.grace_ends_at),
+        when(subscription.cancel_at),
+    );
+}
+
+fn report_subscription(slug: &str, subscription: &Subscription, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"slug": slug, "subscription": subscription})
+        );
+    } else {
+        print_subscription(slug, subscription);
+    }
 }
 
 pub async fn run(started: &Bootstrapped, command: TenantsCommand) -> anyhow::Result<()> {
@@ -116,6 +145,75 @@ pub async fn run(started: &Bootstrapped, command: TenantsCommand) -> anyhow::Res
                     humantime::format_duration(grace)
                 );
             }
+        }
+        TenantsCommand::Subscription { slug, json } => {
+            let tenant = find(started, &slug).await?;
+            let subscription = store.subscription(tenant.id).await?;
+            let transitions = store.subscription_transitions(tenant.id).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"slug": slug, "subscription": subscription, "transitions": transitions})
+                );
+            } else {
+                print_subscription(&slug, &subscription);
+                for transition in &transitions {
+                    println!(
+                        "  {}  {} → {}  {} ({})",
+                        transition.at.format("%Y-%m-%d %H:%M:%S"),
+                        transition.from_status.as_deref().unwrap_or("-"),
+                        transition.to_status,
+                        transition.reason,
+                        transition.actor
+                    );
+                }
+            }
+        }
+        TenantsCommand::Suspend { slug, yes, json } => {
+            let tenant = find(started, &slug).await?;
+            confirm(
+                yes,
+                &slug,
+                &format!("Suspending `{slug}` stops serving it now (its data is kept)"),
+            )?;
+            let subscription = store
+                .change_subscription(
+                    tenant.id,
+                    Action::Suspend,
+                    &actor(),
+                    &started.settings.lifecycle(),
+                )
+                .await
+                .with_context(|| format!("cannot suspend `{slug}`"))?;
+            report_subscription(&slug, &subscription, json);
+        }
+        TenantsCommand::Reactivate { slug, json } => {
+            let tenant = find(started, &slug).await?;
+            let subscription = store
+                .change_subscription(
+                    tenant.id,
+                    Action::Reactivate,
+                    &actor(),
+                    &started.settings.lifecycle(),
+                )
+                .await
+                .with_context(|| format!("cannot reactivate `{slug}`"))?;
+            report_subscription(&slug, &subscription, json);
+        }
+        TenantsCommand::ExtendTrial { slug, by, json } => {
+            let tenant = find(started, &slug).await?;
+            let current = store.subscription(tenant.id).await?;
+            let now = chrono::Utc::now();
+            let until = current
+                .trial_ends_at
+                .filter(|ends| *ends > now)
+                .unwrap_or(now)
+                + chrono::Duration::from_std(by).context("that duration is too long")?;
+            let subscription = store
+                .extend_trial(tenant.id, until, &actor(), &started.settings.lifecycle())
+                .await
+                .with_context(|| format!("cannot extend the trial of `{slug}`"))?;
+            report_subscription(&slug, &subscription, json);
         }
         TenantsCommand::RotateCredentials { slug, json } => {
             let tenant = find(started, &slug).await?;

@@ -834,3 +834,47 @@ async fn an_owner_checks_out_through_stripe_and_a_refusal_changes_nothing() {
         .unwrap();
     assert_eq!(elsewhere.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_cli_suspends_reactivates_and_extends_trials() {
+    use clap::Parser as _;
+    let app = TestApp::spawn().await;
+    let shop = app.active_tenant("clishop").await;
+    let started = silo::bootstrap::Bootstrapped {
+        settings: crate::harness::test_settings(&app.database, &app.keys),
+        store: app.store.clone(),
+        keyring: app.keyring.clone(),
+        embedded: None,
+    };
+    let run = |args: &'static str| {
+        let cli = silo::cli::Cli::try_parse_from(
+            ["silo", "tenants"]
+                .into_iter()
+                .chain(args.split_whitespace()),
+        )
+        .unwrap_or_else(|error| panic!("`silo tenants {args}` parses: {error}"));
+        let silo::cli::Command::Tenants(command) = cli.command else {
+            panic!("a tenants command");
+        };
+        silo::tenants::run(&started, command)
+    };
+    run("suspend clishop --yes --json").await.unwrap();
+    app.wait_for_error("clishop", StatusCode::FORBIDDEN, "tenant_suspended")
+        .await;
+    // Refused, changing nothing: suspending twice.
+    let again = run("suspend clishop --yes").await.unwrap_err();
+    assert!(format!("{again:#}").contains("cannot become"), "{again:#}");
+    run("reactivate clishop").await.unwrap();
+    assert_eq!(wait_served(&app, "clishop").await, None);
+    assert_eq!(subscription_status(&app, shop.tenant_id).await, "active");
+    // A paid subscription does not go back to a trial.
+    assert!(run("extend-trial clishop --by 7days").await.is_err());
+    run("subscription clishop --json").await.unwrap();
+    let audit = app.store.audit_of(shop.tenant_id).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|(actor, action, _)| actor.starts_with("cli:")
+                && action == "subscription.suspended")
+    );
+}
