@@ -180,44 +180,32 @@ pub async fn remove_host(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
-pub struct TenantFilter {
-    status: Option<String>,
-    /// Part of the subdomain or display name.
-    q: Option<String>,
-}
-
+/// `GET /api/v1/admin/tenants?status=&subscription=&plan=&host=&version=&q=&limit=&after=`:
+/// one page of tenants (filtered in SQL, ordered by slug, 100 unless `limit` says otherwise);
+/// when more match, a `Link: <…&after=slug>; rel="next"` header points at the next page.
 pub async fn list_tenants(
     _admin: Admin,
     State(state): State<AdminState>,
-    Query(filter): Query<TenantFilter>,
-) -> Result<Json<Value>, ApiError> {
-    let status = match filter.status.as_deref() {
-        None | Some("") => None,
-        Some(raw) => Some(TenantStatus::parse(raw).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_status",
-                format!("`{raw}` is not a tenant status (provisioning, active, failed, suspended, cancelled, deprovisioned)."),
-            )
-        })?),
-    };
-    let needle = filter.q.unwrap_or_default().to_lowercase();
-    let tenants = state.store.tenants().await?;
-    let rows = tenants
-        .iter()
-        .filter(|tenant| status.is_none_or(|status| tenant.status == status))
-        .filter(|tenant| {
-            needle.is_empty()
-                || tenant.slug.contains(&needle)
-                || tenant.display_name.to_lowercase().contains(&needle)
-        })
-        .map(tenant_json)
-        .collect();
-    Ok(Json(Value::Array(rows)))
+    Query(query): Query<crate::console::ListQuery>,
+) -> Result<Response, ApiError> {
+    let found = state.store.search_tenants(&query.filter()?).await?;
+    let body = Json(json!(found.tenants));
+    Ok(match found.next_after {
+        Some(after) => {
+            let link = format!(
+                "</api/v1/admin/tenants?{}>; rel=\"next\"",
+                query.with_after(&after)
+            );
+            ([(axum::http::header::LINK, link)], body).into_response()
+        }
+        None => body.into_response(),
+    })
 }
 
-async fn tenant_by_slug(state: &AdminState, slug: &str) -> Result<TenantRecord, ApiError> {
+pub(crate) async fn tenant_by_slug(
+    state: &AdminState,
+    slug: &str,
+) -> Result<TenantRecord, ApiError> {
     state
         .store
         .tenant_by_slug(slug)
@@ -225,30 +213,18 @@ async fn tenant_by_slug(state: &AdminState, slug: &str) -> Result<TenantRecord, 
         .ok_or_else(|| not_found("tenant", slug))
 }
 
+/// `GET /api/v1/admin/tenants/{slug}`: what the tenant page shows — status, subscription,
+/// plan and modules, domains, provisioning history, transitions, exports, audit (newest first).
 pub async fn show_tenant(
     _admin: Admin,
     State(state): State<AdminState>,
     Path(slug): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = tenant_by_slug(&state, &slug).await?;
-    let exports: Vec<Value> = state
-        .store
-        .exports_of(tenant.id)
-        .await?
-        .iter()
-        .map(|export| json!({"id": export.id, "reason": export.reason, "file": export.path, "bytes": export.bytes}))
-        .collect();
-    let audit: Vec<Value> = state
-        .store
-        .audit_of(tenant.id)
-        .await?
-        .into_iter()
-        .map(|(actor, action, detail)| json!({"actor": actor, "action": action, "detail": detail}))
-        .collect();
-    let mut answer = tenant_json(&tenant);
-    answer["exports"] = Value::Array(exports);
-    answer["audit"] = Value::Array(audit);
-    Ok(Json(answer))
+    Ok(Json(
+        crate::console::Overview::load(&state, &slug)
+            .await?
+            .to_json(),
+    ))
 }
 
 #[derive(Debug, Default, Deserialize)]

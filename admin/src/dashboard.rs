@@ -41,9 +41,13 @@ label{display:block;margin-top:.6rem;font-weight:600}
 input,select{padding:.35rem;font-size:1rem}
 button{padding:.4rem .9rem;font-size:.95rem;cursor:pointer;margin:.2rem .2rem .2rem 0}
 .error{background:#ffecec;padding:.6rem;border-radius:4px}
+.notice{background:#e9f6ee;padding:.6rem;border-radius:4px}
+nav a{margin:0 .3rem}
+form.filters{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end}
+form.filters label{margin-top:0}
 ";
 
-fn page(title: &str, admin: Option<&Admin>, body: Markup) -> Html<String> {
+pub(crate) fn page(title: &str, admin: Option<&Admin>, body: Markup) -> Html<String> {
     Html(
         html! {
             (DOCTYPE)
@@ -58,6 +62,10 @@ fn page(title: &str, admin: Option<&Admin>, body: Markup) -> Html<String> {
                     header {
                         a href="/admin" { strong { "Silo admin" } }
                         @if let Some(admin) = admin {
+                            nav {
+                                a href="/admin" id="nav-rollouts" { "Rollouts" } " | "
+                                a href="/admin/tenants" id="nav-tenants" { "Tenants" }
+                            }
                             span {
                                 (admin.0.email) " "
                                 form.inline method="post" action="/admin/logout" {
@@ -74,11 +82,11 @@ fn page(title: &str, admin: Option<&Admin>, body: Markup) -> Html<String> {
     )
 }
 
-fn to_login() -> Response {
+pub(crate) fn to_login() -> Response {
     Redirect::to("/admin/login").into_response()
 }
 
-fn error_page(admin: &Admin, error: &ApiError) -> Response {
+pub(crate) fn error_page(admin: &Admin, error: &ApiError) -> Response {
     let body = html! {
         p.error id="error" { (error.message.as_str()) }
         p { a href="/admin" { "Back to the dashboard" } }

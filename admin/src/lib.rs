@@ -1,15 +1,19 @@
 //! The super-admin side of the apex: login (argon2id password + TOTP second factor), sessions,
 //! the JSON admin API under `/api/v1/admin` (database hosts, tenants: list, show, cancel,
-//! retry), and the migration dashboard under `/admin` (server-rendered, live while a rollout
-//! runs).
+//! retry, subscription, plan and module actions, read-only support access), the migration
+//! dashboard under `/admin` (server-rendered, live while a rollout runs) and the tenant console
+//! under `/admin/tenants`.
 //!
 //! Boundary: mounted on the apex only (the `silo` binary merges [`router`] into the control
-//! plane's); it acts through `control_plane::Store` and the provisioner, never on tenant data.
+//! plane's); it acts through `control_plane::Store` and the provisioner, and reads tenant data
+//! only through [`support`] (read-only, audited first).
 //! Invariant: every handler except login takes an [`auth::Admin`], and every change is audited.
 
 pub mod api;
 pub mod auth;
+pub mod console;
 pub mod dashboard;
+pub mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,6 +82,13 @@ pub fn router(state: AdminState) -> Router {
             "/admin/rollouts/{id}/{action}",
             post(dashboard::rollout_action),
         )
+        .route("/admin/tenants", get(console::tenants_page))
+        .route("/admin/tenants/{slug}", get(console::tenant_page))
+        .route(
+            "/admin/tenants/{slug}/actions/{action}",
+            get(console::confirm_action).post(console::perform_action),
+        )
+        .route("/admin/tenants/{slug}/support", get(support::support_page))
         .route("/api/v1/admin/sessions", post(auth::create_session))
         .route(
             "/api/v1/admin/sessions/current",
@@ -120,6 +131,10 @@ pub fn router(state: AdminState) -> Router {
             post(api::extend_trial),
         )
         .route("/api/v1/admin/tenants/{slug}/usage", get(api::tenant_usage))
+        .route(
+            "/api/v1/admin/tenants/{slug}/support",
+            get(support::support_json),
+        )
         .route("/api/v1/admin/plans", get(api::list_plans))
         .route("/api/v1/admin/tenants/{slug}/plan", post(api::change_plan))
         .route(

@@ -10,6 +10,7 @@ mod harness;
 mod admin;
 mod api_keys;
 mod billing;
+mod console;
 mod hosts;
 mod isolation;
 mod migrator_cli;

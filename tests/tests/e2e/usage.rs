@@ -191,4 +191,16 @@ async fn the_sampler_records_database_size_and_counts() {
     );
     assert_eq!(sample.users.map(i64::from), Some(users));
     assert_eq!(sample.items, Some(0));
+    // The super-admin's tenant view shows the sample.
+    let token = crate::admin::admin_token(&app).await;
+    let shown: Value =
+        crate::admin::admin_call(&app, Method::GET, "/api/v1/admin/tenants/sampled", &token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(shown["usage"]["users"], json!(users));
+    assert_eq!(shown["usage"]["database_bytes"], json!(bytes));
 }
