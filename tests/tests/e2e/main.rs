@@ -20,4 +20,5 @@ mod rollouts;
 mod router;
 mod sealing;
 mod signup;
+mod tenant_admin;
 mod tenant_app;
