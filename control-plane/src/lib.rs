@@ -6,6 +6,7 @@
 
 pub mod admins;
 pub mod api_keys;
+pub mod branding;
 pub mod console;
 pub mod domains;
 pub mod embedded_postgres;

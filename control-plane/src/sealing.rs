@@ -75,6 +75,9 @@ pub enum Purpose {
     /// A credential a tenant connected (e.g. a marketplace token), sealed to the tenant's id
     /// and the integration's name (the context), so it opens for no other tenant or name.
     IntegrationSecret,
+    /// A tenant user invitation (email, role, expiry), sealed to the tenant's id, so it is
+    /// accepted on no other tenant and cannot be altered.
+    TenantInvitation,
 }
 
 impl Purpose {
@@ -86,6 +89,7 @@ impl Purpose {
             Purpose::AdminTotpSecret => "silo/admin-totp-secret/v1",
             Purpose::TenantSession => "silo/tenant-session/v1",
             Purpose::IntegrationSecret => "silo/integration-secret/v1",
+            Purpose::TenantInvitation => "silo/tenant-invitation/v1",
         }
     }
 }

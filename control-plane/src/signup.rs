@@ -126,6 +126,21 @@ fn validate_email(raw: &str) -> Result<String, ApiError> {
     Ok(email)
 }
 
+/// Whether `password` is hard enough to guess (zxcvbn score three or more), counting `known`
+/// words (the account's own names) as guessable. `Err` carries zxcvbn's warning, if any, as
+/// ` (warning)`, ready to put into a sentence. The length is checked separately.
+pub fn check_password_strength(password: &str, known: &[&str]) -> Result<(), String> {
+    let estimate = zxcvbn::zxcvbn(password, known);
+    if estimate.score() >= MIN_PASSWORD_SCORE {
+        return Ok(());
+    }
+    Err(estimate
+        .feedback()
+        .and_then(|feedback| feedback.warning())
+        .map(|warning| format!(" ({warning})"))
+        .unwrap_or_default())
+}
+
 /// Validates every field of a signup; the first problem found is reported.
 pub fn validate(request: &SignupRequest) -> Result<ValidSignup, ApiError> {
     let subdomain = validate_subdomain(&request.subdomain)?;
@@ -155,13 +170,7 @@ pub fn validate(request: &SignupRequest) -> Result<ValidSignup, ApiError> {
     known.extend(admin_email.split(['@', '.', '-', '_', '+']));
     known.extend(company_name.split(|c: char| !c.is_alphanumeric()));
     known.retain(|word| word.chars().count() >= 3);
-    let estimate = zxcvbn::zxcvbn(password, &known);
-    if estimate.score() < MIN_PASSWORD_SCORE {
-        let hint = estimate
-            .feedback()
-            .and_then(|feedback| feedback.warning())
-            .map(|warning| format!(" ({warning})"))
-            .unwrap_or_default();
+    if let Err(hint) = check_password_strength(password, &known) {
         return Err(unprocessable(
             "weak_password",
             format!(

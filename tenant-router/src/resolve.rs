@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use control_plane::api_keys::StoredApiKey;
+use control_plane::branding::Branding;
 use control_plane::http::RateLimit;
 use control_plane::model::{TENANT_CHANGES_CHANNEL, TenantChanged, TenantStatus};
 use control_plane::plans::Entitlements;
@@ -62,21 +63,34 @@ const RESET_SESSION: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET
 pub struct ResolvedTenant {
     pub id: Uuid,
     pub slug: String,
+    /// The name the tenant signed up with (the company name).
+    pub display_name: String,
     pub status: TenantStatus,
     pub host_id: Option<Uuid>,
     /// The plan, add-ons and modules the tenant may use.
     pub entitlements: Arc<Entitlements>,
     /// This router's count of the tenant's requests since its last usage flush.
     pub requests: Arc<AtomicU64>,
+    /// The tenant's own white-label settings, if it set any (cached here, so the public
+    /// branding endpoint and the settings page cost no control-plane read; a change is
+    /// published on the tenant channel and drops this entry).
+    pub branding: Option<Branding>,
     sealed_database_url: Option<Sealed>,
 }
 
 impl ResolvedTenant {
-    fn new(record: TenantRecord, entitlements: Entitlements, requests: Arc<AtomicU64>) -> Self {
+    fn new(
+        record: TenantRecord,
+        entitlements: Entitlements,
+        branding: Option<Branding>,
+        requests: Arc<AtomicU64>,
+    ) -> Self {
         Self {
             requests,
             id: record.id,
             slug: record.slug,
+            display_name: record.display_name,
+            branding,
             status: record.status,
             host_id: record.host_id,
             entitlements: Arc::new(entitlements),
@@ -549,10 +563,12 @@ impl RouterState {
                 return Ok(None);
             };
             let entitlements = store.entitlements(record.id).await?;
+            let branding = store.branding(record.id).await?;
             let requests = self.inner.usage.counter(record.id);
             Ok(Some(Arc::new(ResolvedTenant::new(
                 record,
                 entitlements,
+                branding,
                 requests,
             ))))
         };

@@ -188,13 +188,7 @@ impl Authed {
             return Ok(());
         }
         let plan = &self.connection.tenant.entitlements.plan.name;
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "plan_limit_reached",
-            format!(
-                "The {plan} plan allows {limit} {what}; this workspace has {count}. Upgrade to add more."
-            ),
-        ))
+        Err(plan_limit_reached(plan, limit, what, count))
     }
 
     /// Refuses the request unless the user's role is at least `least`.
@@ -217,6 +211,17 @@ impl Authed {
     pub fn client(&self) -> &tokio_postgres::Client {
         &self.connection.client
     }
+}
+
+/// 403 `plan_limit_reached`: the `plan` allows `limit` of `what` and `count` exist.
+pub(super) fn plan_limit_reached(plan: &str, limit: i32, what: &str, count: i64) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "plan_limit_reached",
+        format!(
+            "The {plan} plan allows {limit} {what}; this workspace has {count}. Upgrade to add more."
+        ),
+    )
 }
 
 fn unauthenticated() -> ApiError {

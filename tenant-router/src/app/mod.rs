@@ -5,10 +5,13 @@
 pub mod api_keys;
 pub mod auth;
 pub mod billing;
+pub mod branding;
 pub mod catalog;
 pub mod common;
 pub mod domains;
 pub mod integrations;
+pub mod invitations;
+pub mod settings;
 pub mod trade;
 pub mod users;
 
@@ -44,8 +47,19 @@ pub fn router(state: RouterState) -> Router {
         )
         .route(
             "/api/v1/users/{id}",
-            axum::routing::patch(users::update_user),
+            axum::routing::patch(users::update_user).delete(users::remove_user),
         )
+        .route("/api/v1/users/invitations", post(invitations::invite_user))
+        .route(
+            "/api/v1/invitations/accept",
+            post(invitations::accept_invitation),
+        )
+        .route(
+            "/api/v1/branding",
+            get(branding::get_branding).put(branding::put_branding),
+        )
+        .route("/settings", get(settings::page))
+        .route("/settings.js", get(settings::script))
         .route(
             "/api/v1/branches",
             get(catalog::list_branches).post(catalog::create_branch),
@@ -189,6 +203,29 @@ pub fn apex_router(state: RouterState) -> Router {
     Router::new()
         .route("/metrics", get(crate::metrics::serve_metrics))
         .with_state(state)
+}
+
+/// A resolved, servable tenant (rate-limited like every request) without a database
+/// connection: for what the router already knows, such as the public branding.
+pub struct ResolvedOnly(pub Arc<ResolvedTenant>);
+
+impl<S> FromRequestParts<S> for ResolvedOnly
+where
+    RouterState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = RouterState::from_ref(state);
+        let tenant = parts
+            .extensions
+            .get::<Resolved>()
+            .map(|Resolved(tenant)| tenant.clone())
+            .ok_or_else(ApiError::tenant_not_found)?;
+        state.check_rate(&tenant)?;
+        Ok(Self(tenant))
+    }
 }
 
 /// A resolved, servable tenant and a connection to its own database.

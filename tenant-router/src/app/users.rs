@@ -1,5 +1,5 @@
 //! The tenant's own users (owner only): list, add with a role, change role or name,
-//! deactivate. The last active owner can be neither demoted nor deactivated.
+//! deactivate or remove (the same thing). The last active owner can be neither demoted nor deactivated.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -24,10 +24,10 @@ pub struct User {
     created_at: DateTime<Utc>,
 }
 
-const USER_COLUMNS: &str =
+pub(super) const USER_COLUMNS: &str =
     "id, email, display_name, role, branch_id, is_active, last_login_at, created_at";
 
-fn user(row: &Row) -> User {
+pub(super) fn user(row: &Row) -> User {
     User {
         id: row.get("id"),
         email: row.get("email"),
@@ -140,6 +140,25 @@ pub async fn update_user(
         );
     }
     fields.finish()?;
+    Ok(Json(change_user(&mut authed, id, &change).await?))
+}
+
+/// `DELETE /api/v1/users/{id}` (owner): removes a user from the workspace by deactivating it
+/// (its rows stay attributed; its sessions stop at once). The last active owner stays.
+pub async fn remove_user(mut authed: Authed, Id(id): Id) -> Result<StatusCode, ApiError> {
+    authed.require(Role::Owner)?;
+    let change = UserChange {
+        display_name: None,
+        role: None,
+        is_active: Some(false),
+    };
+    change_user(&mut authed, id, &change).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Applies a validated change to user `id`, refusing (and rolling back) one that would leave
+/// the workspace without an active owner: 409 `last_owner`.
+async fn change_user(authed: &mut Authed, id: i64, change: &UserChange) -> Result<User, ApiError> {
     let transaction = authed
         .connection
         .client
@@ -183,7 +202,7 @@ pub async fn update_user(
         ));
     }
     transaction.commit().await.map_err(db_error)?;
-    Ok(Json(user(&row)))
+    Ok(user(&row))
 }
 
 /// `GET /api/v1/plan` (owner): the plan, add-ons and modules, and usage against the limits.

@@ -22,5 +22,6 @@ mod rollouts;
 mod router;
 mod sealing;
 mod signup;
+mod tenant_admin;
 mod tenant_app;
 mod usage;
