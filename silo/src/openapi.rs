@@ -213,35 +213,24 @@ pub const ERRORS: &[(&str, u16, &str)] = &[
 
 /// Codes every operation of a side may answer.
 fn side_errors(side: Side) -> &'static [&'static str] {
-    const TENANT: &[&str] = &[
-        "tenant_not_found",
-        "tenant_provisioning",
-        "tenant_suspended",
-        "tenant_cancelled",
-        "tenant_unavailable",
-        "capacity",
-        "unavailable",
-        "internal",
-    ];
-    const TENANT_AUTHED: &[&str] = &[
-        "tenant_not_found",
-        "tenant_provisioning",
-        "tenant_suspended",
-        "tenant_cancelled",
-        "tenant_unavailable",
-        "capacity",
-        "unavailable",
-        "internal",
-        "unauthenticated",
-        "rate_limited",
-    ];
     match side {
         Public => &["internal"],
         Admin => &["unauthenticated", "unavailable", "internal"],
-        TenantPublic => TENANT,
-        Tenant => TENANT_AUTHED,
+        TenantPublic | Tenant => &[
+            "tenant_not_found",
+            "tenant_provisioning",
+            "tenant_suspended",
+            "tenant_cancelled",
+            "tenant_unavailable",
+            "capacity",
+            "unavailable",
+            "internal",
+        ],
     }
 }
+
+/// What a tenant operation that needs a token adds.
+const TENANT_AUTH_ERRORS: &[&str] = &["unauthenticated", "rate_limited"];
 
 const BODY_ERRORS: &[&str] = &[
     "malformed_json",
@@ -253,7 +242,18 @@ const BODY_ERRORS: &[&str] = &[
 pub fn responses_of(op: &Op) -> BTreeMap<u16, Vec<&'static str>> {
     let mut by_status: BTreeMap<u16, Vec<&'static str>> = BTreeMap::new();
     let body = if op.body { BODY_ERRORS } else { &[] };
-    for code in op.errors.iter().chain(side_errors(op.side)).chain(body) {
+    let auth = if op.side == Tenant {
+        TENANT_AUTH_ERRORS
+    } else {
+        &[]
+    };
+    for code in op
+        .errors
+        .iter()
+        .chain(side_errors(op.side))
+        .chain(auth)
+        .chain(body)
+    {
         let status = ERRORS
             .iter()
             .find(|(known, _, _)| known == code)

@@ -677,16 +677,9 @@ async fn an_owner_checks_out_through_stripe_and_a_refusal_changes_nothing() {
     .await;
     let shop = app.active_tenant("upgrading").await;
     let host = app.tenant_host("upgrading");
-    let signed_in: Value = app
-        .request(Method::POST, &host, "/api/v1/auth/login")
-        .json(&json!({"email": "owner@upgrading.test", "password": "violet tram oyster gravel"}))
-        .send()
+    let token = crate::session::Session::owner(&app, "upgrading")
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = signed_in["token"].as_str().unwrap().to_owned();
+        .token;
     let checkout = |body: Value| {
         app.request(Method::POST, &host, "/api/v1/billing/checkout")
             .bearer_auth(&token)

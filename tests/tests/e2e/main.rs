@@ -6,6 +6,7 @@
 
 mod browser;
 mod harness;
+mod session;
 
 mod admin;
 mod api_keys;

@@ -63,20 +63,9 @@ async fn every_documented_operation_is_served_as_documented() {
     }
 
     let admin_token = crate::admin::admin_token(&app).await;
-    let signed_in: Value = app
-        .request(
-            Method::POST,
-            &app.tenant_host("documented"),
-            "/api/v1/sessions",
-        )
-        .json(&json!({"email": "owner@documented.test", "password": "violet tram oyster gravel"}))
-        .send()
+    let tenant_token = crate::session::Session::owner(&app, "documented")
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let tenant_token = signed_in["token"].as_str().unwrap().to_owned();
+        .token;
 
     let mut checked = 0;
     for (path, item) in paths {

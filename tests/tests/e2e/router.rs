@@ -356,9 +356,13 @@ async fn resolved_tenants_are_served_while_the_control_plane_is_down() {
     // from its stale entry throughout.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
+        let response = app.tenant_get("known", "/api/v1/health").await;
+        let status = response.status();
         assert_eq!(
-            app.tenant_get("known", "/api/v1/health").await.status(),
-            StatusCode::OK
+            status,
+            StatusCode::OK,
+            "{}",
+            response.text().await.unwrap_or_default()
         );
         let metrics = app.apex_get("/metrics").await.text().await.unwrap();
         if metric(

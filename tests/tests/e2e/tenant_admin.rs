@@ -13,101 +13,32 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use crate::browser::Browser;
-use crate::harness::{TestApp, error_code};
+use crate::harness::TestApp;
+use crate::session::Session;
 
 const PASSWORD: &str = "violet tram oyster gravel";
 const NEW_PASSWORD: &str = "quartz lantern meadow pilot";
 const DEFAULT_COLOR: &str = "#2f5d8a";
 
-/// A signed-in caller on one tenant's host (or an anonymous one, with an empty token).
-struct Caller<'a> {
-    app: &'a TestApp,
-    slug: String,
-    token: String,
+/// The tenant's public branding, read without a token.
+async fn branding(caller: &Session<'_>) -> Value {
+    Session::anonymous(caller.app, &caller.slug)
+        .expect(Method::GET, "/api/v1/branding", None, StatusCode::OK)
+        .await
 }
 
-impl<'a> Caller<'a> {
-    fn anonymous(app: &'a TestApp, slug: &str) -> Self {
-        Self {
-            app,
-            slug: slug.to_owned(),
-            token: String::new(),
-        }
-    }
-
-    async fn sign_in(app: &'a TestApp, slug: &str, email: &str, password: &str) -> Self {
-        let mut caller = Self::anonymous(app, slug);
-        let body = caller
-            .expect(
-                Method::POST,
-                "/api/v1/sessions",
-                Some(json!({"email": email, "password": password})),
-                StatusCode::CREATED,
-            )
-            .await;
-        caller.token = body["token"].as_str().unwrap().to_owned();
-        caller
-    }
-
-    /// The same token, sent to another tenant's host.
-    fn on(&self, slug: &str) -> Caller<'a> {
-        Caller {
-            app: self.app,
-            slug: slug.to_owned(),
-            token: self.token.clone(),
-        }
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
-        let mut request = self
-            .app
-            .request(method, &self.app.tenant_host(&self.slug), path);
-        if !self.token.is_empty() {
-            request = request.bearer_auth(&self.token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        request.send().await.unwrap()
-    }
-
-    async fn expect(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-        status: StatusCode,
-    ) -> Value {
-        let response = self.call(method.clone(), path, body).await;
-        let got = response.status();
-        let text = response.text().await.unwrap();
-        assert_eq!(got, status, "{method} {path}: {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
-    }
-
-    async fn error(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, String) {
-        error_code(self.call(method, path, body).await).await
-    }
-
-    async fn branding(&self) -> Value {
-        Caller::anonymous(self.app, &self.slug)
-            .expect(Method::GET, "/api/v1/branding", None, StatusCode::OK)
-            .await
-    }
-
-    /// The emails of the tenant's active users.
-    async fn active_emails(&self) -> Vec<String> {
-        let users = self
-            .expect(Method::GET, "/api/v1/users", None, StatusCode::OK)
-            .await;
-        users["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|user| user["is_active"] == true)
-            .map(|user| user["email"].as_str().unwrap().to_owned())
-            .collect()
-    }
+/// The emails of the tenant's active users.
+async fn active_emails(caller: &Session<'_>) -> Vec<String> {
+    let users = caller
+        .expect(Method::GET, "/api/v1/users", None, StatusCode::OK)
+        .await;
+    users["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|user| user["is_active"] == true)
+        .map(|user| user["email"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 fn branding_updates(audit: &[(String, String, Value)]) -> Vec<Value> {
@@ -123,10 +54,10 @@ async fn branding_is_public_owner_only_module_gated_audited_and_per_tenant() {
     let app = TestApp::spawn().await;
     let paint = app.active_tenant("paint").await;
     app.active_tenant("plain").await;
-    let owner = Caller::sign_in(&app, "paint", "owner@paint.test", PASSWORD).await;
+    let owner = Session::sign_in(&app, "paint", "owner@paint.test", PASSWORD).await;
 
     // Public defaults: no token needed (the login page shows them).
-    let defaults = owner.branding().await;
+    let defaults = branding(&owner).await;
     assert_eq!(
         defaults,
         json!({"display_name": "paint Pharmacy", "logo_url": null,
@@ -142,7 +73,7 @@ async fn branding_is_public_owner_only_module_gated_audited_and_per_tenant() {
             .await,
         (StatusCode::FORBIDDEN, "module_not_enabled".to_owned())
     );
-    assert_eq!(owner.branding().await, defaults);
+    assert_eq!(branding(&owner).await, defaults);
 
     app.store
         .set_plan(paint.tenant_id, "professional", "test:setup")
@@ -157,7 +88,7 @@ async fn branding_is_public_owner_only_module_gated_audited_and_per_tenant() {
             StatusCode::CREATED,
         )
         .await;
-    let staff = Caller::sign_in(&app, "paint", "staff@paint.test", PASSWORD).await;
+    let staff = Session::sign_in(&app, "paint", "staff@paint.test", PASSWORD).await;
     assert_eq!(
         staff
             .error(Method::PUT, "/api/v1/branding", Some(wanted.clone()))
@@ -198,7 +129,7 @@ async fn branding_is_public_owner_only_module_gated_audited_and_per_tenant() {
             "validation_failed".to_owned()
         )
     );
-    assert_eq!(owner.branding().await, defaults);
+    assert_eq!(branding(&owner).await, defaults);
     assert!(branding_updates(&app.store.audit_of(paint.tenant_id).await.unwrap()).is_empty());
 
     // The owner on Professional: applied at once, normalised, audited with before and after.
@@ -213,7 +144,7 @@ async fn branding_is_public_owner_only_module_gated_audited_and_per_tenant() {
     let expected = json!({"display_name": "Paint & Co", "logo_url": "https://cdn.paint.test/logo.png",
                           "primary_color": "#aa3300", "custom": true});
     assert_eq!(saved, expected);
-    assert_eq!(owner.branding().await, expected);
+    assert_eq!(branding(&owner).await, expected);
     owner
         .expect(
             Method::PUT,
@@ -231,7 +162,7 @@ async fn branding_is_public_owner_only_module_gated_audited_and_per_tenant() {
     assert_eq!(updates[1]["after"]["display_name"], Value::Null);
     // Fields left out go back to their defaults.
     assert_eq!(
-        owner.branding().await,
+        branding(&owner).await,
         json!({"display_name": "paint Pharmacy", "logo_url": null,
                "primary_color": "#003366", "custom": true})
     );
@@ -247,7 +178,7 @@ async fn branding_is_public_owner_only_module_gated_audited_and_per_tenant() {
         .await
         .unwrap();
     let started = Instant::now();
-    while owner.branding().await["primary_color"] != "#112233" {
+    while branding(&owner).await["primary_color"] != "#112233" {
         assert!(
             started.elapsed() < Duration::from_secs(2),
             "the router still serves the old branding"
@@ -256,9 +187,9 @@ async fn branding_is_public_owner_only_module_gated_audited_and_per_tenant() {
     }
 
     // Tenant B: its own defaults, never A's; A's owner token changes nothing there.
-    let plain = Caller::anonymous(&app, "plain");
+    let plain = Session::anonymous(&app, "plain");
     assert_eq!(
-        plain.branding().await,
+        branding(&plain).await,
         json!({"display_name": "plain Pharmacy", "logo_url": null,
                "primary_color": DEFAULT_COLOR, "custom": false})
     );
@@ -273,7 +204,7 @@ async fn branding_is_public_owner_only_module_gated_audited_and_per_tenant() {
             .await,
         (StatusCode::UNAUTHORIZED, "unauthenticated".to_owned())
     );
-    assert_eq!(plain.branding().await["primary_color"], DEFAULT_COLOR);
+    assert_eq!(branding(&plain).await["primary_color"], DEFAULT_COLOR);
     // The settings page carries each tenant's own branding only.
     let page_a = app
         .tenant_get("paint", "/settings")
@@ -312,9 +243,9 @@ async fn invited_users_join_once_with_their_role_within_the_plan() {
     let app = TestApp::spawn().await;
     let inviter = app.active_tenant("inviter").await;
     app.active_tenant("other").await;
-    let owner = Caller::sign_in(&app, "inviter", "owner@inviter.test", PASSWORD).await;
-    let other_owner = Caller::sign_in(&app, "other", "owner@other.test", PASSWORD).await;
-    let anonymous = Caller::anonymous(&app, "inviter");
+    let owner = Session::sign_in(&app, "inviter", "owner@inviter.test", PASSWORD).await;
+    let other_owner = Session::sign_in(&app, "other", "owner@other.test", PASSWORD).await;
+    let anonymous = Session::anonymous(&app, "inviter");
 
     let bad = owner
         .call(
@@ -381,7 +312,7 @@ async fn invited_users_join_once_with_their_role_within_the_plan() {
         ("inviter", expired.as_str()),
     ] {
         assert_eq!(
-            Caller::anonymous(&app, host)
+            Session::anonymous(&app, host)
                 .error(
                     Method::POST,
                     "/api/v1/invitations/accept",
@@ -403,8 +334,8 @@ async fn invited_users_join_once_with_their_role_within_the_plan() {
     let body: Value = weak.json().await.unwrap();
     assert_eq!(body["error"]["code"], "validation_failed", "{body}");
     assert!(body["error"]["fields"]["password"].is_string(), "{body}");
-    assert_eq!(owner.active_emails().await, ["owner@inviter.test"]);
-    assert_eq!(other_owner.active_emails().await, ["owner@other.test"]);
+    assert_eq!(active_emails(&owner).await, ["owner@inviter.test"]);
+    assert_eq!(active_emails(&other_owner).await, ["owner@other.test"]);
 
     // Accepted: the user exists with the invited role and signs in.
     let joined = anonymous
@@ -418,7 +349,7 @@ async fn invited_users_join_once_with_their_role_within_the_plan() {
     assert_eq!(joined["role"], "staff");
     assert_eq!(joined["display_name"], "Clerk Kent");
     assert!(joined.get("password_hash").is_none());
-    let clerk = Caller::sign_in(&app, "inviter", "clerk@inviter.test", NEW_PASSWORD).await;
+    let clerk = Session::sign_in(&app, "inviter", "clerk@inviter.test", NEW_PASSWORD).await;
     let me = clerk
         .expect(Method::GET, "/api/v1/me", None, StatusCode::OK)
         .await;
@@ -510,8 +441,7 @@ async fn invited_users_join_once_with_their_role_within_the_plan() {
         (StatusCode::FORBIDDEN, "plan_limit_reached".to_owned())
     );
     assert!(
-        !owner
-            .active_emails()
+        !active_emails(&owner)
             .await
             .contains(&"sixth@inviter.test".to_owned())
     );
@@ -530,8 +460,7 @@ async fn invited_users_join_once_with_their_role_within_the_plan() {
         (StatusCode::UNAUTHORIZED, "unauthenticated".to_owned())
     );
     assert!(
-        !owner
-            .active_emails()
+        !active_emails(&owner)
             .await
             .contains(&"clerk@inviter.test".to_owned())
     );
@@ -647,7 +576,7 @@ async fn the_settings_page_manages_the_workspace_in_a_browser() {
     browser
         .wait_for_text("#login-status", |text| text.contains("helper@studio.test"))
         .await;
-    Caller::sign_in(&app, "studio", "helper@studio.test", NEW_PASSWORD).await;
+    Session::sign_in(&app, "studio", "helper@studio.test", NEW_PASSWORD).await;
     browser.finish().await;
     app.finish().await;
 }

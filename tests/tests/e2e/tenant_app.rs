@@ -6,82 +6,21 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::harness::{TestApp, error_code};
+use crate::session::Session;
 
 const PASSWORD: &str = "violet tram oyster gravel";
 
-struct Session<'a> {
-    app: &'a TestApp,
-    slug: String,
-    token: String,
-}
-
-impl<'a> Session<'a> {
-    async fn sign_in(app: &'a TestApp, slug: &str, email: &str, password: &str) -> Self {
-        let response = app
-            .request(Method::POST, &app.tenant_host(slug), "/api/v1/sessions")
-            .json(&json!({"email": email, "password": password}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED);
-        let body: Value = response.json().await.unwrap();
-        Self {
-            app,
-            slug: slug.to_owned(),
-            token: body["token"].as_str().unwrap().to_owned(),
-        }
-    }
-
-    /// The same token, sent to another tenant's host.
-    fn on(&self, slug: &str) -> Session<'a> {
-        Session {
-            app: self.app,
-            slug: slug.to_owned(),
-            token: self.token.clone(),
-        }
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
-        let mut request = self
-            .app
-            .request(method, &self.app.tenant_host(&self.slug), path)
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        request.send().await.unwrap()
-    }
-
-    /// A call that must answer `status`; returns its JSON body (null for 204).
-    async fn expect(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-        status: StatusCode,
-    ) -> Value {
-        let response = self.call(method.clone(), path, body).await;
-        let got = response.status();
-        let text = response.text().await.unwrap();
-        assert_eq!(got, status, "{method} {path}: {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
-    }
-
-    async fn error(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, String) {
-        error_code(self.call(method, path, body).await).await
-    }
-
-    async fn stock(&self, item: i64, branch: i64) -> f64 {
-        let levels = self
-            .expect(
-                Method::GET,
-                &format!("/api/v1/stock?item_id={item}&branch_id={branch}"),
-                None,
-                StatusCode::OK,
-            )
-            .await;
-        levels["data"][0]["quantity"].as_f64().unwrap_or(0.0)
-    }
+/// The stock of an item in a branch.
+async fn stock(session: &Session<'_>, item: i64, branch: i64) -> f64 {
+    let levels = session
+        .expect(
+            Method::GET,
+            &format!("/api/v1/stock?item_id={item}&branch_id={branch}"),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    levels["data"][0]["quantity"].as_f64().unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,7 +163,7 @@ async fn the_owner_signs_in_and_runs_the_back_office() {
         )
         .await;
     assert_eq!(purchase["total_cents"], 900);
-    assert_eq!(owner.stock(item, main).await, 10.0);
+    assert_eq!(stock(&owner, item, main).await, 10.0);
     let sale = owner
         .expect(
             Method::POST,
@@ -234,7 +173,7 @@ async fn the_owner_signs_in_and_runs_the_back_office() {
         )
         .await;
     assert_eq!(sale["total_cents"], 750, "the item's price by default");
-    assert_eq!(owner.stock(item, main).await, 7.0);
+    assert_eq!(stock(&owner, item, main).await, 7.0);
     let oversold = owner
         .call(
             Method::POST,
@@ -250,7 +189,7 @@ async fn the_owner_signs_in_and_runs_the_back_office() {
         body["error"]["fields"]["lines[0].quantity"].is_string(),
         "{body}"
     );
-    assert_eq!(owner.stock(item, main).await, 7.0);
+    assert_eq!(stock(&owner, item, main).await, 7.0);
     let sales = owner
         .expect(Method::GET, "/api/v1/sales", None, StatusCode::OK)
         .await;
@@ -289,7 +228,7 @@ async fn the_owner_signs_in_and_runs_the_back_office() {
             StatusCode::OK,
         )
         .await;
-    assert_eq!(owner.stock(item, main).await, 5.0);
+    assert_eq!(stock(&owner, item, main).await, 5.0);
     assert_eq!(
         owner
             .error(

@@ -70,20 +70,7 @@ async fn requests_are_counted_per_tenant_and_flushed_in_batches() {
     assert_eq!(requests_today(&app, second.tenant_id).await, 3);
 
     // The owner sees it with usage against the plan's limits; the super-admin too.
-    let signed_in: Value = app
-        .request(
-            Method::POST,
-            &app.tenant_host("metered"),
-            "/api/v1/auth/login",
-        )
-        .json(&json!({"email": "owner@metered.test", "password": "violet tram oyster gravel"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = signed_in["token"].as_str().unwrap();
+    let token = crate::session::Session::owner(&app, "metered").await.token;
     let usage: Value = app
         .request(Method::GET, &app.tenant_host("metered"), "/api/v1/usage")
         .bearer_auth(token)

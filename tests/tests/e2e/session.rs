@@ -1,0 +1,95 @@
+//! A caller of one tenant's API: signed in (a session token) or anonymous, over real HTTP.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::harness::{TestApp, error_code};
+
+/// A signed-in caller on one tenant's host (or an anonymous one, with an empty token).
+pub struct Session<'a> {
+    pub app: &'a TestApp,
+    pub slug: String,
+    pub token: String,
+}
+
+impl<'a> Session<'a> {
+    pub fn anonymous(app: &'a TestApp, slug: &str) -> Self {
+        Self {
+            app,
+            slug: slug.to_owned(),
+            token: String::new(),
+        }
+    }
+
+    /// Signs in (asserting `201`).
+    pub async fn sign_in(app: &'a TestApp, slug: &str, email: &str, password: &str) -> Self {
+        let mut session = Self::anonymous(app, slug);
+        let body = session
+            .expect(
+                Method::POST,
+                "/api/v1/sessions",
+                Some(json!({"email": email, "password": password})),
+                StatusCode::CREATED,
+            )
+            .await;
+        session.token = body["token"].as_str().unwrap().to_owned();
+        session
+    }
+
+    /// The seeded owner of a tenant made by `TestApp::active_tenant`.
+    pub async fn owner(app: &'a TestApp, slug: &str) -> Self {
+        Self::sign_in(
+            app,
+            slug,
+            &format!("owner@{slug}.test"),
+            "violet tram oyster gravel",
+        )
+        .await
+    }
+
+    /// The same token, sent to another tenant's host.
+    pub fn on(&self, slug: &str) -> Session<'a> {
+        Session {
+            app: self.app,
+            slug: slug.to_owned(),
+            token: self.token.clone(),
+        }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
+        let mut request = self
+            .app
+            .request(method, &self.app.tenant_host(&self.slug), path);
+        if !self.token.is_empty() {
+            request = request.bearer_auth(&self.token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// A call that must answer `status`; returns its JSON body (null for 204).
+    pub async fn expect(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        status: StatusCode,
+    ) -> Value {
+        let response = self.call(method.clone(), path, body).await;
+        let got = response.status();
+        let text = response.text().await.unwrap();
+        assert_eq!(got, status, "{method} {path}: {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    pub async fn error(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, String) {
+        error_code(self.call(method, path, body).await).await
+    }
+}
