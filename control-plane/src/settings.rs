@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
 /// Everything a Silo process needs to start.
@@ -400,11 +400,15 @@ impl Settings {
         if let Some(base) = f.stripe_api_base {
             b.stripe_api_base = base;
         }
-        if f.stripe_secret_key.is_some() {
-            b.stripe_secret_key = f.stripe_secret_key;
+        // An empty secret in the file is no secret: anyone could sign with it.
+        let non_empty = |secret: Option<SecretString>| {
+            secret.filter(|secret| !secret.expose_secret().trim().is_empty())
+        };
+        if let Some(key) = non_empty(f.stripe_secret_key) {
+            b.stripe_secret_key = Some(key);
         }
-        if f.stripe_webhook_secret.is_some() {
-            b.stripe_webhook_secret = f.stripe_webhook_secret;
+        if let Some(secret) = non_empty(f.stripe_webhook_secret) {
+            b.stripe_webhook_secret = Some(secret);
         }
     }
 
@@ -577,6 +581,17 @@ mod file_tests {
             let error = Settings::load(&dir, Some(&file), |_| None).unwrap_err();
             assert!(error.to_string().contains("router."), "{bad}: {error}");
         }
+        // An empty Stripe secret in the file is none at all (anyone could sign with it).
+        let file = dir.join("empty.toml");
+        std::fs::write(
+            &file,
+            "[billing]\nstripe_webhook_secret = \"\"\nstripe_secret_key = \" \"\n",
+        )
+        .unwrap();
+        let settings = Settings::load(&dir, Some(&file), |_| None).unwrap();
+        assert!(settings.billing.stripe_webhook_secret.is_none());
+        assert!(settings.billing.stripe_secret_key.is_none());
+        assert_eq!(settings.billing.trial, Duration::from_secs(14 * 24 * 3600));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -191,7 +191,11 @@ fn wanted(kind: &str, object: &Value) -> Wanted {
     match kind {
         "checkout.session.completed" => {
             wanted.subscription = text(object, "subscription").map(str::to_owned);
-            wanted.status = Some(SubscriptionStatus::Active);
+            // A delayed payment method completes the session unpaid: record the ids, and let
+            // the invoice events decide.
+            let paid = text(object, "payment_status")
+                .is_none_or(|status| matches!(status, "paid" | "no_payment_required"));
+            wanted.status = paid.then_some(SubscriptionStatus::Active);
         }
         "customer.subscription.created"
         | "customer.subscription.updated"
@@ -348,6 +352,31 @@ async fn apply(
     {
         return Ok(Outcome::Stale);
     }
+    // Events of a subscription the tenant no longer has (replaced through a new checkout) do
+    // not act on it; only a completed checkout brings a new subscription id.
+    if event.kind != "checkout.session.completed"
+        && let (Some(theirs), Some(ours)) = (&wanted.subscription, &current.stripe_subscription_id)
+        && theirs != ours
+    {
+        return Ok(Outcome::Ignored);
+    }
+    // A suspension an operator made (abuse, support) is not lifted by a payment.
+    if current.status == SubscriptionStatus::Suspended
+        && wanted
+            .status
+            .is_some_and(|to| to != SubscriptionStatus::Cancelled)
+    {
+        let suspended_by: Option<String> = sqlx::query_scalar(
+            "SELECT actor FROM subscription_transitions WHERE tenant_id = $1 \
+             AND to_status = 'suspended' ORDER BY id DESC LIMIT 1",
+        )
+        .bind(tenant_id)
+        .fetch_optional(&mut **transaction)
+        .await?;
+        if suspended_by.is_some_and(|actor| actor != "stripe" && !actor.starts_with("system:")) {
+            return Ok(Outcome::Refused);
+        }
+    }
     let actor = "stripe";
     if let Some(to) = wanted.status
         && to != current.status
@@ -433,7 +462,12 @@ pub async fn webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let Some(secret) = state.billing.stripe_webhook_secret.as_ref() else {
+    let secret = state
+        .billing
+        .stripe_webhook_secret
+        .as_ref()
+        .filter(|secret| !secret.expose_secret().is_empty());
+    let Some(secret) = secret else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "stripe_not_configured",
@@ -704,6 +738,21 @@ mod tests {
             ),
             Err(SignatureError::Mismatch)
         );
+    }
+
+    #[test]
+    fn an_unpaid_checkout_does_not_activate() {
+        let unpaid = json_object(r#"{"subscription": "sub_1", "payment_status": "unpaid"}"#);
+        assert_eq!(wanted("checkout.session.completed", &unpaid).status, None);
+        let paid = json_object(r#"{"subscription": "sub_1", "payment_status": "paid"}"#);
+        assert_eq!(
+            wanted("checkout.session.completed", &paid).status,
+            Some(SubscriptionStatus::Active)
+        );
+    }
+
+    fn json_object(text: &str) -> Value {
+        serde_json::from_str(text).unwrap()
     }
 
     #[test]

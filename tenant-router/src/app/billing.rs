@@ -82,6 +82,16 @@ pub async fn checkout(
     let tenant_id = authed.connection.tenant.id;
     let tenant = store.tenant(tenant_id).await?;
     let subscription = store.subscription(tenant_id).await?;
+    // A second checkout would start a second subscription, billed beside the first.
+    if subscription.stripe_subscription_id.is_some()
+        && subscription.status != control_plane::subscriptions::SubscriptionStatus::Cancelled
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_subscribed",
+            "This workspace already has a paid subscription; to change plans, contact support.",
+        ));
+    }
     let customer = match subscription.stripe_customer_id {
         Some(customer) => customer,
         None => {
@@ -124,11 +134,12 @@ fn tenant_url(router: &RouterState, slug: &str) -> String {
     format!("{scheme}://{slug}.{base}")
 }
 
+/// Stripe's own message stays in the log: it may name the key's mode and last characters.
 fn stripe_error(error: control_plane::stripe::StripeError) -> ApiError {
     tracing::warn!(%error, "Stripe call failed");
     ApiError::new(
         StatusCode::BAD_GATEWAY,
         "stripe_unavailable",
-        format!("{error}. Nothing was charged; try again in a moment."),
+        "The payment provider did not accept the request. Nothing was charged; try again in a moment or contact support.",
     )
 }

@@ -145,14 +145,28 @@ pub async fn update_user(
 
 /// `DELETE /api/v1/users/{id}` (owner): removes a user from the workspace by deactivating it
 /// (its rows stay attributed; its sessions stop at once). The last active owner stays.
-pub async fn remove_user(mut authed: Authed, Id(id): Id) -> Result<StatusCode, ApiError> {
+pub async fn remove_user(
+    axum::extract::State(router): axum::extract::State<crate::resolve::RouterState>,
+    mut authed: Authed,
+    Id(id): Id,
+) -> Result<StatusCode, ApiError> {
     authed.require(Role::Owner)?;
     let change = UserChange {
         display_name: None,
         role: None,
         is_active: Some(false),
     };
-    change_user(&mut authed, id, &change).await?;
+    let removed = change_user(&mut authed, id, &change).await?;
+    router
+        .store()
+        .audit(
+            &authed.actor(),
+            "user.remove",
+            Some(authed.connection.tenant.id),
+            serde_json::json!({"user_id": removed.id, "email": removed.email,
+                               "role": removed.role, "before": "active", "after": "inactive"}),
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

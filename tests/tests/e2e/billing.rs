@@ -520,6 +520,17 @@ async fn stripe_webhooks_are_verified_applied_once_and_safe_out_of_order() {
     );
     wait_warning(&app, "paying", |warning| warning.is_none()).await;
 
+    // Events of another (replaced) subscription do not touch this one.
+    let replaced = event(
+        "evt_old_sub",
+        "customer.subscription.deleted",
+        base + 45,
+        json!({"id": "sub_replaced", "object": "subscription", "customer": "cus_paying",
+               "status": "canceled", "metadata": {"tenant_id": tenant}}),
+    );
+    assert_eq!(send(&app, &replaced).await, "ignored");
+    assert_eq!(subscription_status(&app, tenant).await, "active");
+
     // Deleted arrives before an older update: cancelled stays cancelled, the tenant is gone.
     let deleted = event(
         "evt_sub_60",
@@ -562,6 +573,30 @@ async fn stripe_webhooks_are_verified_applied_once_and_safe_out_of_order() {
         json!({"id": "cus_x"}),
     );
     assert_eq!(send(&app, &other).await, "ignored");
+
+    // A suspension made by an operator is not lifted by a payment.
+    let held = app.active_tenant("held").await;
+    app.store
+        .set_stripe_customer(held.tenant_id, "cus_held")
+        .await
+        .unwrap();
+    app.store
+        .change_subscription(
+            held.tenant_id,
+            control_plane::subscriptions::Action::Suspend,
+            "admin:ops@example.com",
+            &control_plane::Settings::default().lifecycle(),
+        )
+        .await
+        .unwrap();
+    let paid = event(
+        "evt_held_paid",
+        "invoice.payment_succeeded",
+        base + 80,
+        json!({"id": "in_held", "customer": "cus_held"}),
+    );
+    assert_eq!(send(&app, &paid).await, "refused");
+    assert_eq!(subscription_status(&app, held.tenant_id).await, "suspended");
 
     // The transitions name the events that caused them.
     let recorded = app.store.subscription_transitions(tenant).await.unwrap();
@@ -826,6 +861,23 @@ async fn an_owner_checks_out_through_stripe_and_a_refusal_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(elsewhere.status(), StatusCode::UNAUTHORIZED);
+
+    // Once a Stripe subscription runs, a second checkout is refused (it would bill twice).
+    app.control_plane()
+        .await
+        .execute(
+            "UPDATE subscriptions SET stripe_subscription_id = 'sub_running' WHERE tenant_id = $1",
+            &[&shop.tenant_id],
+        )
+        .await
+        .unwrap();
+    let calls_before = calls.lock().unwrap().len();
+    let second = checkout(json!({"plan": "professional"})).await.unwrap();
+    assert_eq!(
+        error_code(second).await,
+        (StatusCode::CONFLICT, "already_subscribed".to_owned())
+    );
+    assert_eq!(calls.lock().unwrap().len(), calls_before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

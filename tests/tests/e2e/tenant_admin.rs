@@ -284,7 +284,14 @@ async fn invited_users_join_once_with_their_role_within_the_plan() {
         "{lifetime}"
     );
     // The token is sealed: neither the email nor the role is readable in it.
-    assert!(!token.contains("clerk") && !token.contains("staff"));
+    let sealed = URL_SAFE_NO_PAD
+        .decode(token.rsplit('.').next().unwrap())
+        .expect("the sealed part is base64url");
+    let readable = String::from_utf8_lossy(&sealed);
+    assert!(
+        !readable.contains("clerk@inviter.test") && !readable.contains("staff"),
+        "{readable}"
+    );
     let audit = app.store.audit_of(inviter.tenant_id).await.unwrap();
     let invited = audit
         .iter()
@@ -455,6 +462,18 @@ async fn invited_users_join_once_with_their_role_within_the_plan() {
             StatusCode::NO_CONTENT,
         )
         .await;
+    // Audited under the owner's name, with who was removed.
+    let audit = app.store.audit_of(inviter.tenant_id).await.unwrap();
+    let removal = audit
+        .iter()
+        .find(|(_, action, _)| action == "user.remove")
+        .expect("the removal is audited");
+    assert!(
+        removal.0.starts_with("tenant:inviter:user:"),
+        "{}",
+        removal.0
+    );
+    assert_eq!(removal.2["email"], "clerk@inviter.test");
     assert_eq!(
         clerk.error(Method::GET, "/api/v1/me", None).await,
         (StatusCode::UNAUTHORIZED, "unauthenticated".to_owned())
