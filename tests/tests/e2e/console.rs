@@ -159,6 +159,9 @@ async fn the_console_filters_tenants_and_suspends_one_through_a_confirmation() {
 
     // Reactivate: served again.
     browser.click("tr[data-slug='beta'] a").await;
+    browser
+        .wait_for_text("#tenant-status", |text| text == "suspended")
+        .await;
     browser.click("#action-reactivate").await;
     browser
         .wait_for_text("#about", |text| text.contains("reactivate"))
@@ -171,6 +174,10 @@ async fn the_console_filters_tenants_and_suspends_one_through_a_confirmation() {
 
     // Reactivating an active tenant is refused, readably, on a page.
     browser.click("#action-reactivate").await;
+    // Wait for the confirmation page: the click submits a form, which does not wait for it.
+    browser
+        .wait_for_text("#about", |text| text.contains("reactivate"))
+        .await;
     browser.click("#confirm").await;
     let message = browser
         .wait_for_text("#error", |text| !text.is_empty())
