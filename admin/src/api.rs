@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use control_plane::ApiError;
 use control_plane::model::TenantStatus;
 use control_plane::store::{DatabaseHost, StoreError, TenantRecord};
-use control_plane::subscriptions::Action;
+use control_plane::subscriptions::{Action, TrialExtension};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -355,28 +355,23 @@ pub async fn extend_trial(
     let invalid =
         |message: String| ApiError::validation([("by".to_owned(), message)].into_iter().collect());
     let tenant = tenant_by_slug(&state, &slug).await?;
-    let current = state.store.subscription(tenant.id).await?;
     let now = chrono::Utc::now();
-    let until = match (request.by.as_deref(), request.until) {
+    let extension = match (request.by.as_deref(), request.until) {
         (Some(text), None) => {
             let by = humantime::parse_duration(text)
                 .ok()
                 .and_then(|by| chrono::Duration::from_std(by).ok())
                 .filter(|by| *by > chrono::Duration::zero())
                 .ok_or_else(|| invalid(format!("`{text}` is not a duration like 7days or 36h.")))?;
-            current
-                .trial_ends_at
-                .filter(|ends| *ends > now)
-                .unwrap_or(now)
-                + by
+            TrialExtension::By(by)
         }
-        (None, Some(until)) if until > now => until,
+        (None, Some(until)) if until > now => TrialExtension::Until(until),
         (None, Some(_)) => return Err(invalid("`until` must be in the future.".to_owned())),
         _ => return Err(invalid("Send exactly one of `by` and `until`.".to_owned())),
     };
     let subscription = state
         .store
-        .extend_trial(tenant.id, until, &admin.actor(), &state.lifecycle)
+        .extend_trial(tenant.id, extension, &admin.actor(), &state.lifecycle)
         .await?;
     tenant_and_subscription(&state, tenant.id, &subscription).await
 }

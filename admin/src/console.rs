@@ -24,7 +24,7 @@ use control_plane::model::TenantStatus;
 use control_plane::plans::{Entitlements, MODULES, Plan};
 use control_plane::store::{StoreError, TenantExport, TenantRecord};
 use control_plane::subscriptions::{
-    ALL_STATUSES, Action, Subscription, SubscriptionStatus, Transition,
+    ALL_STATUSES, Action, Subscription, SubscriptionStatus, Transition, TrialExtension,
 };
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -758,11 +758,10 @@ impl ConsoleAction {
     /// Where an extended trial would end: days from the current end, or from now if it lapsed.
     fn trial_end(subscription: Option<&Subscription>, days: u32) -> DateTime<Utc> {
         let now = Utc::now();
-        subscription
-            .and_then(|subscription| subscription.trial_ends_at)
-            .filter(|ends| *ends > now)
-            .unwrap_or(now)
-            + chrono::Duration::days(i64::from(days))
+        let by = chrono::Duration::days(i64::from(days));
+        subscription.map_or(now + by, |subscription| {
+            subscription.trial_extended_by(by, now)
+        })
     }
 
     /// A sentence saying what will happen, and the (what, before, after) rows.
@@ -914,10 +913,9 @@ impl ConsoleAction {
             | Self::CancelAtPeriodEnd
             | Self::KeepSubscription => {}
             Self::ExtendTrial { days } => {
-                let current = store.subscription(tenant.id).await?;
-                let until = Self::trial_end(Some(&current), *days);
+                let by = chrono::Duration::days(i64::from(*days));
                 store
-                    .extend_trial(tenant.id, until, &actor, &state.lifecycle)
+                    .extend_trial(tenant.id, TrialExtension::By(by), &actor, &state.lifecycle)
                     .await?;
             }
             Self::ChangePlan { plan } => store.set_plan(tenant.id, plan, &actor).await?,

@@ -57,14 +57,8 @@ INSERT INTO subscriptions (tenant_id, status)
 INSERT INTO subscription_transitions (tenant_id, from_status, to_status, reason, actor)
     SELECT tenant_id, NULL, 'active', 'billing_introduced', 'system:migration' FROM subscriptions;
 
--- A subscription change reaches the routers (past_due is served with a warning header).
-CREATE FUNCTION silo_publish_subscription_change() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('silo_tenant_changes',
-                      json_build_object('id', NEW.tenant_id,
-                                        'slug', (SELECT slug FROM tenants WHERE id = NEW.tenant_id))::text);
-    RETURN NULL;
-END $$;
+-- A subscription change reaches the routers (past_due is served with a warning header), through
+-- migration 0008's publisher for rows that belong to a tenant (it reads `tenant_id`).
 CREATE TRIGGER subscriptions_publish_change
     AFTER INSERT OR UPDATE OF status, cancel_at, grace_ends_at ON subscriptions
-    FOR EACH ROW EXECUTE FUNCTION silo_publish_subscription_change();
+    FOR EACH ROW EXECUTE FUNCTION silo_publish_module_change();

@@ -11,21 +11,8 @@ CREATE TABLE tenant_branding (
 );
 
 -- Routers cache the branding with the resolved tenant: a change is published on the tenant
--- channel, which drops that tenant's entry at once on every router.
-CREATE FUNCTION silo_publish_branding_change() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    changed_tenant uuid;
-BEGIN
-    IF TG_OP = 'DELETE' THEN
-        changed_tenant := OLD.tenant_id;
-    ELSE
-        changed_tenant := NEW.tenant_id;
-    END IF;
-    PERFORM pg_notify('silo_tenant_changes',
-                      json_build_object('id', changed_tenant,
-                                        'slug', (SELECT slug FROM tenants WHERE id = changed_tenant))::text);
-    RETURN NULL;
-END $$;
+-- channel (by migration 0008's publisher for rows that belong to a tenant), which drops that
+-- tenant's entry at once on every router.
 CREATE TRIGGER tenant_branding_publish_change
     AFTER INSERT OR UPDATE OR DELETE ON tenant_branding
-    FOR EACH ROW EXECUTE FUNCTION silo_publish_branding_change();
+    FOR EACH ROW EXECUTE FUNCTION silo_publish_module_change();

@@ -121,27 +121,15 @@ impl Store {
         domain: &str,
         actor: &str,
     ) -> StoreResult<()> {
-        let mut transaction = self.pool().begin().await?;
-        let removed =
-            sqlx::query("DELETE FROM tenant_domains WHERE tenant_id = $1 AND domain = $2")
-                .bind(tenant_id)
-                .bind(domain)
-                .execute(&mut *transaction)
-                .await?
-                .rows_affected();
-        if removed == 0 {
-            return Err(StoreError::NotFound);
-        }
-        insert_audit(
-            &mut transaction,
+        self.delete_audited(
+            "DELETE FROM tenant_domains WHERE tenant_id = $1 AND domain = $2",
+            tenant_id,
+            domain,
             actor,
             "domain.remove",
-            Some(tenant_id),
             serde_json::json!({ "domain": domain }),
         )
-        .await?;
-        transaction.commit().await?;
-        Ok(())
+        .await
     }
 
     /// Marks a domain verified (an operator checked its TXT record), with an audit row.

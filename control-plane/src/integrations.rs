@@ -112,27 +112,15 @@ impl Store {
         name: &str,
         actor: &str,
     ) -> StoreResult<()> {
-        let mut transaction = self.pool().begin().await?;
-        let removed =
-            sqlx::query("DELETE FROM tenant_integrations WHERE tenant_id = $1 AND name = $2")
-                .bind(tenant_id)
-                .bind(name)
-                .execute(&mut *transaction)
-                .await?
-                .rows_affected();
-        if removed == 0 {
-            return Err(StoreError::NotFound);
-        }
-        insert_audit(
-            &mut transaction,
+        self.delete_audited(
+            "DELETE FROM tenant_integrations WHERE tenant_id = $1 AND name = $2",
+            tenant_id,
+            name,
             actor,
             "integration.remove",
-            Some(tenant_id),
             serde_json::json!({"name": name}),
         )
-        .await?;
-        transaction.commit().await?;
-        Ok(())
+        .await
     }
 
     /// Opens one credential, for the code that calls the integration on the tenant's behalf.

@@ -1027,6 +1027,32 @@ impl Store {
     }
 
     /// Appends one row to the audit log.
+    /// Deletes one of a tenant's rows by key (`sql`: `$1` the tenant id, `$2` the key) and
+    /// audits it, in one transaction; `NotFound` (nothing audited) if there was no such row.
+    pub(crate) async fn delete_audited(
+        &self,
+        sql: &'static str,
+        tenant_id: Uuid,
+        key: &str,
+        actor: &str,
+        action: &str,
+        detail: serde_json::Value,
+    ) -> StoreResult<()> {
+        let mut transaction = self.pool.begin().await?;
+        let removed = sqlx::query(sql)
+            .bind(tenant_id)
+            .bind(key)
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected();
+        if removed == 0 {
+            return Err(StoreError::NotFound);
+        }
+        insert_audit(&mut transaction, actor, action, Some(tenant_id), detail).await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
     pub async fn audit(
         &self,
         actor: &str,

@@ -108,6 +108,21 @@ pub struct Subscription {
     pub stripe_state_at: Option<DateTime<Utc>>,
 }
 
+impl Subscription {
+    /// Where the trial would end if extended by `by`: from its current end, or from `now` if
+    /// it has lapsed (or never had one).
+    pub fn trial_extended_by(&self, by: chrono::Duration, now: DateTime<Utc>) -> DateTime<Utc> {
+        self.trial_ends_at.filter(|ends| *ends > now).unwrap_or(now) + by
+    }
+}
+
+/// How [`Store::extend_trial`] extends a trial.
+#[derive(Debug, Clone, Copy)]
+pub enum TrialExtension {
+    Until(DateTime<Utc>),
+    By(chrono::Duration),
+}
+
 pub(crate) fn subscription_from_row(row: &sqlx::postgres::PgRow) -> StoreResult<Subscription> {
     let status: String = row.try_get("status")?;
     Ok(Subscription {
@@ -531,16 +546,21 @@ impl Store {
         self.subscription(tenant_id).await
     }
 
-    /// Extends (or restarts, after it lapsed) a tenant's trial until `until`.
+    /// Extends (or restarts, after it lapsed) a tenant's trial, to a moment or by a duration
+    /// (read under the row lock, so two extensions at once both count).
     pub async fn extend_trial(
         &self,
         tenant_id: Uuid,
-        until: DateTime<Utc>,
+        extension: TrialExtension,
         actor: &str,
         lifecycle: &Lifecycle,
     ) -> StoreResult<Subscription> {
         let mut transaction = self.pool().begin().await?;
         let current = lock(&mut transaction, tenant_id).await?;
+        let until = match extension {
+            TrialExtension::Until(until) => until,
+            TrialExtension::By(by) => current.trial_extended_by(by, Utc::now()),
+        };
         let detail = serde_json::json!({"before": current.trial_ends_at, "after": until});
         if current.status == Trial {
             if current.trial_ends_at.is_some_and(|ends| until <= ends) {

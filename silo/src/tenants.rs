@@ -4,7 +4,7 @@ use std::io::IsTerminal as _;
 
 use anyhow::Context as _;
 use control_plane::store::TenantRecord;
-use control_plane::subscriptions::{Action, Subscription};
+use control_plane::subscriptions::{Action, Subscription, TrialExtension};
 
 use crate::bootstrap::Bootstrapped;
 use crate::cli::TenantsCommand;
@@ -202,15 +202,14 @@ pub async fn run(started: &Bootstrapped, command: TenantsCommand) -> anyhow::Res
         }
         TenantsCommand::ExtendTrial { slug, by, json } => {
             let tenant = find(started, &slug).await?;
-            let current = store.subscription(tenant.id).await?;
-            let now = chrono::Utc::now();
-            let until = current
-                .trial_ends_at
-                .filter(|ends| *ends > now)
-                .unwrap_or(now)
-                + chrono::Duration::from_std(by).context("that duration is too long")?;
+            let by = chrono::Duration::from_std(by).context("that duration is too long")?;
             let subscription = store
-                .extend_trial(tenant.id, until, &actor(), &started.settings.lifecycle())
+                .extend_trial(
+                    tenant.id,
+                    TrialExtension::By(by),
+                    &actor(),
+                    &started.settings.lifecycle(),
+                )
                 .await
                 .with_context(|| format!("cannot extend the trial of `{slug}`"))?;
             report_subscription(&slug, &subscription, json);
