@@ -7,13 +7,13 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use control_plane::ApiError;
 use control_plane::model::TenantStatus;
 use control_plane::store::{DatabaseHost, StoreError, TenantRecord};
 use control_plane::subscriptions::{Action, TrialExtension};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use web::{ApiError, ErrorCode};
 
 use crate::AdminState;
 use crate::auth::Admin;
@@ -33,19 +33,14 @@ fn tenant_json(tenant: &TenantRecord) -> Value {
 fn body<T>(body: Result<Json<T>, JsonRejection>, shape: &str) -> Result<T, ApiError> {
     body.map(|Json(value)| value).map_err(|rejection| {
         ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             format!("Send JSON {shape}: {}", rejection.body_text()),
         )
     })
 }
 
 fn not_found(what: &str, name: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("There is no {what} `{name}`."),
-    )
+    ApiError::new(ErrorCode::NotFound, format!("There is no {what} `{name}`."))
 }
 
 pub async fn list_hosts(
@@ -74,8 +69,7 @@ pub async fn add_host(
         .filter(|capacity| *capacity > 0)
         .ok_or_else(|| {
             ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_capacity",
+                ErrorCode::InvalidCapacity,
                 "The capacity must be a positive number of tenants.",
             )
         })?;
@@ -85,13 +79,11 @@ pub async fn add_host(
         .await
         .map_err(|error| match error {
             StoreError::InvalidUrl => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_url",
+                ErrorCode::InvalidUrl,
                 "The admin URL is not a PostgreSQL URL like postgres://user:password@host:5432/postgres.",
             ),
             StoreError::Database(_) => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_host_name",
+                ErrorCode::InvalidHostName,
                 "The host name must be 1–63 lowercase letters, digits, `-` or `_`.",
             ),
             other => other.into(),
@@ -167,8 +159,7 @@ pub async fn remove_host(
             other => {
                 tracing::warn!(host = %name, error = %other, "removing a host failed");
                 ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "host_unreachable",
+                    ErrorCode::HostUnreachable,
                     "The host's server could not be cleaned up; check that it is reachable and try again.",
                 )
             }
@@ -262,8 +253,7 @@ pub async fn cancel_tenant(
         None => state.lifecycle.offboarding_grace,
         Some(text) => humantime::parse_duration(text).map_err(|_| {
             ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_grace",
+                ErrorCode::InvalidGrace,
                 format!("`{text}` is not a duration like 30days, 12h or 0s."),
             )
         })?,
@@ -489,7 +479,7 @@ pub async fn change_plan(
     Path(slug): Path<String>,
     body: Result<Json<PlanChange>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<control_plane::plans::Entitlements>, ApiError> {
-    let Json(change) = body.map_err(control_plane::http::json_rejection)?;
+    let Json(change) = body.map_err(web::json_rejection)?;
     let tenant = tenant_by_slug(&state, &slug).await?;
     state
         .store
@@ -513,7 +503,7 @@ pub async fn set_module(
     Path((slug, module)): Path<(String, String)>,
     body: Result<Json<ModuleChange>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<control_plane::plans::Entitlements>, ApiError> {
-    let Json(change) = body.map_err(control_plane::http::json_rejection)?;
+    let Json(change) = body.map_err(web::json_rejection)?;
     let tenant = tenant_by_slug(&state, &slug).await?;
     state
         .store

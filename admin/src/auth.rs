@@ -15,13 +15,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, extract::rejection::JsonRejection};
 use control_plane::admins::AdminIdentity;
-use control_plane::{ApiError, Keyring, Purpose, Store};
+use control_plane::{Keyring, Purpose, Store};
 use rand::distr::{Alphanumeric, SampleString as _};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use totp_rs::{Algorithm, Secret, TOTP};
 use uuid::Uuid;
+use web::{ApiError, ErrorCode};
 
 use crate::AdminState;
 
@@ -141,8 +142,7 @@ pub struct LoginAnswer {
 
 fn invalid_credentials() -> ApiError {
     ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
+        ErrorCode::InvalidCredentials,
         "The email, password or authenticator code is wrong. Check all three and try again.",
     )
 }
@@ -155,8 +155,7 @@ pub async fn login(
 ) -> Result<LoginAnswer, ApiError> {
     if let Err(wait) = state.login_limiter.check(&client) {
         return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            ErrorCode::RateLimited,
             format!("Too many login attempts. Try again in {wait} seconds."),
         )
         .retry_after(wait));
@@ -231,8 +230,7 @@ pub async fn create_session(
 ) -> Result<Response, ApiError> {
     let Json(request) = body.map_err(|rejection| {
         ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             format!(
                 "Send JSON {{\"email\", \"password\", \"totp_code\"}}: {}",
                 rejection.body_text()
@@ -318,8 +316,7 @@ where
         let state = AdminState::from_ref(state);
         let unauthenticated = || {
             ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
+                ErrorCode::Unauthenticated,
                 "Log in first: POST /api/v1/admin/sessions, then send Authorization: Bearer <token>.",
             )
         };

@@ -14,10 +14,8 @@ use std::time::Duration;
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
-use control_plane::ApiError;
 use control_plane::console::{AuditEntry, ProvisioningEvent, TenantFilter};
 use control_plane::domains::CustomDomain;
 use control_plane::model::TenantStatus;
@@ -29,6 +27,7 @@ use control_plane::subscriptions::{
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use web::{ApiError, ErrorCode};
 
 use crate::AdminState;
 use crate::auth::Admin;
@@ -71,18 +70,14 @@ fn given(value: &Option<String>) -> Option<&str> {
         .filter(|text| !text.is_empty())
 }
 
-fn unprocessable(code: &'static str, message: String) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
-}
-
 impl ListQuery {
     /// The store's filter, or a 422 naming what is wrong.
     pub fn filter(&self) -> Result<TenantFilter, ApiError> {
         let status = given(&self.status)
             .map(|raw| {
                 TenantStatus::parse(raw).ok_or_else(|| {
-                    unprocessable(
-                        "invalid_status",
+                    ApiError::new(
+                        ErrorCode::InvalidStatus,
                         format!(
                             "`{raw}` is not a tenant status ({}).",
                             TENANT_STATUSES.join(", ")
@@ -94,8 +89,8 @@ impl ListQuery {
         let subscription = given(&self.subscription)
             .map(|raw| {
                 SubscriptionStatus::parse(raw).ok_or_else(|| {
-                    unprocessable(
-                        "invalid_subscription",
+                    ApiError::new(
+                        ErrorCode::InvalidSubscription,
                         format!(
                             "`{raw}` is not a subscription status ({}).",
                             ALL_STATUSES.map(SubscriptionStatus::as_str).join(", ")
@@ -107,8 +102,8 @@ impl ListQuery {
         let schema_version = given(&self.version)
             .map(|raw| {
                 raw.parse::<i32>().map_err(|_| {
-                    unprocessable(
-                        "invalid_version",
+                    ApiError::new(
+                        ErrorCode::InvalidVersion,
                         format!("`{raw}` is not a schema version number."),
                     )
                 })
@@ -120,8 +115,8 @@ impl ListQuery {
                     .ok()
                     .filter(|limit| (1..=control_plane::console::MAX_PAGE).contains(limit))
                     .ok_or_else(|| {
-                        unprocessable(
-                            "invalid_limit",
+                        ApiError::new(
+                            ErrorCode::InvalidLimit,
                             format!(
                                 "`{raw}` is not a page size between 1 and {}.",
                                 control_plane::console::MAX_PAGE
@@ -707,8 +702,7 @@ impl ConsoleAction {
             }
             _ => {
                 return Err(ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
+                    ErrorCode::NotFound,
                     format!("There is no tenant action `{name}`."),
                 ));
             }
@@ -946,7 +940,7 @@ fn action_error(admin: &Admin, slug: &str, error: &ApiError) -> Response {
         }
         p { a id="back" href=(format!("/admin/tenants/{slug}")) { "Back to " (slug) } }
     };
-    (error.status, page("Not done", Some(admin), body)).into_response()
+    (error.status(), page("Not done", Some(admin), body)).into_response()
 }
 
 /// `GET /admin/tenants/{slug}/actions/{action}`: what the action would change; changes nothing.

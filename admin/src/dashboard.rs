@@ -12,15 +12,15 @@ use std::time::Duration;
 
 use axum::Form;
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use control_plane::ApiError;
 use control_plane::rollouts::{
     FailureLimit, RolloutAction, RolloutRecord, RolloutSpec, RolloutState, StageCounts,
 };
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
 use uuid::Uuid;
+use web::{ApiError, ErrorCode};
 
 use crate::AdminState;
 use crate::auth::{Admin, LoginRequest, login, session_cookie};
@@ -91,7 +91,7 @@ pub(crate) fn error_page(admin: &Admin, error: &ApiError) -> Response {
         p.error id="error" { (error.message.as_str()) }
         p { a href="/admin" { "Back to the dashboard" } }
     };
-    (error.status, page("Error", Some(admin), body)).into_response()
+    (error.status(), page("Error", Some(admin), body)).into_response()
 }
 
 pub async fn login_page() -> Html<String> {
@@ -132,7 +132,7 @@ pub async fn login_submit(
             Redirect::to("/admin"),
         )
             .into_response(),
-        Err(error) => (error.status, login_form(Some(error.message.as_str()))).into_response(),
+        Err(error) => (error.status(), login_form(Some(error.message.as_str()))).into_response(),
     }
 }
 
@@ -235,62 +235,17 @@ pub struct StartForm {
 }
 
 fn invalid(message: String) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_rollout", message)
+    ApiError::new(ErrorCode::InvalidRollout, message)
 }
 
 impl StartForm {
     fn spec(&self, state: &AdminState, actor: String) -> Result<RolloutSpec, ApiError> {
-        let stages: Vec<i32> = self
-            .stages
-            .split(',')
-            .map(|part| part.trim().parse::<i32>())
-            .collect::<Result<_, _>>()
-            .map_err(|_| {
-                invalid(format!(
-                    "Stages `{}` must be numbers like 10,50,100.",
-                    self.stages
-                ))
-            })?;
-        let ascending = stages.windows(2).all(|pair| pair[0] < pair[1]);
-        if stages.is_empty()
-            || !ascending
-            || stages.iter().any(|s| !(1..=100).contains(s))
-            || stages.last() != Some(&100)
-        {
-            return Err(invalid(
-                "Stages must be ascending percentages between 1 and 100 ending at 100.".to_owned(),
-            ));
-        }
-        if self.to < 1 || self.to > state.migrations.latest() {
-            return Err(invalid(format!(
-                "This build knows schema versions 1 to {}.",
-                state.migrations.latest()
-            )));
-        }
-        if self.concurrency < 1 {
-            return Err(invalid(
-                "Run at least one tenant at a time per host.".to_owned(),
-            ));
-        }
-        let raw = self.max_failures.trim();
-        let failure_limit = match raw.strip_suffix('%') {
-            Some(percent) => percent
-                .trim()
-                .parse::<f32>()
-                .ok()
-                .filter(|p| (0.0..=100.0).contains(p))
-                .map(FailureLimit::Percent),
-            None => raw
-                .parse::<i32>()
-                .ok()
-                .filter(|c| *c >= 0)
-                .map(FailureLimit::Count),
-        }
-        .ok_or_else(|| {
-            invalid(format!(
-                "Failures `{raw}` must be a count like 3 or a share like 5%."
-            ))
-        })?;
+        use control_plane::rollout_spec;
+        let refused = |error: rollout_spec::SpecError| invalid(error.to_string());
+        let stages = rollout_spec::parse_stages(&self.stages).map_err(refused)?;
+        rollout_spec::check_target(self.to, state.migrations.latest()).map_err(refused)?;
+        rollout_spec::check_concurrency(self.concurrency).map_err(refused)?;
+        let failure_limit: FailureLimit = self.max_failures.parse().map_err(refused)?;
         let bake: Duration = humantime::parse_duration(self.bake.trim()).map_err(|_| {
             invalid(format!(
                 "Bake time `{}` must be a duration like 0s or 10m.",
@@ -531,7 +486,7 @@ pub async fn rollout_action(
     let Some(action) = RolloutAction::parse(&action) else {
         return error_page(
             &admin,
-            &ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such action."),
+            &ApiError::new(ErrorCode::NotFound, "No such action."),
         );
     };
     match state.store.rollout_action(id, action, &admin.actor()).await {

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{delete, get, post};
-use control_plane::http::ClientRateLimiter;
 use control_plane::{Keyring, Store};
+use web::ClientRateLimiter;
 
 pub use auth::{Enrollment, create_admin, current_code};
 

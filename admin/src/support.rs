@@ -13,15 +13,15 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use control_plane::Keyring;
+use control_plane::connect::{self, ConnectError, ConnectOptions};
 use control_plane::store::TenantRecord;
-use control_plane::{ApiError, Keyring, Purpose};
 use maud::html;
-use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use web::{ApiError, ErrorCode};
 
 use crate::AdminState;
 use crate::auth::Admin;
@@ -58,8 +58,7 @@ impl From<SupportError> for ApiError {
     fn from(error: SupportError) -> Self {
         match error {
             SupportError::NoDatabase(status) => ApiError::new(
-                StatusCode::CONFLICT,
-                "no_database",
+                ErrorCode::NoDatabase,
                 format!(
                     "The tenant is {status} and has no database to read; support access needs a provisioned tenant."
                 ),
@@ -67,8 +66,7 @@ impl From<SupportError> for ApiError {
             other => {
                 tracing::warn!(error = %other, "support access to a tenant database failed");
                 ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "tenant_unavailable",
+                    ErrorCode::TenantUnavailable,
                     "The tenant's database cannot be read right now; try again in a moment.",
                 )
                 .retry_after(5)
@@ -116,19 +114,19 @@ impl SupportSession {
             .sealed_database_url
             .as_ref()
             .ok_or(SupportError::NoDatabase(tenant.status.as_str()))?;
-        let url = keyring.open(Purpose::TenantDatabaseUrl, tenant.id, sealed)?;
-        let mut config: tokio_postgres::Config = url
-            .expose_secret()
-            .parse()
-            .map_err(|_| SupportError::BadUrl)?;
-        config.connect_timeout(Duration::from_secs(5));
-        config.application_name("silo-support");
-        config.options("-c default_transaction_read_only=on -c statement_timeout=5000");
-        let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-        tokio::spawn(async move {
-            // Ends when the client is dropped; an error here surfaces on the next query.
-            let _ = connection.await;
-        });
+        let options = ConnectOptions {
+            connect_timeout: Duration::from_secs(5),
+            server_options: Some("-c default_transaction_read_only=on -c statement_timeout=5000"),
+            ..ConnectOptions::named("silo-support")
+        };
+        let client = connect::connect_tenant(keyring, tenant.id, Some(sealed), options)
+            .await
+            .map_err(|error| match error {
+                ConnectError::NoUrl => SupportError::NoDatabase(tenant.status.as_str()),
+                ConnectError::Sealing(error) => SupportError::Sealing(error),
+                ConnectError::BadUrl => SupportError::BadUrl,
+                ConnectError::Postgres(error) => SupportError::Database(error),
+            })?;
         // Taking the snapshot at once (the SELECT) fixes the transaction as read-only for good.
         client
             .batch_execute(

@@ -194,6 +194,41 @@ impl EmbeddedPostgres {
             .map(|_| ())
     }
 
+    /// Makes sure the server stops when this process ends, however it ends (return, panic,
+    /// Ctrl-C, SIGKILL): a small watcher process, in a process group of its own, holds the read
+    /// end of a pipe whose write end only this process holds; when the kernel closes it at
+    /// exit, the watcher runs `pg_ctl stop`. Keep the returned handle alive as long as the
+    /// cluster should run (the test harness leaks it into a static); dropping it stops the
+    /// server too.
+    pub fn stop_when_this_process_exits(&self) -> Result<std::process::ChildStdin, EmbeddedError> {
+        use std::os::unix::process::CommandExt as _;
+        let pg_ctl = self.bin_dir.join("pg_ctl");
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg("cat >/dev/null; exec \"$@\"")
+            .arg("silo-cluster-watcher");
+        if self.run_as.is_some() {
+            command.args(["runuser", "-u", SUPERUSER, "--"]);
+        }
+        command
+            .arg(&pg_ctl)
+            .args(["-D", path_str(&self.pgdata), "-m", "fast", "-w", "stop"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .current_dir("/")
+            // Not in our process group: a Ctrl-C meant for us must not stop the watcher first.
+            .process_group(0);
+        let mut child = command
+            .spawn()
+            .map_err(io_error("cannot start the cluster's exit watcher"))?;
+        child.stdin.take().ok_or_else(|| EmbeddedError::Io {
+            context: "the cluster's exit watcher has no stdin".into(),
+            source: std::io::Error::other("no pipe"),
+        })
+    }
+
     /// Kills the postmaster without a clean shutdown, as a crash would (for tests).
     pub fn kill(&self) -> Result<(), EmbeddedError> {
         self.pg_ctl(&[

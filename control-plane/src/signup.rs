@@ -1,10 +1,8 @@
 //! Signup validation: what a subdomain, company name, email and password must be, each refusal
 //! with its own stable error code.
 
-use axum::http::StatusCode;
 use secrecy::ExposeSecret as _;
 
-use crate::error::ApiError;
 use crate::model::SignupRequest;
 
 /// Subdomains nobody may sign up for: they name Silo's own services or invite phishing.
@@ -70,13 +68,45 @@ pub struct ValidSignup {
     pub admin_email: String,
 }
 
-fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+/// Why a signup's fields were refused; each is one stable error code at the HTTP surface.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidSignup {
+    #[error(
+        "The subdomain must be 3 to 63 characters of lowercase letters, digits and single \
+         hyphens, starting and ending with a letter or digit."
+    )]
+    Subdomain,
+    #[error("The subdomain `{0}` is reserved. Pick another one.")]
+    ReservedSubdomain(String),
+    #[error("The company name must be 1 to 200 printable characters.")]
+    CompanyName,
+    #[error("The admin email must be an address like name@example.com.")]
+    Email,
+    #[error("The admin password must be at least {MIN_PASSWORD_LENGTH} characters long.")]
+    ShortPassword,
+    /// Carries zxcvbn's hint, ready for a sentence (` (warning)` or empty).
+    #[error(
+        "The admin password is too easy to guess{0}. Use a few uncommon words or more varied characters."
+    )]
+    GuessablePassword(String),
+}
+
+impl InvalidSignup {
+    /// The stable error code the HTTP surfaces answer with.
+    pub fn code(&self) -> &'static str {
+        match self {
+            InvalidSignup::Subdomain => "invalid_subdomain",
+            InvalidSignup::ReservedSubdomain(_) => "reserved_subdomain",
+            InvalidSignup::CompanyName => "invalid_company_name",
+            InvalidSignup::Email => "invalid_email",
+            InvalidSignup::ShortPassword | InvalidSignup::GuessablePassword(_) => "weak_password",
+        }
+    }
 }
 
 /// Checks a subdomain is a DNS label of 3–63 lowercase letters, digits and inner hyphens.
 /// Input is trimmed and lower-cased first, so `Acme` signs up as `acme`.
-pub fn validate_subdomain(raw: &str) -> Result<String, ApiError> {
+pub fn validate_subdomain(raw: &str) -> Result<String, InvalidSignup> {
     let subdomain = raw.trim().to_ascii_lowercase();
     let valid = (3..=63).contains(&subdomain.len())
         && subdomain
@@ -87,17 +117,10 @@ pub fn validate_subdomain(raw: &str) -> Result<String, ApiError> {
         // "xn--" labels are punycode; refusing `--` keeps look-alike names out.
         && !subdomain.contains("--");
     if !valid {
-        return Err(unprocessable(
-            "invalid_subdomain",
-            "The subdomain must be 3 to 63 characters of lowercase letters, digits and single \
-             hyphens, starting and ending with a letter or digit.",
-        ));
+        return Err(InvalidSignup::Subdomain);
     }
     if RESERVED_SUBDOMAINS.contains(&subdomain.as_str()) {
-        return Err(unprocessable(
-            "reserved_subdomain",
-            format!("The subdomain `{subdomain}` is reserved. Pick another one."),
-        ));
+        return Err(InvalidSignup::ReservedSubdomain(subdomain));
     }
     Ok(subdomain)
 }
@@ -115,13 +138,10 @@ pub fn is_plausible_email(email: &str) -> bool {
         })
 }
 
-fn validate_email(raw: &str) -> Result<String, ApiError> {
+fn validate_email(raw: &str) -> Result<String, InvalidSignup> {
     let email = raw.trim().to_owned();
     if !is_plausible_email(&email) {
-        return Err(unprocessable(
-            "invalid_email",
-            "The admin email must be an address like name@example.com.",
-        ));
+        return Err(InvalidSignup::Email);
     }
     Ok(email)
 }
@@ -142,25 +162,19 @@ pub fn check_password_strength(password: &str, known: &[&str]) -> Result<(), Str
 }
 
 /// Validates every field of a signup; the first problem found is reported.
-pub fn validate(request: &SignupRequest) -> Result<ValidSignup, ApiError> {
+pub fn validate(request: &SignupRequest) -> Result<ValidSignup, InvalidSignup> {
     let subdomain = validate_subdomain(&request.subdomain)?;
     let company_name = request.company_name.trim().to_owned();
     if company_name.is_empty()
         || company_name.chars().count() > 200
         || company_name.chars().any(char::is_control)
     {
-        return Err(unprocessable(
-            "invalid_company_name",
-            "The company name must be 1 to 200 printable characters.",
-        ));
+        return Err(InvalidSignup::CompanyName);
     }
     let admin_email = validate_email(&request.admin_email)?;
     let password = request.admin_password.expose_secret();
     if password.chars().count() < MIN_PASSWORD_LENGTH || password.len() > 1024 {
-        return Err(unprocessable(
-            "weak_password",
-            format!("The admin password must be at least {MIN_PASSWORD_LENGTH} characters long."),
-        ));
+        return Err(InvalidSignup::ShortPassword);
     }
     // Long is not enough: zxcvbn estimates how guessable it is (common passwords, words,
     // keyboard walks, and the signup's own subdomain, company and email).
@@ -171,12 +185,7 @@ pub fn validate(request: &SignupRequest) -> Result<ValidSignup, ApiError> {
     known.extend(company_name.split(|c: char| !c.is_alphanumeric()));
     known.retain(|word| word.chars().count() >= 3);
     if let Err(hint) = check_password_strength(password, &known) {
-        return Err(unprocessable(
-            "weak_password",
-            format!(
-                "The admin password is too easy to guess{hint}. Use a few uncommon words or more varied characters."
-            ),
-        ));
+        return Err(InvalidSignup::GuessablePassword(hint));
     }
     Ok(ValidSignup {
         subdomain,
@@ -212,7 +221,7 @@ mod tests {
             ("app", Err("reserved_subdomain")),
         ];
         for (input, expected) in cases {
-            let got = validate_subdomain(input).map_err(|error| error.code);
+            let got = validate_subdomain(input).map_err(|error| error.code());
             assert_eq!(got, (*expected).map(String::from), "input {input:?}");
         }
     }
@@ -281,7 +290,7 @@ mod tests {
             ),
         ];
         for (input, expected) in cases {
-            let got = validate(input).err().map(|error| error.code);
+            let got = validate(input).err().map(|error| error.code());
             assert_eq!(
                 got,
                 *expected,

@@ -1,5 +1,5 @@
-//! Stripe: the signed webhook (`POST /api/v1/webhooks/stripe`) that moves subscriptions, and the
-//! outbound calls (customers, checkout sessions) made with reqwest against a configurable API base.
+//! Stripe: verifying and applying the signed webhook events that move subscriptions (the HTTP
+//! handler is the apex's), and the outbound calls (customers, checkout sessions) made with reqwest against a configurable API base.
 //!
 //! Invariants: nothing is read from an event before its `Stripe-Signature` verified (HMAC-SHA256
 //! over `timestamp.payload` with the signing secret, any of the `v1` signatures, constant-time,
@@ -10,10 +10,6 @@
 
 use std::time::Duration;
 
-use axum::Json;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac as _};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -22,9 +18,7 @@ use serde_json::Value;
 use sha2::Sha256;
 use uuid::Uuid;
 
-use crate::error::ApiError;
-use crate::http::ApexState;
-use crate::store::{Store, StoreError, StoreResult, insert_audit};
+use crate::store::{Store, StoreResult, insert_audit};
 use crate::subscriptions::{self, Effects, Lifecycle, SubscriptionStatus};
 
 /// How far a signature's timestamp may be from now.
@@ -454,59 +448,6 @@ async fn apply(
         }
     }
     Ok(Outcome::Applied)
-}
-
-/// `POST /api/v1/webhooks/stripe`.
-pub async fn webhook(
-    State(state): State<ApexState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let secret = state
-        .billing
-        .stripe_webhook_secret
-        .as_ref()
-        .filter(|secret| !secret.expose_secret().is_empty());
-    let Some(secret) = secret else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "stripe_not_configured",
-            "Stripe webhooks are not configured here: set SILO_STRIPE_WEBHOOK_SECRET.",
-        ));
-    };
-    let header = headers
-        .get("stripe-signature")
-        .and_then(|value| value.to_str().ok());
-    verify_signature(header, &body, secret, Utc::now().timestamp()).map_err(|error| {
-        tracing::warn!(%error, "Stripe webhook refused");
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_signature",
-            format!("{error}; the event was not processed."),
-        )
-    })?;
-    let event: Event = serde_json::from_slice(&body).map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_event",
-            "The body is not a Stripe event (id, type, created, data.object).",
-        )
-    })?;
-    let outcome = state
-        .store
-        .apply_stripe_event(&event, &state.lifecycle)
-        .await
-        .map_err(|error| match error {
-            StoreError::Unavailable(_) => ApiError::from(error),
-            other => {
-                tracing::error!(error = %other, event = %event.id, "Stripe event failed");
-                ApiError::internal()
-            }
-        })?;
-    tracing::info!(event = %event.id, kind = %event.kind, outcome = outcome.as_str(), "Stripe event");
-    Ok(Json(
-        serde_json::json!({"received": true, "outcome": outcome.as_str()}),
-    ))
 }
 
 /// Stripe's API, called with the secret key. Every POST carries an idempotency key, so a retry

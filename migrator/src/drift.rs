@@ -27,14 +27,7 @@ impl Drift {
 
 /// Compares the tenant database's history with `set`.
 pub async fn detect(client: &Client, set: &MigrationSet) -> Result<Drift, MigrateError> {
-    let exists: bool = client
-        .query_one(
-            "SELECT to_regclass($1) IS NOT NULL",
-            &[&tenant_schema::HISTORY_TABLE],
-        )
-        .await?
-        .get(0);
-    if !exists {
+    if !crate::has_history(client).await? {
         return Ok(Drift::default());
     }
     let rows = client
@@ -69,4 +62,40 @@ pub async fn detect(client: &Client, set: &MigrationSet) -> Result<Drift, Migrat
         }
     }
     Ok(drift)
+}
+
+/// A drifted tenant of the fleet, or one whose history could not be read.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantDrift {
+    pub slug: String,
+    /// `Ok` with the differences, or `Err` with why the tenant could not be read.
+    pub drift: Result<Drift, String>,
+}
+
+/// Reads every tenant's history (one connection at a time) and returns those that drifted or
+/// could not be read; tenants without a database yet are skipped.
+pub async fn scan_fleet(
+    store: &control_plane::Store,
+    keyring: &control_plane::Keyring,
+    set: &MigrationSet,
+) -> control_plane::store::StoreResult<Vec<TenantDrift>> {
+    let mut drifted = Vec::new();
+    for tenant in store.tenants().await? {
+        let Some(sealed) = tenant.sealed_database_url.as_ref() else {
+            continue;
+        };
+        let drift = match crate::connect_tenant(keyring, tenant.id, Some(sealed)).await {
+            Ok(client) => match detect(&client, set).await {
+                Ok(found) if found.is_empty() => continue,
+                Ok(found) => Ok(found),
+                Err(error) => Err(error.to_string()),
+            },
+            Err(error) => Err(error),
+        };
+        drifted.push(TenantDrift {
+            slug: tenant.slug,
+            drift,
+        });
+    }
+    Ok(drifted)
 }

@@ -44,36 +44,68 @@ impl Default for MigrationLimits {
     }
 }
 
-/// Connects to a tenant database as the migrator (10 s connect timeout). The error is safe to
+/// How the migrator's tenant connections present themselves (10 s connect timeout).
+pub const MIGRATOR_CONNECTION: control_plane::connect::ConnectOptions =
+    control_plane::connect::ConnectOptions::named("silo-migrator");
+
+/// Connects to a tenant database from its sealed URL, as the migrator. The error is safe to
 /// show: it never contains the URL.
-pub async fn connect_tenant(url: &secrecy::SecretString) -> Result<Client, String> {
-    use secrecy::ExposeSecret as _;
-    let mut config: tokio_postgres::Config = url
-        .expose_secret()
-        .parse()
-        .map_err(|_| "the tenant's database URL does not parse".to_owned())?;
-    config.connect_timeout(Duration::from_secs(10));
-    config.application_name("silo-migrator");
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
+pub async fn connect_tenant(
+    keyring: &control_plane::Keyring,
+    tenant_id: uuid::Uuid,
+    sealed: Option<&control_plane::Sealed>,
+) -> Result<Client, String> {
+    control_plane::connect::connect_tenant(keyring, tenant_id, sealed, MIGRATOR_CONNECTION)
         .await
-        .map_err(|error| format!("cannot connect to the tenant database: {error}"))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
+        .map_err(|error| error.to_string())
 }
 
-/// The newest applied version recorded in the tenant's own history (0 when none).
-pub async fn applied_version(client: &Client) -> Result<i32, MigrateError> {
-    let exists: bool = client
+/// Whether the tenant database has a migration history table yet.
+pub async fn has_history(client: &Client) -> Result<bool, MigrateError> {
+    Ok(client
         .query_one(
             "SELECT to_regclass($1) IS NOT NULL",
             &[&tenant_schema::HISTORY_TABLE],
         )
         .await?
-        .get(0);
-    if !exists {
+        .get(0))
+}
+
+/// One row of a tenant's own migration history.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AppliedMigration {
+    pub version: i32,
+    pub name: String,
+    pub applied_on: Option<String>,
+}
+
+/// The tenant's own migration history, oldest first (empty when it has none yet).
+pub async fn history(client: &Client) -> Result<Vec<AppliedMigration>, MigrateError> {
+    if !has_history(client).await? {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(
+            &format!(
+                "SELECT version, name, applied_on FROM {} ORDER BY version",
+                tenant_schema::HISTORY_TABLE
+            ),
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| AppliedMigration {
+            version: row.get("version"),
+            name: row.get("name"),
+            applied_on: row.get("applied_on"),
+        })
+        .collect())
+}
+
+/// The newest applied version recorded in the tenant's own history (0 when none).
+pub async fn applied_version(client: &Client) -> Result<i32, MigrateError> {
+    if !has_history(client).await? {
         return Ok(0);
     }
     let statement = format!(

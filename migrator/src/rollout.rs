@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use control_plane::rollouts::{RolloutRecord, RolloutState, RolloutWork};
 use control_plane::store::StoreError;
-use control_plane::{Keyring, Purpose, Store};
+use control_plane::{Keyring, Store};
 use futures::StreamExt as _;
 use uuid::Uuid;
 
@@ -311,15 +311,12 @@ impl Engine {
         target: i32,
         verify: bool,
     ) -> Result<(i32, i32), String> {
-        let sealed = item
-            .sealed_database_url
-            .as_ref()
-            .ok_or_else(|| "the tenant has no database URL".to_owned())?;
-        let url = self
-            .keyring
-            .open(Purpose::TenantDatabaseUrl, item.tenant_id, sealed)
-            .map_err(|error| error.to_string())?;
-        let mut client = crate::connect_tenant(&url).await?;
+        let mut client = crate::connect_tenant(
+            &self.keyring,
+            item.tenant_id,
+            item.sealed_database_url.as_ref(),
+        )
+        .await?;
         // The control plane's record is trusted unless verifying (refinery checks the history
         // either way, so nothing is applied twice).
         let before = match (verify, item.schema_version) {

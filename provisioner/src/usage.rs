@@ -147,13 +147,20 @@ async fn database_sizes(
 
 /// `(branches, users, items)` read from the tenant's own database, or `None` if it cannot be.
 async fn counts(keyring: &Keyring, tenant: &TenantRecord) -> Option<(i32, i32, i32)> {
-    let sealed = tenant.sealed_database_url.as_ref()?;
-    let url = keyring
-        .open(Purpose::TenantDatabaseUrl, tenant.id, sealed)
-        .ok()?;
+    tenant.sealed_database_url.as_ref()?;
     let read = async {
-        let client = connect(&url).await?;
-        client.query_one(tenant_schema::USAGE_COUNTS_SQL, &[]).await
+        let client = control_plane::connect::connect_tenant(
+            keyring,
+            tenant.id,
+            tenant.sealed_database_url.as_ref(),
+            control_plane::connect::ConnectOptions::named("silo-usage-sampler"),
+        )
+        .await?;
+        Ok::<_, control_plane::connect::ConnectError>(
+            client
+                .query_one(tenant_schema::USAGE_COUNTS_SQL, &[])
+                .await?,
+        )
     };
     match read.await {
         Ok(row) => {

@@ -80,15 +80,12 @@ impl Application {
                 options.keyring.clone(),
                 options.settings.router.clone(),
                 &options.settings.base_domain,
-            )
-            .with_stripe(control_plane::stripe::StripeClient::new(
-                &options.settings.billing,
-            ));
+            );
             let base_domain: Arc<str> = options.settings.base_domain.as_str().into();
-            let apex = control_plane::http::router(control_plane::http::ApexState {
+            let apex = apex::router(apex::ApexState {
                 store: options.store.clone(),
                 base_domain: base_domain.clone(),
-                signup_limiter: Arc::new(control_plane::http::ClientRateLimiter::new(
+                signup_limiter: Arc::new(web::ClientRateLimiter::new(
                     options.settings.signups_per_client_per_minute,
                 )),
                 billing: Arc::new(options.settings.billing.clone()),
@@ -100,20 +97,22 @@ impl Application {
                 options.settings.lifecycle(),
                 options.migrations.clone(),
             ));
-            let api_key_validation = control_plane::http::api_key_validation_router(
-                control_plane::http::ApiKeyValidationState {
-                    store: options.store.clone(),
-                    limiter: Arc::new(control_plane::http::ClientRateLimiter::new(
-                        control_plane::http::API_KEY_VALIDATIONS_PER_CLIENT_PER_MINUTE,
-                    )),
-                },
-            );
+            let api_key_validation = apex::api_key_validation_router(apex::ApiKeyValidationState {
+                store: options.store.clone(),
+                limiter: Arc::new(web::ClientRateLimiter::new(
+                    apex::API_KEY_VALIDATIONS_PER_CLIENT_PER_MINUTE,
+                )),
+            });
             let apex = apex
                 .merge(api_key_validation)
                 .merge(admin)
                 .merge(tenant_router::apex_router(router_state.clone()))
                 .merge(crate::openapi::router());
-            let tenant = tenant_router::router(router_state.clone());
+            let tenant_app = tenant_app::router(tenant_app::AppState {
+                router: router_state.clone(),
+                stripe: control_plane::stripe::StripeClient::new(&options.settings.billing),
+            });
+            let tenant = tenant_router::serve(tenant_app, router_state.clone());
             let app = crate::dispatch::host_dispatch(
                 base_domain,
                 options.settings.router.trust_forwarded_host,

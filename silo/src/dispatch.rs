@@ -8,10 +8,10 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use control_plane::ApiError;
 use tenant_router::{HostKind, classify_host};
 use tower::ServiceExt as _;
 use tracing::Instrument as _;
+use web::ApiError;
 
 #[derive(Clone)]
 struct Dispatch {

@@ -10,11 +10,11 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use control_plane::Store;
 use control_plane::rollouts::{
     FailureLimit, RolloutAction, RolloutRecord, RolloutSpec, RolloutState,
 };
 use control_plane::store::StoreError;
-use control_plane::{Purpose, Store};
 use migrator::MigrationSet;
 use migrator::rollout::Engine;
 use serde_json::{Value, json};
@@ -161,39 +161,9 @@ fn exit_for(rollout: &RolloutRecord, failed: i64) -> Exit {
     }
 }
 
-fn parse_failure_limit(raw: &str) -> anyhow::Result<FailureLimit> {
-    let raw = raw.trim();
-    if let Some(percent) = raw.strip_suffix('%') {
-        let percent: f32 = percent
-            .trim()
-            .parse()
-            .ok()
-            .filter(|p: &f32| (0.0..=100.0).contains(p))
-            .with_context(|| format!("--max-failures `{raw}`: a percentage must be 0–100%"))?;
-        return Ok(FailureLimit::Percent(percent));
-    }
-    let count: i32 = raw
-        .parse()
-        .ok()
-        .filter(|c: &i32| *c >= 0)
-        .with_context(|| {
-            format!("--max-failures `{raw}`: give a count like 3 or a share like 5%")
-        })?;
-    Ok(FailureLimit::Count(count))
-}
-
 fn validate_stages(stages: &[i32]) -> anyhow::Result<()> {
-    let ascending = stages.windows(2).all(|pair| pair[0] < pair[1]);
-    if stages.is_empty()
-        || !ascending
-        || stages.iter().any(|s| !(1..=100).contains(s))
-        || stages.last() != Some(&100)
-    {
-        bail!(
-            "--stages must be ascending percentages between 1 and 100 ending at 100, like 10,50,100"
-        );
-    }
-    Ok(())
+    control_plane::rollout_spec::check_stages(stages)
+        .map_err(|error| anyhow::anyhow!("--stages: {error}"))
 }
 
 async fn resolve_rollout(store: &Store, id: Option<Uuid>) -> anyhow::Result<RolloutRecord> {
@@ -243,28 +213,21 @@ pub async fn execute(
                 .await?
                 .into_iter()
                 .find(|r| r.state.is_open());
-            let mut drifted = Vec::new();
-            if drift {
-                for tenant in store.tenants().await? {
-                    let Some(sealed) = tenant.sealed_database_url.as_ref() else {
-                        continue;
-                    };
-                    let url =
-                        started
-                            .keyring
-                            .open(Purpose::TenantDatabaseUrl, tenant.id, sealed)?;
-                    let client = migrator::connect_tenant(&url).await;
-                    let report = match client {
-                        Ok(client) => match migrator::drift::detect(&client, migrations).await {
-                            Ok(found) if found.is_empty() => continue,
+            let drifted: Vec<Value> = if drift {
+                migrator::drift::scan_fleet(store, &started.keyring, migrations)
+                    .await?
+                    .into_iter()
+                    .map(|tenant| {
+                        let report = match tenant.drift {
                             Ok(found) => json!(found),
-                            Err(error) => json!({"error": error.to_string()}),
-                        },
-                        Err(error) => json!({"error": error}),
-                    };
-                    drifted.push(json!({"slug": tenant.slug, "drift": report}));
-                }
-            }
+                            Err(error) => json!({"error": error}),
+                        };
+                        json!({"slug": tenant.slug, "drift": report})
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
             if json {
                 let open = match &open {
                     Some(rollout) => Some(rollout_json(
@@ -376,29 +339,19 @@ pub async fn execute(
                 .with_context(|| format!("there is no tenant `{slug}`"))?;
             let mut history = Vec::new();
             let mut drift = None;
-            if let Some(sealed) = tenant.sealed_database_url.as_ref() {
-                let url = started
-                    .keyring
-                    .open(Purpose::TenantDatabaseUrl, tenant.id, sealed)?;
-                let client = migrator::connect_tenant(&url)
+            if tenant.sealed_database_url.is_some() {
+                let client = migrator::connect_tenant(
+                    &started.keyring,
+                    tenant.id,
+                    tenant.sealed_database_url.as_ref(),
+                )
+                .await
+                .map_err(anyhow::Error::msg)?;
+                history = migrator::history(&client)
                     .await
-                    .map_err(anyhow::Error::msg)?;
-                let rows = client
-                    .query(
-                        &format!(
-                            "SELECT version, name, applied_on FROM {} ORDER BY version",
-                            tenant_schema::HISTORY_TABLE
-                        ),
-                        &[],
-                    )
-                    .await
-                    .unwrap_or_default();
-                history = rows
-                    .iter()
-                    .map(|row| {
-                        json!({"version": row.get::<_, i32>(0), "name": row.get::<_, String>(1),
-                               "applied_on": row.get::<_, Option<String>>(2)})
-                    })
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|applied| json!(applied))
                     .collect();
                 drift = Some(migrator::drift::detect(&client, migrations).await?);
             }
@@ -530,17 +483,15 @@ async fn start(
 ) -> anyhow::Result<Exit> {
     let store = &started.store;
     validate_stages(&args.stages.stages)?;
-    let failure_limit = parse_failure_limit(&args.max_failures)?;
-    if args.concurrency < 1 {
-        bail!("--concurrency must be at least 1");
-    }
+    let failure_limit: FailureLimit = args
+        .max_failures
+        .parse()
+        .map_err(|error| anyhow::anyhow!("--max-failures: {error}"))?;
+    control_plane::rollout_spec::check_concurrency(args.concurrency)
+        .map_err(|error| anyhow::anyhow!("--concurrency: {error}"))?;
     let target = args.to.unwrap_or_else(|| migrations.latest());
-    if target < 1 || target > migrations.latest() {
-        bail!(
-            "--to {target}: this build knows schema versions 1 to {}",
-            migrations.latest()
-        );
-    }
+    control_plane::rollout_spec::check_target(target, migrations.latest())
+        .map_err(|error| anyhow::anyhow!("--to: {error}"))?;
     let plan = store.plan(&args.stages.stages).await?;
     if !args.yes {
         if !std::io::stdin().is_terminal() {

@@ -12,21 +12,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
+use control_plane::access::Access;
 use control_plane::api_keys::StoredApiKey;
 use control_plane::branding::Branding;
-use control_plane::http::RateLimit;
 use control_plane::model::{TENANT_CHANGES_CHANNEL, TenantChanged, TenantStatus};
 use control_plane::plans::Entitlements;
 use control_plane::settings::RouterSettings;
 use control_plane::store::{StoreError, TenantRecord};
-use control_plane::subscriptions::SubscriptionStatus;
-use control_plane::{ApiError, Keyring, Purpose, Sealed, Store};
+use control_plane::{Keyring, Purpose, Sealed, Store};
 use deadpool::managed::PoolError;
 use deadpool_postgres::{ManagerConfig, RecyclingMethod, Runtime};
 use moka::future::Cache;
 use secrecy::ExposeSecret as _;
 use uuid::Uuid;
+use web::RateLimit;
+use web::{ApiError, ErrorCode};
 
 use crate::budget::{
     BudgetedManager, CircuitBreaker, ConnectError, ConnectionBudget, HostState, TenantClient,
@@ -159,8 +159,6 @@ struct Inner {
     login_limit: RateLimit<(Uuid, std::net::IpAddr)>,
     metrics: RouterMetrics,
     usage: crate::usage::UsageMeter,
-    /// Stripe's API, when a secret key is configured (checkout for tenant owners).
-    stripe: std::sync::OnceLock<control_plane::stripe::StripeClient>,
 }
 
 impl std::fmt::Debug for RouterState {
@@ -226,22 +224,8 @@ impl RouterState {
                 login_limit: RateLimit::new(LOGINS_PER_CLIENT_PER_MINUTE),
                 metrics: RouterMetrics::default(),
                 usage: crate::usage::UsageMeter::default(),
-                stripe: std::sync::OnceLock::new(),
             }),
         }
-    }
-
-    /// Offers Stripe checkout to tenant owners through `client`.
-    #[must_use]
-    pub fn with_stripe(self, client: Option<control_plane::stripe::StripeClient>) -> Self {
-        if let Some(client) = client {
-            let _ = self.inner.stripe.set(client);
-        }
-        self
-    }
-
-    pub fn stripe(&self) -> Option<&control_plane::stripe::StripeClient> {
-        self.inner.stripe.get()
     }
 
     pub fn metrics(&self) -> &RouterMetrics {
@@ -575,35 +559,20 @@ impl RouterState {
         let tenant = self
             .read_through(&self.inner.tenant_cache, slug, read)
             .await?;
-        // The subscription decides too: a tenant activated by the provisioner while its
-        // subscription was suspended or cancelled is not served.
-        let billing = tenant
-            .entitlements
-            .billing
-            .as_ref()
-            .map(|billing| billing.status);
-        let status = match (tenant.status, billing) {
-            (TenantStatus::Active, Some(SubscriptionStatus::Suspended)) => TenantStatus::Suspended,
-            (TenantStatus::Active, Some(SubscriptionStatus::Cancelled)) => TenantStatus::Cancelled,
-            (status, _) => status,
-        };
-        match status {
-            TenantStatus::Active => Ok(tenant),
-            TenantStatus::Provisioning => Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "tenant_provisioning",
+        match control_plane::access::decide(tenant.status, tenant.entitlements.billing.as_ref()) {
+            Access::Serve(_) => Ok(tenant),
+            Access::Provisioning => Err(ApiError::new(
+                ErrorCode::TenantProvisioning,
                 "This workspace is being set up. It will be ready in a few seconds.",
             )
             .retry_after(2)),
-            TenantStatus::Suspended => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "tenant_suspended",
+            Access::Suspended => Err(ApiError::new(
+                ErrorCode::TenantSuspended,
                 "This workspace is suspended. Its owner can contact support to reactivate it.",
             )),
-            TenantStatus::Failed => Err(tenant_unavailable()),
-            TenantStatus::Cancelled | TenantStatus::Deprovisioned => Err(ApiError::new(
-                StatusCode::GONE,
-                "tenant_cancelled",
+            Access::Unavailable => Err(tenant_unavailable()),
+            Access::Gone => Err(ApiError::new(
+                ErrorCode::TenantCancelled,
                 "This workspace was closed. Its owner can ask support for the export of its data.",
             )),
         }
@@ -632,8 +601,7 @@ impl RouterState {
         limit.check(&tenant.id).map_err(|seconds| {
             self.inner.metrics.rate_limited.inc();
             ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                ErrorCode::RateLimited,
                 "This workspace is making requests faster than its plan allows. Slow down and retry.",
             )
             .retry_after(seconds)
@@ -804,8 +772,7 @@ fn share_of(usable: u32, share: f64) -> u32 {
 
 fn capacity() -> ApiError {
     ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "capacity",
+        ErrorCode::Capacity,
         "This workspace's database server is at its connection limit. Try again shortly.",
     )
     .retry_after(1)
@@ -813,8 +780,7 @@ fn capacity() -> ApiError {
 
 fn tenant_unavailable() -> ApiError {
     ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "tenant_unavailable",
+        ErrorCode::TenantUnavailable,
         "This workspace's database cannot be reached right now. Try again shortly.",
     )
     .retry_after(5)

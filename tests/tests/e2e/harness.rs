@@ -25,21 +25,37 @@ pub fn test_root() -> PathBuf {
     std::env::temp_dir().join("silo-tests")
 }
 
+/// Stops `cluster` when the test process ends, whichever way it ends, if this process started
+/// it. Under cargo-nextest every test is a process of its own sharing the clusters, so there
+/// the clusters are left running (and `.ci/run` stops them).
+fn stop_at_exit(cluster: EmbeddedPostgres) -> EmbeddedPostgres {
+    if cluster.started_here() && std::env::var_os("NEXTEST_RUN_ID").is_none() {
+        let watcher = cluster
+            .stop_when_this_process_exits()
+            .expect("the cluster's exit watcher starts");
+        // The pipe must stay open until the process ends; its closing stops the cluster.
+        Box::leak(Box::new(watcher));
+    }
+    cluster
+}
+
 /// The shared test cluster, started (or attached to) once per test process.
 pub fn cluster() -> &'static EmbeddedPostgres {
     static CLUSTER: OnceLock<EmbeddedPostgres> = OnceLock::new();
     CLUSTER.get_or_init(|| {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let dir = test_root().join("cluster-a");
-        EmbeddedPostgres::start(
-            &dir,
-            ClusterOptions {
-                ephemeral: true,
-                // Many apps run at once, each with pools, workers and routers.
-                max_connections: 1000,
-            },
+        stop_at_exit(
+            EmbeddedPostgres::start(
+                &dir,
+                ClusterOptions {
+                    ephemeral: true,
+                    // Many apps run at once, each with pools, workers and routers.
+                    max_connections: 1000,
+                },
+            )
+            .expect("the test PostgreSQL cluster starts (are the server binaries installed?)"),
         )
-        .expect("the test PostgreSQL cluster starts (are the server binaries installed?)")
     })
 }
 
@@ -47,14 +63,16 @@ pub fn cluster() -> &'static EmbeddedPostgres {
 pub fn cluster_b() -> &'static EmbeddedPostgres {
     static CLUSTER: OnceLock<EmbeddedPostgres> = OnceLock::new();
     CLUSTER.get_or_init(|| {
-        EmbeddedPostgres::start(
-            &test_root().join("cluster-b"),
-            ClusterOptions {
-                ephemeral: true,
-                max_connections: 100,
-            },
+        stop_at_exit(
+            EmbeddedPostgres::start(
+                &test_root().join("cluster-b"),
+                ClusterOptions {
+                    ephemeral: true,
+                    max_connections: 100,
+                },
+            )
+            .expect("the second test cluster starts"),
         )
-        .expect("the second test cluster starts")
     })
 }
 
@@ -77,7 +95,7 @@ pub fn private_cluster(name: &str, max_connections: u32) -> &'static EmbeddedPos
         let _ = start_private(name, max_connections).stop();
         let _ = std::fs::remove_dir_all(&dir);
     }
-    Box::leak(Box::new(start_private(name, max_connections)))
+    Box::leak(Box::new(stop_at_exit(start_private(name, max_connections))))
 }
 
 /// Starts a stopped private cluster again, on its old port with its data.

@@ -136,7 +136,7 @@ async fn a_full_budget_answers_capacity_and_pooled_sessions_leak_nothing() {
     let held = router.connection(&first).await.unwrap();
     let started = Instant::now();
     let refused = router.connection(&second).await.unwrap_err();
-    assert_eq!(refused.code, "capacity");
+    assert_eq!(refused.code.as_str(), "capacity");
     assert!(started.elapsed() >= Duration::from_millis(250));
     // Once it is idle, "second" takes it over (the idle one is closed for it).
     let pid: i32 = held

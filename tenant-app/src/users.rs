@@ -4,13 +4,13 @@
 use axum::Json;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use control_plane::ApiError;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Row;
+use web::{ApiError, ErrorCode};
 
-use super::auth::{Authed, Role};
-use super::common::{Body, Fields, Id, Page, Paged, Params, db_error, not_found};
+use crate::auth::{Authed, Role};
+use crate::common::{Body, Fields, Id, Page, Paged, Params, db_error, not_found};
 
 #[derive(Debug, Serialize)]
 pub struct User {
@@ -146,7 +146,7 @@ pub async fn update_user(
 /// `DELETE /api/v1/users/{id}` (owner): removes a user from the workspace by deactivating it
 /// (its rows stay attributed; its sessions stop at once). The last active owner stays.
 pub async fn remove_user(
-    axum::extract::State(router): axum::extract::State<crate::resolve::RouterState>,
+    axum::extract::State(router): axum::extract::State<tenant_router::RouterState>,
     mut authed: Authed,
     Id(id): Id,
 ) -> Result<StatusCode, ApiError> {
@@ -210,8 +210,7 @@ async fn change_user(authed: &mut Authed, id: i64, change: &UserChange) -> Resul
     if owners == 0 {
         // Dropping the transaction rolls the change back.
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "last_owner",
+            ErrorCode::LastOwner,
             "This is the workspace's last active owner; make someone else owner first.",
         ));
     }
@@ -251,7 +250,7 @@ async fn usage_against_limits(authed: &Authed) -> Result<serde_json::Value, ApiE
 /// `GET /api/v1/usage` (owner): usage against the plan's limits, requests per day (the last 30
 /// days, as flushed by the routers) and the newest sample of the database's size.
 pub async fn usage(
-    axum::extract::State(router): axum::extract::State<crate::resolve::RouterState>,
+    axum::extract::State(router): axum::extract::State<tenant_router::RouterState>,
     authed: Authed,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authed.require(Role::Owner)?;

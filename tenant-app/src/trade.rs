@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::http::StatusCode;
 use chrono::{DateTime, NaiveDate, Utc};
-use control_plane::ApiError;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Row;
+use web::{ApiError, ErrorCode};
 
-use super::auth::{Authed, Role};
-use super::catalog::check_quantity;
-use super::common::{Body, Id, Page, Paged, Params, db_error, invalid, not_found};
+use crate::auth::{Authed, Role};
+use crate::catalog::check_quantity;
+use crate::common::{Body, Id, Page, Paged, Params, db_error, invalid, not_found};
 
 // ---------------------------------------------------------------- stock levels
 
@@ -285,7 +285,7 @@ impl Kind {
 
 /// Records the movement's total, reads it back whole, and commits.
 async fn finish_movement(
-    transaction: deadpool_postgres::Transaction<'_>,
+    transaction: tenant_router::seam::TenantTransaction<'_>,
     kind: Kind,
     id: i64,
     total: i64,
@@ -398,7 +398,7 @@ pub async fn create_sale(
                 &line_field(&new.lines, *item_id, "quantity"),
                 &format!("only {stock} in stock at this branch"),
             );
-            error.code = "insufficient_stock";
+            error.code = ErrorCode::InsufficientStock;
             error.message = "There is not enough stock for this sale; nothing was recorded.".into();
             return Err(error);
         }
@@ -588,11 +588,7 @@ pub async fn start_stock_take(
 }
 
 fn not_open() -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "wrong_status",
-        "This stock take is no longer open.",
-    )
+    ApiError::new(ErrorCode::WrongStatus, "This stock take is no longer open.")
 }
 
 /// `PUT /api/v1/stock-takes/{id}/counts`: records (or corrects) one item's count; the expected

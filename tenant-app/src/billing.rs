@@ -4,21 +4,21 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use control_plane::ApiError;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use web::{ApiError, ErrorCode};
 
-use super::auth::{Authed, Role};
-use super::common::{Body, Fields};
-use crate::resolve::RouterState;
+use crate::auth::{Authed, Role};
+use crate::common::{Body, Fields};
 
 /// `GET /api/v1/billing` (owner): the subscription (state, dates; never Stripe secrets).
 pub async fn show(
-    State(router): State<RouterState>,
+    State(app): State<crate::AppState>,
     authed: Authed,
 ) -> Result<Json<Value>, ApiError> {
     authed.require(Role::Owner)?;
-    let subscription = router
+    let subscription = app
+        .router
         .store()
         .subscription(authed.connection.tenant.id)
         .await?;
@@ -30,7 +30,7 @@ pub async fn show(
         "current_period_end": subscription.current_period_end,
         "grace_ends_at": subscription.grace_ends_at,
         "cancel_at": subscription.cancel_at,
-        "checkout_available": router.stripe().is_some(),
+        "checkout_available": app.stripe.is_some(),
     })))
 }
 
@@ -49,15 +49,15 @@ fn monthly() -> String {
 /// Stripe Checkout session for the plan. The tenant's Stripe customer is made on first use and
 /// remembered; nothing is stored when Stripe refuses.
 pub async fn checkout(
-    State(router): State<RouterState>,
+    State(app): State<crate::AppState>,
     authed: Authed,
     Body(request): Body<CheckoutRequest>,
 ) -> Result<(StatusCode, Json<control_plane::stripe::CheckoutSession>), ApiError> {
     authed.require(Role::Owner)?;
-    let Some(stripe) = router.stripe() else {
+    let router = &app.router;
+    let Some(stripe) = app.stripe.as_ref() else {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "stripe_not_configured",
+            ErrorCode::StripeNotConfigured,
             "Online payment is not set up for this service; contact support to change plans.",
         ));
     };
@@ -87,8 +87,7 @@ pub async fn checkout(
         && subscription.status != control_plane::subscriptions::SubscriptionStatus::Cancelled
     {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "already_subscribed",
+            ErrorCode::AlreadySubscribed,
             "This workspace already has a paid subscription; to change plans, contact support.",
         ));
     }
@@ -108,7 +107,7 @@ pub async fn checkout(
             customer
         }
     };
-    let base = format!("{}/settings", tenant_url(&router, &tenant.slug));
+    let base = format!("{}/settings", tenant_url(router, &tenant.slug));
     let session = stripe
         .create_checkout_session(
             tenant_id,
@@ -124,7 +123,7 @@ pub async fn checkout(
     Ok((StatusCode::CREATED, Json(session)))
 }
 
-fn tenant_url(router: &RouterState, slug: &str) -> String {
+fn tenant_url(router: &tenant_router::RouterState, slug: &str) -> String {
     let base = router.base_domain();
     let scheme = if base == "localhost" || base.ends_with(".localhost") {
         "http"
@@ -138,8 +137,7 @@ fn tenant_url(router: &RouterState, slug: &str) -> String {
 fn stripe_error(error: control_plane::stripe::StripeError) -> ApiError {
     tracing::warn!(%error, "Stripe call failed");
     ApiError::new(
-        StatusCode::BAD_GATEWAY,
-        "stripe_unavailable",
+        ErrorCode::StripeUnavailable,
         "The payment provider did not accept the request. Nothing was charged; try again in a moment or contact support.",
     )
 }

@@ -13,15 +13,16 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use control_plane::signup::{MIN_PASSWORD_LENGTH, check_password_strength, is_plausible_email};
-use control_plane::{ApiError, Purpose, Sealed};
+use control_plane::{Purpose, Sealed};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
+use web::{ApiError, ErrorCode};
 
-use super::TenantConnection;
-use super::auth::{Authed, Role, plan_limit_reached};
-use super::common::{Body, Fields, db_error};
-use super::users::{USER_COLUMNS, User, user};
-use crate::resolve::RouterState;
+use crate::TenantConnection;
+use crate::auth::{Authed, Role, plan_limit_reached};
+use crate::common::{Body, Fields, db_error};
+use crate::users::{USER_COLUMNS, User, user};
+use tenant_router::RouterState;
 
 /// How long an invitation can be accepted.
 const INVITATION_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -60,8 +61,7 @@ pub struct Acceptance {
 
 fn invalid_invitation(why: &str) -> ApiError {
     ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_invitation",
+        ErrorCode::InvalidInvitation,
         format!("{why} Ask the workspace's owner for a new invitation link."),
     )
 }
@@ -137,8 +137,7 @@ pub async fn invite_user(
         .get(0);
     if exists {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "already_exists",
+            ErrorCode::AlreadyExists,
             "A user with this email already exists in this workspace (reactivate it instead).",
         ));
     }

@@ -4,13 +4,13 @@
 use axum::Json;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use control_plane::ApiError;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
+use web::ApiError;
 
-use super::auth::{Authed, Role};
-use super::common::{Body, Fields, Id, Page, Paged, Params, db_error, invalid, not_found};
+use crate::auth::{Authed, Role};
+use crate::common::{Body, Fields, Id, Page, Paged, Params, db_error, invalid, not_found};
 
 // ---------------------------------------------------------------- branches
 

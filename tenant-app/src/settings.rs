@@ -9,8 +9,8 @@ use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, PreEscaped, html};
 
-use super::ResolvedOnly;
-use super::branding::EffectiveBranding;
+use crate::ResolvedOnly;
+use crate::branding::EffectiveBranding;
 
 const SCRIPT: &str = include_str!("settings.js");
 

@@ -6,14 +6,14 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use control_plane::ApiError;
 use control_plane::domains::{CustomDomain, normalise_domain};
 use control_plane::store::StoreError;
 use serde::Deserialize;
+use web::ApiError;
 
-use super::auth::{Authed, Role};
-use super::common::{Body, invalid, not_found};
-use crate::resolve::RouterState;
+use crate::auth::{Authed, Role};
+use crate::common::{Body, invalid, not_found};
+use tenant_router::RouterState;
 
 #[derive(Debug, Deserialize)]
 pub struct NewDomain {

@@ -1,5 +1,5 @@
-//! The apex HTTP surface: the signup form, the signup API, its status endpoint, `/healthz`, and
-//! API key validation for other services.
+//! The apex HTTP surface: the signup form, the signup API, its status endpoint, `/healthz`, the
+//! Stripe webhook, and API key validation for other services.
 //! Handlers are thin: extract, one call into the store, map the result.
 
 use std::sync::Arc;
@@ -14,10 +14,12 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use uuid::Uuid;
 
-use crate::error::ApiError;
-use crate::model::{SignupAccepted, SignupRequest, SignupStatus, TenantStatus};
-use crate::store::{NewTenant, Store};
-use crate::{passwords, signup};
+use control_plane::model::{SignupAccepted, SignupRequest, SignupStatus, TenantStatus};
+use control_plane::store::{NewTenant, Store, StoreError};
+use control_plane::{passwords, signup};
+use web::{ApiError, ClientRateLimiter, ErrorCode, json_rejection};
+
+mod stripe_webhook;
 
 /// What apex handlers share.
 #[derive(Debug, Clone)]
@@ -25,53 +27,8 @@ pub struct ApexState {
     pub store: Store,
     pub base_domain: Arc<str>,
     pub signup_limiter: Arc<ClientRateLimiter>,
-    pub billing: Arc<crate::settings::BillingSettings>,
-    pub lifecycle: crate::subscriptions::Lifecycle,
-}
-
-/// A per-key rate limit (GCRA, from governor): signups and admin logins per client address,
-/// tenant requests per tenant.
-#[derive(Debug)]
-pub struct RateLimit<K: std::hash::Hash + Eq + Clone> {
-    limiter: governor::DefaultKeyedRateLimiter<K>,
-}
-
-/// Signups and admin logins per client address.
-pub type ClientRateLimiter = RateLimit<std::net::IpAddr>;
-
-impl<K: std::hash::Hash + Eq + Clone> RateLimit<K> {
-    /// `per_minute` requests per key, in a burst or spread out (0 disables the limit).
-    pub fn new(per_minute: u32) -> Self {
-        let quota = governor::Quota::per_minute(
-            std::num::NonZeroU32::new(per_minute).unwrap_or(std::num::NonZeroU32::MAX),
-        );
-        Self {
-            limiter: governor::RateLimiter::keyed(quota),
-        }
-    }
-
-    /// `per_second` requests per key, with bursts of `burst` (0 disables the limit).
-    pub fn per_second(per_second: u32, burst: u32) -> Self {
-        let rate = std::num::NonZeroU32::new(per_second).unwrap_or(std::num::NonZeroU32::MAX);
-        let burst = std::num::NonZeroU32::new(burst).unwrap_or(rate);
-        Self {
-            limiter: governor::RateLimiter::keyed(
-                governor::Quota::per_second(rate).allow_burst(burst),
-            ),
-        }
-    }
-
-    /// `Err(seconds to wait)` when the key is over its quota.
-    pub fn check(&self, key: &K) -> Result<(), u32> {
-        use governor::clock::{Clock as _, DefaultClock};
-        if self.limiter.len() > 100_000 {
-            self.limiter.retain_recent();
-        }
-        self.limiter.check_key(key).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            u32::try_from(wait.as_secs().saturating_add(1)).unwrap_or(u32::MAX)
-        })
-    }
+    pub billing: Arc<control_plane::settings::BillingSettings>,
+    pub lifecycle: control_plane::subscriptions::Lifecycle,
 }
 
 /// The apex router. Mounted by the `silo` binary for requests whose Host is the base domain.
@@ -81,7 +38,7 @@ pub fn router(state: ApexState) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/v1/signups", post(create_signup))
         .route("/api/v1/signups/{tenant_id}", get(signup_status))
-        .route("/api/v1/webhooks/stripe", post(crate::stripe::webhook))
+        .route("/api/v1/webhooks/stripe", post(stripe_webhook::webhook))
         .with_state(state)
 }
 
@@ -99,27 +56,6 @@ async fn healthz(State(state): State<ApexState>) -> Response {
     }
 }
 
-/// Maps axum's JSON rejections to our error shape without echoing the body back.
-pub fn json_rejection(rejection: JsonRejection) -> ApiError {
-    match rejection {
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "Send the request body as JSON with `Content-Type: application/json`.",
-        ),
-        JsonRejection::JsonDataError(_) => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_request",
-            "The JSON body is missing a field or has a field of the wrong type; see the API documentation.",
-        ),
-        _ => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
-            "The request body is not valid JSON.",
-        ),
-    }
-}
-
 #[tracing::instrument(name = "create_signup", skip_all, fields(tenant = tracing::field::Empty))]
 async fn create_signup(
     State(state): State<ApexState>,
@@ -132,8 +68,7 @@ async fn create_signup(
             .check(&address.ip())
             .map_err(|seconds| {
                 ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
+                    ErrorCode::RateLimited,
                     format!("Too many signups from your address. Try again in {seconds} seconds."),
                 )
                 .retry_after(seconds)
@@ -149,13 +84,12 @@ async fn create_signup(
         .await?
         .is_some()
     {
-        return Err(crate::store::StoreError::SubdomainTaken.into());
+        return Err(StoreError::SubdomainTaken.into());
     }
     // A full fleet is refused now, with nothing stored, rather than failing later.
     if !state.store.has_capacity().await? {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_capacity",
+                ErrorCode::NoCapacity,
             "We cannot take new workspaces right now because every database server is full. Please try again later.",
         )
         .retry_after(300));
@@ -194,9 +128,8 @@ async fn signup_status(
         .tenant(tenant_id)
         .await
         .map_err(|error| match error {
-            crate::store::StoreError::NotFound => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "signup_not_found",
+            StoreError::NotFound => ApiError::new(
+                ErrorCode::SignupNotFound,
                 "No signup has that id. Check the status URL you were given.",
             ),
             other => other.into(),
@@ -249,12 +182,11 @@ async fn validate_api_key(
     State(state): State<ApiKeyValidationState>,
     client: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: Result<Json<ValidateRequest>, JsonRejection>,
-) -> Result<Json<crate::api_keys::ValidKey>, ApiError> {
+) -> Result<Json<control_plane::api_keys::ValidKey>, ApiError> {
     if let Some(Extension(ConnectInfo(address))) = client {
         state.limiter.check(&address.ip()).map_err(|seconds| {
             ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                ErrorCode::RateLimited,
                 format!(
                     "Too many key validations from your address. Cache answers briefly; try again in {seconds} seconds."
                 ),
@@ -266,8 +198,7 @@ async fn validate_api_key(
     match state.store.validate_api_key(&request.key).await? {
         Some(valid) => Ok(Json(valid)),
         None => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_api_key",
+            ErrorCode::InvalidApiKey,
             "The API key is not valid: it is unknown, revoked, or its workspace cannot use API keys now.",
         )),
     }

@@ -17,13 +17,14 @@ use axum::{Extension, Json};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use control_plane::api_keys::{API_ACCESS_MODULE, PresentedKey};
-use control_plane::{ApiError, Purpose, Sealed};
+use control_plane::{Purpose, Sealed};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
+use web::{ApiError, ErrorCode};
 
-use super::TenantConnection;
-use super::common::{Body, Fields};
-use crate::resolve::RouterState;
+use crate::TenantConnection;
+use crate::common::{Body, Fields};
+use tenant_router::RouterState;
 
 /// How long a session token is valid.
 const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
@@ -119,8 +120,7 @@ async fn module_not_enabled(router: &RouterState, module: &str) -> ApiError {
         })
         .unwrap_or_default();
     ApiError::new(
-        StatusCode::FORBIDDEN,
-        "module_not_enabled",
+        ErrorCode::ModuleNotEnabled,
         format!(
             "The `{module}` module is not part of this workspace's plan. It is included in: {}.",
             if plans.is_empty() {
@@ -182,7 +182,7 @@ impl Authed {
             .client()
             .query_one(count_sql, &[])
             .await
-            .map_err(super::common::db_error)?
+            .map_err(crate::common::db_error)?
             .get(0);
         if count < i64::from(limit) {
             return Ok(());
@@ -197,8 +197,7 @@ impl Authed {
             Ok(())
         } else {
             Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "insufficient_role",
+                ErrorCode::InsufficientRole,
                 format!(
                     "This needs the {} role or higher; you are {}.",
                     least.as_str(),
@@ -216,8 +215,7 @@ impl Authed {
 /// 403 `plan_limit_reached`: the `plan` allows `limit` of `what` and `count` exist.
 pub(super) fn plan_limit_reached(plan: &str, limit: i32, what: &str, count: i64) -> ApiError {
     ApiError::new(
-        StatusCode::FORBIDDEN,
-        "plan_limit_reached",
+        ErrorCode::PlanLimitReached,
         format!(
             "The {plan} plan allows {limit} {what}; this workspace has {count}. Upgrade to add more."
         ),
@@ -226,8 +224,7 @@ pub(super) fn plan_limit_reached(plan: &str, limit: i32, what: &str, count: i64)
 
 fn unauthenticated() -> ApiError {
     ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthenticated",
+        ErrorCode::Unauthenticated,
         "Sign in first and send the token as `Authorization: Bearer <token>`.",
     )
 }
@@ -278,7 +275,7 @@ where
                 &[&claims.user_id],
             )
             .await
-            .map_err(super::common::db_error)?
+            .map_err(crate::common::db_error)?
             .ok_or_else(unauthenticated)?;
         let user = session_user(&row).ok_or_else(ApiError::internal)?;
         Ok(Self {
@@ -291,8 +288,7 @@ where
 
 fn invalid_api_key() -> ApiError {
     ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthenticated",
+        ErrorCode::Unauthenticated,
         "The API key is not valid for this workspace (unknown, revoked, or another workspace's). \
          Send a key of this workspace as `Authorization: Bearer silo_…`.",
     )
@@ -396,8 +392,7 @@ pub async fn login(
             .check_login_rate(connection.tenant.id, address.ip())
             .map_err(|seconds| {
                 ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
+                    ErrorCode::RateLimited,
                     "Too many sign-in attempts from this address. Wait a minute and try again.",
                 )
                 .retry_after(seconds)
@@ -415,7 +410,7 @@ pub async fn login(
             &[&request.email.trim()],
         )
         .await
-        .map_err(super::common::db_error)?;
+        .map_err(crate::common::db_error)?;
     let hash = row
         .as_ref()
         .map(|row| row.get::<_, String>("password_hash"));
@@ -428,8 +423,7 @@ pub async fn login(
     .unwrap_or(false);
     let (Some(row), true) = (row, verified) else {
         return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
+            ErrorCode::InvalidCredentials,
             "The email or password is wrong.",
         ));
     };
@@ -441,7 +435,7 @@ pub async fn login(
             &[&user.id],
         )
         .await
-        .map_err(super::common::db_error)?;
+        .map_err(crate::common::db_error)?;
     let claims = Claims {
         user_id: user.id,
         expires_at: unix_now() + SESSION_LIFETIME.as_secs(),

@@ -3,32 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
-use axum::http::StatusCode;
+use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
-use control_plane::ApiError;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use web::{ApiError, ErrorCode};
 
-/// A JSON body whose rejection is a stable `ApiError` (415, 400 or 422), not axum's text.
-pub struct Body<T>(pub T);
-
-impl<S, T> FromRequest<S> for Body<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        Json::<T>::from_request(request, state)
-            .await
-            .map(|Json(value)| Self(value))
-            .map_err(|rejection: JsonRejection| control_plane::http::json_rejection(rejection))
-    }
-}
+pub use web::JsonBody as Body;
 
 /// A record id from the path; anything that is not one is a 404, like an unknown id.
 pub struct Id(pub i64);
@@ -56,8 +37,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
             .map(|Query(value)| Self(value))
             .map_err(|rejection| {
                 ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_request",
+                    ErrorCode::InvalidRequest,
                     format!("The query string is not valid: {}", rejection.body_text()),
                 )
             })
@@ -114,8 +94,7 @@ pub fn invalid(field: &str, problem: &str) -> ApiError {
 
 pub fn not_found(what: &str) -> ApiError {
     ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
+        ErrorCode::NotFound,
         format!("There is no such {what} in this workspace."),
     )
 }
@@ -184,8 +163,7 @@ pub fn db_error(error: tokio_postgres::Error) -> ApiError {
     let Some(db) = error.as_db_error() else {
         tracing::warn!(%error, "tenant database request failed");
         return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "tenant_unavailable",
+            ErrorCode::TenantUnavailable,
             "This workspace's database cannot be reached right now. Try again shortly.",
         )
         .retry_after(5);
@@ -194,8 +172,7 @@ pub fn db_error(error: tokio_postgres::Error) -> ApiError {
     let field = constraint_field(constraint);
     match *db.code() {
         SqlState::UNIQUE_VIOLATION => ApiError::new(
-            StatusCode::CONFLICT,
-            "already_exists",
+            ErrorCode::AlreadyExists,
             format!("Another record already has this {field}."),
         ),
         SqlState::FOREIGN_KEY_VIOLATION => {

@@ -5,15 +5,15 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use control_plane::ApiError;
 use control_plane::integrations::{Integration, SECRET_LENGTH, valid_name};
 use control_plane::store::StoreError;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
+use web::ApiError;
 
-use super::auth::{Authed, Role};
-use super::common::{Body, Fields, not_found};
-use crate::resolve::RouterState;
+use crate::auth::{Authed, Role};
+use crate::common::{Body, Fields, not_found};
+use tenant_router::RouterState;
 
 #[derive(Debug, Deserialize)]
 pub struct PutIntegration {

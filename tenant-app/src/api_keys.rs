@@ -6,16 +6,16 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use control_plane::ApiError;
 use control_plane::api_keys::{API_ACCESS_MODULE, ApiKey, KEY_ROLES, NewApiKey};
 use control_plane::store::StoreError;
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+use web::ApiError;
 
-use super::auth::{Authed, Role};
-use super::common::{Body, Fields, not_found};
-use crate::resolve::RouterState;
+use crate::auth::{Authed, Role};
+use crate::common::{Body, Fields, not_found};
+use tenant_router::RouterState;
 
 #[derive(Debug, Deserialize)]
 pub struct NewKeyRequest {

@@ -4,15 +4,15 @@
 
 use axum::Json;
 use axum::extract::State;
-use control_plane::ApiError;
 use control_plane::branding::{Branding, DEFAULT_PRIMARY_COLOR, validate_branding};
 use control_plane::model::TenantChanged;
 use serde::Serialize;
+use web::ApiError;
 
-use super::ResolvedOnly;
-use super::auth::{Authed, Role};
-use super::common::Body;
-use crate::resolve::{ResolvedTenant, RouterState};
+use crate::ResolvedOnly;
+use crate::auth::{Authed, Role};
+use crate::common::Body;
+use tenant_router::seam::{ResolvedTenant, RouterState};
 
 /// The module a tenant needs to change its branding.
 pub const CUSTOM_BRANDING_MODULE: &str = "custom_branding";

@@ -1,0 +1,161 @@
+//! The seam between the router (platform) and the tenant app (product): a middleware that
+//! resolves each request's tenant before any handler runs, and the extractors a handler uses to
+//! get it — [`ResolvedOnly`] (the tenant, rate-limited) and [`TenantConnection`] (the tenant and a
+//! budgeted, pooled connection to its own database). The tenant app reaches the router through
+//! this module and [`crate::RouterState`]'s accessors only.
+//!
+//! Invariant: a handler can only get a connection to the database of the tenant its request's
+//! Host named; nothing else in the router or the app opens tenant connections.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::routing::get;
+use axum::{Json, Router};
+use control_plane::model::TenantHealth;
+use web::ApiError;
+
+use crate::budget::TenantClient;
+use crate::host::{CustomDomain, TenantSlug};
+pub use crate::resolve::{ResolvedTenant, RouterState};
+/// A transaction on a tenant connection (the pooled client's own type).
+pub use deadpool_postgres::Transaction as TenantTransaction;
+
+/// Serves a tenant app on tenant hosts: adds `GET /api/v1/health` (the tenant's schema version)
+/// and wraps every route in tenant resolution and the request metrics. The `silo` binary sends
+/// this router requests whose Host named a tenant, with the [`TenantSlug`] or [`CustomDomain`]
+/// in the request's extensions.
+pub fn serve(app: Router, state: RouterState) -> Router {
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .with_state(state.clone())
+        .merge(app)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            resolve_tenant,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            crate::metrics::record_request,
+        ))
+}
+
+/// The tenant a request is for, resolved once by [`resolve_tenant`].
+#[derive(Clone)]
+struct Resolved(Arc<ResolvedTenant>);
+
+/// Middleware: resolves the request's tenant (refusing unknown, suspended or cancelled ones
+/// before any handler runs) and tells clients of a billing problem in a
+/// `Silo-Billing-Warning` header: `past_due; suspends-at=<RFC 3339>` or
+/// `cancelling; access-ends=<RFC 3339>`.
+async fn resolve_tenant(
+    axum::extract::State(state): axum::extract::State<RouterState>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let resolved = if let Some(slug) = request.extensions().get::<TenantSlug>() {
+        state.resolve(&slug.0).await
+    } else if let Some(domain) = request.extensions().get::<CustomDomain>() {
+        state.resolve_domain(&domain.0).await
+    } else {
+        Err(ApiError::tenant_not_found())
+    };
+    let tenant = match resolved {
+        Ok(tenant) => tenant,
+        Err(error) => return error.into_response(),
+    };
+    tenant
+        .requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let warning = billing_warning(&tenant);
+    request.extensions_mut().insert(Resolved(tenant));
+    let mut response = next.run(request).await;
+    if let Some(warning) = warning
+        && let Ok(value) = axum::http::HeaderValue::from_str(&warning)
+    {
+        response.headers_mut().insert("silo-billing-warning", value);
+    }
+    response
+}
+
+fn billing_warning(tenant: &ResolvedTenant) -> Option<String> {
+    match control_plane::access::decide(tenant.status, tenant.entitlements.billing.as_ref()) {
+        control_plane::access::Access::Serve(warning) => warning.map(|w| w.header_value()),
+        _ => None,
+    }
+}
+
+/// A resolved, servable tenant (rate-limited like every request) without a database
+/// connection: for what the router already knows, such as the public branding.
+pub struct ResolvedOnly(pub Arc<ResolvedTenant>);
+
+impl<S> FromRequestParts<S> for ResolvedOnly
+where
+    RouterState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = RouterState::from_ref(state);
+        let tenant = parts
+            .extensions
+            .get::<Resolved>()
+            .map(|Resolved(tenant)| tenant.clone())
+            .ok_or_else(ApiError::tenant_not_found)?;
+        state.check_rate(&tenant)?;
+        Ok(Self(tenant))
+    }
+}
+
+/// A resolved, servable tenant and a connection to its own database.
+pub struct TenantConnection {
+    pub tenant: Arc<ResolvedTenant>,
+    pub client: TenantClient,
+}
+
+impl<S> FromRequestParts<S> for TenantConnection
+where
+    RouterState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = RouterState::from_ref(state);
+        let tenant = if let Some(Resolved(tenant)) = parts.extensions.get::<Resolved>() {
+            tenant.clone()
+        } else if let Some(slug) = parts.extensions.get::<TenantSlug>() {
+            state.resolve(&slug.0).await?
+        } else if let Some(domain) = parts.extensions.get::<CustomDomain>() {
+            state.resolve_domain(&domain.0).await?
+        } else {
+            return Err(ApiError::tenant_not_found());
+        };
+        state.check_rate(&tenant)?;
+        let client = state.connection(&tenant).await?;
+        Ok(Self { tenant, client })
+    }
+}
+
+#[tracing::instrument(name = "tenant_health", skip_all, fields(tenant = %connection.tenant.slug))]
+async fn health(connection: TenantConnection) -> Result<Json<TenantHealth>, ApiError> {
+    let statement = format!(
+        "SELECT coalesce(max(version), 0) FROM {}",
+        tenant_schema::HISTORY_TABLE
+    );
+    let row = connection
+        .client
+        .query_one(&statement, &[])
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, "tenant health query failed");
+            ApiError::internal()
+        })?;
+    Ok(Json(TenantHealth {
+        tenant: connection.tenant.slug.clone(),
+        schema_version: row.get(0),
+    }))
+}

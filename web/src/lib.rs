@@ -1,0 +1,13 @@
+//! What every HTTP surface of Silo shares: [`ApiError`] and its [`ErrorCode`] table, JSON body
+//! extraction with our error shape, the per-key rate limit, and the security headers.
+//!
+//! Boundary: the domain crates (`control-plane`, `provisioner`, `migrator`) know nothing of HTTP;
+//! their errors become HTTP answers here, through explicit `From` impls that pick the meaning.
+
+pub mod error;
+pub mod json;
+pub mod rate_limit;
+
+pub use error::{ApiError, ErrorCode};
+pub use json::{JsonBody, json_rejection};
+pub use rate_limit::{ClientRateLimiter, RateLimit};
