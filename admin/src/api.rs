@@ -7,9 +7,11 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use control_plane::hosts::DatabaseHost;
 use control_plane::model::TenantStatus;
-use control_plane::store::{DatabaseHost, StoreError, TenantRecord};
+use control_plane::store::StoreError;
 use control_plane::subscriptions::{Action, TrialExtension};
+use control_plane::tenants::TenantRecord;
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -193,17 +195,6 @@ pub async fn list_tenants(
     })
 }
 
-pub(crate) async fn tenant_by_slug(
-    state: &AdminState,
-    slug: &str,
-) -> Result<TenantRecord, ApiError> {
-    state
-        .store
-        .tenant_by_slug(slug)
-        .await?
-        .ok_or_else(|| not_found("tenant", slug))
-}
-
 /// `GET /api/v1/admin/tenants/{slug}`: what the tenant page shows — status, subscription,
 /// plan and modules, domains, provisioning history, transitions, exports, audit (newest first).
 pub async fn show_tenant(
@@ -234,7 +225,7 @@ pub async fn cancel_tenant(
     request: Option<Json<CancelRequest>>,
 ) -> Result<Json<Value>, ApiError> {
     let request = request.map(|Json(request)| request).unwrap_or_default();
-    let tenant = tenant_by_slug(&state, &slug).await?;
+    let tenant = state.tenant(&slug).await?;
     if let Some(at_period_end) = request.at_period_end {
         let action = if at_period_end {
             Action::CancelAtPeriodEnd
@@ -271,7 +262,7 @@ pub async fn show_subscription(
     State(state): State<AdminState>,
     Path(slug): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = tenant_by_slug(&state, &slug).await?;
+    let tenant = state.tenant(&slug).await?;
     let subscription = state.store.subscription(tenant.id).await?;
     let transitions = state.store.subscription_transitions(tenant.id).await?;
     Ok(Json(
@@ -285,7 +276,7 @@ async fn act_on_subscription(
     slug: &str,
     action: Action,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = tenant_by_slug(state, slug).await?;
+    let tenant = state.tenant(slug).await?;
     let subscription = state
         .store
         .change_subscription(tenant.id, action, &admin.actor(), &state.lifecycle)
@@ -344,7 +335,7 @@ pub async fn extend_trial(
     )?;
     let invalid =
         |message: String| ApiError::validation([("by".to_owned(), message)].into_iter().collect());
-    let tenant = tenant_by_slug(&state, &slug).await?;
+    let tenant = state.tenant(&slug).await?;
     let now = chrono::Utc::now();
     let extension = match (request.by.as_deref(), request.until) {
         (Some(text), None) => {
@@ -382,7 +373,7 @@ pub async fn tenant_usage(
                 .collect(),
         ));
     }
-    let tenant = tenant_by_slug(&state, &slug).await?;
+    let tenant = state.tenant(&slug).await?;
     Ok(Json(state.store.tenant_usage(tenant.id, days).await?))
 }
 
@@ -396,7 +387,7 @@ pub async fn retry_tenant(
     State(state): State<AdminState>,
     Path(slug): Path<String>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_by_slug(&state, &slug).await?;
+    let tenant = state.tenant(&slug).await?;
     if tenant.status != TenantStatus::Failed {
         return Err(StoreError::WrongStatus(tenant.status.as_str()).into());
     }
@@ -440,7 +431,7 @@ pub async fn rotate_credentials(
     State(state): State<AdminState>,
     Path(slug): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = tenant_by_slug(&state, &slug).await?;
+    let tenant = state.tenant(&slug).await?;
     match provisioner::credentials::rotate_credentials(
         &state.store,
         &state.keyring,
@@ -480,7 +471,7 @@ pub async fn change_plan(
     body: Result<Json<PlanChange>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<control_plane::plans::Entitlements>, ApiError> {
     let Json(change) = body.map_err(web::json_rejection)?;
-    let tenant = tenant_by_slug(&state, &slug).await?;
+    let tenant = state.tenant(&slug).await?;
     state
         .store
         .set_plan(tenant.id, &change.plan, &admin.actor())
@@ -504,7 +495,7 @@ pub async fn set_module(
     body: Result<Json<ModuleChange>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<control_plane::plans::Entitlements>, ApiError> {
     let Json(change) = body.map_err(web::json_rejection)?;
-    let tenant = tenant_by_slug(&state, &slug).await?;
+    let tenant = state.tenant(&slug).await?;
     state
         .store
         .set_add_on(

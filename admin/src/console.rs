@@ -20,10 +20,11 @@ use control_plane::console::{AuditEntry, ProvisioningEvent, TenantFilter};
 use control_plane::domains::CustomDomain;
 use control_plane::model::TenantStatus;
 use control_plane::plans::{Entitlements, MODULES, Plan};
-use control_plane::store::{StoreError, TenantExport, TenantRecord};
+use control_plane::store::StoreError;
 use control_plane::subscriptions::{
     ALL_STATUSES, Action, Subscription, SubscriptionStatus, Transition, TrialExtension,
 };
+use control_plane::tenants::{TenantExport, TenantRecord};
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -284,7 +285,7 @@ pub struct Overview {
 
 impl Overview {
     pub async fn load(state: &AdminState, slug: &str) -> Result<Self, ApiError> {
-        let tenant = crate::api::tenant_by_slug(state, slug).await?;
+        let tenant = state.tenant(slug).await?;
         let store = &state.store;
         let host = match tenant.host_id {
             Some(id) => Some(store.host(id).await?.name),
@@ -994,7 +995,7 @@ pub async fn perform_action(
 ) -> Response {
     let Ok(admin) = admin else { return to_login() };
     let result = async {
-        let tenant = crate::api::tenant_by_slug(&state, &slug).await?;
+        let tenant = state.tenant(&slug).await?;
         let plans = state.store.plans().await?;
         let action = ConsoleAction::parse(&name, &form, &plans, &state.lifecycle)?;
         action.perform(&state, &admin, &tenant).await?;

@@ -42,6 +42,19 @@ pub struct AdminState {
 }
 
 impl AdminState {
+    /// The tenant with this subdomain, or 404 `not_found` naming it.
+    pub(crate) async fn tenant(
+        &self,
+        slug: &str,
+    ) -> Result<control_plane::tenants::TenantRecord, web::ApiError> {
+        self.store.tenant_by_slug(slug).await?.ok_or_else(|| {
+            web::ApiError::new(
+                web::ErrorCode::NotFound,
+                format!("There is no tenant `{slug}`."),
+            )
+        })
+    }
+
     pub fn new(
         store: Store,
         keyring: Arc<Keyring>,

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use control_plane::Keyring;
 use control_plane::connect::{self, ConnectError, ConnectOptions};
-use control_plane::store::TenantRecord;
+use control_plane::tenants::TenantRecord;
 use maud::html;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -204,7 +204,7 @@ async fn access(
     reason: Option<&str>,
     via: &str,
 ) -> Result<(TenantRecord, SupportSnapshot), ApiError> {
-    let tenant = crate::api::tenant_by_slug(state, slug).await?;
+    let tenant = state.tenant(slug).await?;
     if tenant.sealed_database_url.is_none() {
         return Err(SupportError::NoDatabase(tenant.status.as_str()).into());
     }

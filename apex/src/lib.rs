@@ -15,7 +15,8 @@ use axum::{Extension, Json, Router};
 use uuid::Uuid;
 
 use control_plane::model::{SignupAccepted, SignupRequest, SignupStatus, TenantStatus};
-use control_plane::store::{NewTenant, Store, StoreError};
+use control_plane::store::{Store, StoreError};
+use control_plane::tenants::NewTenant;
 use control_plane::{passwords, signup};
 use web::{ApiError, ClientRateLimiter, ErrorCode, json_rejection};
 

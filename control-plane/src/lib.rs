@@ -13,6 +13,7 @@ pub mod connect;
 pub mod console;
 pub mod domains;
 pub mod embedded_postgres;
+pub mod hosts;
 pub mod integrations;
 pub mod model;
 pub mod passwords;
@@ -25,6 +26,7 @@ pub mod signup;
 pub mod store;
 pub mod stripe;
 pub mod subscriptions;
+pub mod tenants;
 pub mod usage;
 
 pub use sealing::{Keyring, Purpose, Sealed};

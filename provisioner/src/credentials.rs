@@ -12,7 +12,7 @@ use control_plane::store::StoreError;
 use control_plane::{Keyring, Purpose, Store};
 use uuid::Uuid;
 
-use crate::steps::{
+use crate::host_sql::{
     ProvisionError, connect, ensure_role, generate_names, tenant_database_url, with_database,
 };
 

@@ -2,7 +2,7 @@
 //! `after_database_created` to make provisioning fail, pause forever, or exit the process there,
 //! so crash recovery can be shown deterministically at every step.
 //!
-//! Points are named `before_<step>` and `after_<step>` for every step in [`crate::steps::step`].
+//! Points are named `before_<step>` and `after_<step>` for every step in `steps::step`.
 //! Unarmed points cost one atomic load.
 
 use std::sync::atomic::{AtomicBool, Ordering};

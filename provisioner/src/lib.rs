@@ -11,6 +11,7 @@
 
 pub mod credentials;
 pub mod failpoints;
+pub mod host_sql;
 pub mod offboarding;
 mod steps;
 pub mod templates;
@@ -20,5 +21,6 @@ mod worker;
 
 pub use warm::{refill_host, remove_host, run_warm_pool};
 
-pub use steps::{ProvisionError, Provisioner, step};
+pub use host_sql::ProvisionError;
+pub use steps::{Provisioner, step};
 pub use worker::run_worker;

@@ -15,13 +15,14 @@ use std::sync::Arc;
 
 use control_plane::model::TenantStatus;
 use control_plane::settings::OffboardingSettings;
-use control_plane::store::{StoreError, TenantExport, TenantRecord, quote_identifier};
+use control_plane::store::{StoreError, quote_identifier};
+use control_plane::tenants::{TenantExport, TenantRecord};
 use control_plane::{Keyring, Purpose, Store};
 use secrecy::{ExposeSecret as _, SecretString};
 use tokio_postgres::config::Host;
 use uuid::Uuid;
 
-use crate::steps::connect;
+use crate::host_sql::connect;
 
 /// The actor recorded in the audit log for work the workers do on their own.
 const SYSTEM_ACTOR: &str = "system:offboarding";

@@ -6,57 +6,14 @@ use std::time::{Duration, Instant};
 
 use control_plane::model::TenantStatus;
 use control_plane::settings::ProvisioningSettings;
-use control_plane::store::{Placement, StoreError, TenantRecord, quote_identifier};
+use control_plane::store::StoreError;
+use control_plane::tenants::{Placement, TenantRecord};
 use control_plane::{Keyring, Purpose, Store};
-use rand::distr::{Alphanumeric, SampleString as _};
-use secrecy::{ExposeSecret as _, SecretString};
-use tokio_postgres::Client;
 use uuid::Uuid;
 
-/// Why a provisioning attempt failed. `Display` is for operators (recorded per step); it never
-/// contains a password or a connection string.
-#[derive(Debug, thiserror::Error)]
-pub enum ProvisionError {
-    #[error("no active database host has free capacity")]
-    NoCapacity,
-    #[error("the tenant's database host is not registered")]
-    UnknownHost,
-    #[error("the tenant database URL could not be built from the host's admin URL")]
-    BadHostUrl,
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Sealing(#[from] control_plane::sealing::SealingError),
-    #[error("database error: {}", describe_database_error(.0))]
-    Database(#[from] tokio_postgres::Error),
-    #[error("tenant migration failed: {0}")]
-    Migration(#[from] migrator::MigrateError),
-    #[error(transparent)]
-    FailPoint(#[from] crate::failpoints::FailPointError),
-}
-
-impl ProvisionError {
-    /// Whether trying again could help.
-    fn is_retryable(&self) -> bool {
-        !matches!(
-            self,
-            ProvisionError::NoCapacity | ProvisionError::BadHostUrl
-        )
-    }
-
-    /// What the person who signed up is told.
-    fn public_reason(&self, step: &str) -> String {
-        match self {
-            ProvisionError::NoCapacity => {
-                "We have no room for new workspaces right now. Please try again later.".to_owned()
-            }
-            _ => format!(
-                "Setting up your database failed at step `{step}`. Our team has been notified; \
-                 you can retry the signup later."
-            ),
-        }
-    }
-}
+use crate::host_sql::{
+    ProvisionError, connect, ensure_role, generate_names, released_version, tenant_database_url,
+};
 
 /// The provisioning service a worker runs; shared by every job of a worker process.
 #[derive(Debug)]
@@ -324,116 +281,5 @@ impl Provisioner {
         let value = result?;
         crate::failpoints::hit("after", name, tenant_id).await?;
         Ok(value)
-    }
-}
-
-/// tokio-postgres prints server errors as just "db error"; operators need the code and message.
-/// (Server messages name objects, never passwords: those travel as SCRAM verifiers.)
-fn describe_database_error(error: &tokio_postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => error.to_string(),
-    }
-}
-
-/// The schema version new tenants are created at: the released version (the target of the last
-/// completed rollout, or the first build's newest), never a newer one a rollout is still taking
-/// through the fleet. Capped at what `migrations` knows, should an older build still be running.
-pub async fn released_version(
-    store: &Store,
-    migrations: &migrator::MigrationSet,
-) -> Result<i32, StoreError> {
-    let known = migrations.latest();
-    Ok(match store.released_version().await? {
-        Some(released) if released <= known => released,
-        Some(released) => {
-            tracing::warn!(
-                released,
-                known,
-                "this build predates the released schema version"
-            );
-            known
-        }
-        None => known,
-    })
-}
-
-/// `url` pointing at another database on the same server.
-pub(crate) fn with_database(
-    url: &SecretString,
-    database: &str,
-) -> Result<SecretString, ProvisionError> {
-    let mut parsed =
-        url::Url::parse(url.expose_secret()).map_err(|_| ProvisionError::BadHostUrl)?;
-    parsed.set_path(database);
-    Ok(SecretString::from(String::from(parsed)))
-}
-
-/// Fresh database and role names and a password. Names are random, never derived from input.
-pub(crate) fn generate_names() -> (String, String, SecretString) {
-    let suffix = Uuid::new_v4().simple().to_string();
-    let database_name = format!("tenant_{}", &suffix[..20]);
-    let role_name = format!("tenant_{}_owner", &suffix[..20]);
-    let password = SecretString::from(Alphanumeric.sample_string(&mut rand::rng(), 40));
-    (database_name, role_name, password)
-}
-
-/// The tenant's URL: the host admin URL's server, with the tenant's role, password and database.
-pub(crate) fn tenant_database_url(
-    admin_url: &SecretString,
-    role: &str,
-    password: &SecretString,
-    database: &str,
-) -> Result<SecretString, ProvisionError> {
-    let mut url =
-        url::Url::parse(admin_url.expose_secret()).map_err(|_| ProvisionError::BadHostUrl)?;
-    url.set_username(role)
-        .map_err(|()| ProvisionError::BadHostUrl)?;
-    url.set_password(Some(password.expose_secret()))
-        .map_err(|()| ProvisionError::BadHostUrl)?;
-    with_database(&SecretString::from(String::from(url)), database)
-}
-
-pub(crate) async fn connect(url: &SecretString) -> Result<Client, tokio_postgres::Error> {
-    let mut config: tokio_postgres::Config = url.expose_secret().parse()?;
-    config.connect_timeout(Duration::from_secs(10));
-    config.application_name("silo-provisioner");
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, "provisioner connection closed");
-        }
-    });
-    Ok(client)
-}
-
-/// Creates the tenant's login role, or resets its password to the sealed one on a retry. The
-/// password travels as a SCRAM verifier, so it never reaches the server (or its logs) in clear.
-pub(crate) async fn ensure_role(
-    admin: &Client,
-    role: &str,
-    tenant_url: &SecretString,
-) -> Result<(), ProvisionError> {
-    let config: tokio_postgres::Config = tenant_url.expose_secret().parse()?;
-    let password = config.get_password().ok_or(ProvisionError::BadHostUrl)?;
-    let verifier = postgres_protocol::password::scram_sha_256(password);
-    let exists = admin
-        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
-        .await?
-        .is_some();
-    let verb = if exists { "ALTER" } else { "CREATE" };
-    // Identifiers cannot be bound as parameters; the role name is generated, never user input.
-    let statement = format!(
-        "{verb} ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD '{}'",
-        quote_identifier(role),
-        verifier.replace('\'', "''")
-    );
-    match admin.batch_execute(&statement).await {
-        Ok(()) => Ok(()),
-        // Another worker created it between our check and our CREATE: set the password.
-        Err(error) if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT) => {
-            Box::pin(ensure_role(admin, role, tenant_url)).await
-        }
-        Err(error) => Err(error.into()),
     }
 }

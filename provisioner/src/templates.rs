@@ -17,7 +17,7 @@ use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
-use crate::steps::{ProvisionError, connect, with_database};
+use crate::host_sql::{ProvisionError, connect, with_database};
 
 /// The role that owns every object inside template databases.
 pub const TEMPLATE_OWNER: &str = "silo_template_owner";

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use control_plane::model::TenantStatus;
-use control_plane::store::TenantRecord;
+use control_plane::tenants::TenantRecord;
 use control_plane::usage::UsageSample;
 use control_plane::{Keyring, Purpose, Store};
 use uuid::Uuid;
 
-use crate::steps::connect;
+use crate::host_sql::connect;
 
 /// Tenants sampled at once (each over its own connection).
 const CONCURRENCY: usize = 4;

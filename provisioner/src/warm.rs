@@ -8,12 +8,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use control_plane::hosts::{DatabaseHost, WarmDatabase};
 use control_plane::settings::ProvisioningSettings;
-use control_plane::store::{DatabaseHost, WarmDatabase, quote_identifier};
+use control_plane::store::quote_identifier;
 use control_plane::{Keyring, Purpose, Store};
 use uuid::Uuid;
 
-use crate::steps::{ProvisionError, connect, ensure_role, generate_names, released_version};
+use crate::host_sql::{ProvisionError, connect, ensure_role, generate_names, released_version};
 
 /// Refills every active host's warm pool to `settings.warm_pool` until `shutdown` resolves.
 pub async fn run_warm_pool(
@@ -74,7 +75,7 @@ pub async fn refill_host(
         {
             let (database_name, role_name, password) = generate_names();
             let id = Uuid::new_v4();
-            let url = crate::steps::tenant_database_url(
+            let url = crate::host_sql::tenant_database_url(
                 &admin_url,
                 &role_name,
                 &password,

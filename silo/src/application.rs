@@ -107,7 +107,8 @@ impl Application {
                 .merge(api_key_validation)
                 .merge(admin)
                 .merge(tenant_router::apex_router(router_state.clone()))
-                .merge(crate::openapi::router());
+                .merge(crate::openapi::router())
+                .layer(axum::middleware::from_fn(web::observe::trace_route));
             let tenant_app = tenant_app::router(tenant_app::AppState {
                 router: router_state.clone(),
                 stripe: control_plane::stripe::StripeClient::new(&options.settings.billing),

@@ -3,8 +3,8 @@
 use std::io::IsTerminal as _;
 
 use anyhow::Context as _;
-use control_plane::store::TenantRecord;
 use control_plane::subscriptions::{Action, Subscription, TrialExtension};
+use control_plane::tenants::TenantRecord;
 
 use crate::bootstrap::Bootstrapped;
 use crate::cli::TenantsCommand;

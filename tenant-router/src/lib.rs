@@ -10,6 +10,7 @@
 pub mod budget;
 pub mod host;
 pub mod metrics;
+pub mod metrics_http;
 pub mod resolve;
 pub mod seam;
 pub mod usage;
@@ -21,6 +22,6 @@ pub use seam::serve;
 /// Routes the apex serves for the router: `/metrics` (Prometheus text).
 pub fn apex_router(state: RouterState) -> axum::Router {
     axum::Router::new()
-        .route("/metrics", axum::routing::get(metrics::serve_metrics))
+        .route("/metrics", axum::routing::get(metrics_http::serve_metrics))
         .with_state(state)
 }

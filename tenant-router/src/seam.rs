@@ -37,8 +37,9 @@ pub fn serve(app: Router, state: RouterState) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             state,
-            crate::metrics::record_request,
+            crate::metrics_http::record_request,
         ))
+        .layer(axum::middleware::from_fn(web::observe::trace_route))
 }
 
 /// The tenant a request is for, resolved once by [`resolve_tenant`].
@@ -66,6 +67,7 @@ async fn resolve_tenant(
         Ok(tenant) => tenant,
         Err(error) => return error.into_response(),
     };
+    tracing::Span::current().record("tenant", tenant.slug.as_str());
     tenant
         .requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

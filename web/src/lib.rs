@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod json;
+pub mod observe;
 pub mod rate_limit;
 
 pub use error::{ApiError, ErrorCode};

@@ -25,4 +25,5 @@ mod sealing;
 mod signup;
 mod tenant_admin;
 mod tenant_app;
+mod tidy;
 mod usage;

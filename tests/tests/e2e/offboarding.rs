@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use control_plane::model::TenantStatus;
-use control_plane::store::TenantRecord;
+use control_plane::tenants::TenantRecord;
 use provisioner::offboarding::{OffboardError, export, restore};
 use reqwest::StatusCode;
 

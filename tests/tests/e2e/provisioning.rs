@@ -246,8 +246,8 @@ async fn a_worker_killed_after_any_step_is_resumed_by_another_and_converges() {
 async fn wait_for_warm_pool(
     app: &TestApp,
     what: &str,
-    done: impl Fn(&[control_plane::store::WarmDatabase]) -> bool,
-) -> Vec<control_plane::store::WarmDatabase> {
+    done: impl Fn(&[control_plane::hosts::WarmDatabase]) -> bool,
+) -> Vec<control_plane::hosts::WarmDatabase> {
     let host = app.store.hosts().await.unwrap().remove(0);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
@@ -270,7 +270,7 @@ async fn a_signup_claims_a_warm_database_and_the_pool_refills() {
         ..Default::default()
     })
     .await;
-    let two_ready = |pool: &[control_plane::store::WarmDatabase]| {
+    let two_ready = |pool: &[control_plane::hosts::WarmDatabase]| {
         pool.len() == 2 && pool.iter().all(|warm| warm.ready)
     };
     let pool = wait_for_warm_pool(&app, "two ready", two_ready).await;
