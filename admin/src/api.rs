@@ -77,7 +77,13 @@ pub async fn add_host(
         })?;
     let id = state
         .store
-        .add_host(&state.keyring, &request.name, &request.admin_url, capacity)
+        .add_host(
+            &state.keyring,
+            &request.name,
+            &request.admin_url,
+            capacity,
+            &admin.actor(),
+        )
         .await
         .map_err(|error| match error {
             StoreError::InvalidUrl => ApiError::new(
@@ -90,15 +96,6 @@ pub async fn add_host(
             ),
             other => other.into(),
         })?;
-    state
-        .store
-        .audit(
-            &admin.actor(),
-            "host.add",
-            None,
-            json!({"host": request.name, "capacity": capacity}),
-        )
-        .await?;
     let host = state.store.host(id).await?;
     Ok((StatusCode::CREATED, Json(host_json(&host))).into_response())
 }
@@ -114,15 +111,9 @@ async fn set_host_status(
         .host_by_name(name)
         .await?
         .ok_or_else(|| not_found("host", name))?;
-    state.store.set_host_status(name, status).await?;
     state
         .store
-        .audit(
-            &admin.actor(),
-            "host.set_status",
-            None,
-            json!({"host": name, "before": before.status, "after": status}),
-        )
+        .set_host_status(name, status, &admin.actor())
         .await?;
     let host = state.store.host(before.id).await?;
     Ok(Json(host_json(&host)))
@@ -154,7 +145,7 @@ pub async fn remove_host(
         .host_by_name(&name)
         .await?
         .ok_or_else(|| not_found("host", &name))?;
-    provisioner::remove_host(&state.store, &state.keyring, &host)
+    provisioner::remove_host(&state.store, &state.keyring, &host, &admin.actor())
         .await
         .map_err(|error| match error {
             provisioner::ProvisionError::Store(store) => ApiError::from(store),
@@ -166,10 +157,6 @@ pub async fn remove_host(
                 )
             }
         })?;
-    state
-        .store
-        .audit(&admin.actor(), "host.remove", None, json!({"host": name}))
-        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -7,7 +7,7 @@ use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use crate::sealing::{Keyring, Purpose, Sealed};
-use crate::store::{Store, StoreError, StoreResult, connect_options};
+use crate::store::{Store, StoreError, StoreResult, connect_options, insert_audit};
 use crate::tenants::TenantRecord;
 
 /// A database host: a PostgreSQL server tenant databases live on.
@@ -54,10 +54,12 @@ impl Store {
         name: &str,
         admin_url: &SecretString,
         capacity: i32,
+        actor: &str,
     ) -> StoreResult<Uuid> {
         connect_options(admin_url)?;
         let id = Uuid::new_v4();
         let sealed = keyring.seal(Purpose::HostAdminUrl, id, admin_url);
+        let mut transaction = self.pool().begin().await?;
         let result = sqlx::query(
             "INSERT INTO database_hosts (id, name, sealed_admin_url, admin_url_key_id, capacity) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -67,15 +69,19 @@ impl Store {
         .bind(&sealed.blob)
         .bind(&sealed.key_id)
         .bind(capacity)
-        .execute(self.pool())
+        .execute(&mut *transaction)
         .await;
         match result {
-            Ok(_) => Ok(id),
+            Ok(_) => {}
             Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("23505") => {
-                Err(StoreError::HostNameTaken)
+                return Err(StoreError::HostNameTaken);
             }
-            Err(error) => Err(error.into()),
+            Err(error) => return Err(error.into()),
         }
+        let detail = serde_json::json!({"host": name, "capacity": capacity});
+        insert_audit(&mut transaction, actor, "host.add", None, detail).await?;
+        transaction.commit().await?;
+        Ok(id)
     }
 
     /// Registers `name` with `admin_url`, or refreshes its URL if it is already registered.
@@ -85,15 +91,19 @@ impl Store {
         name: &str,
         admin_url: &SecretString,
         capacity: i32,
+        actor: &str,
     ) -> StoreResult<Uuid> {
         if let Some(host) = self.host_by_name(name).await? {
             let sealed = keyring.seal(Purpose::HostAdminUrl, host.id, admin_url);
             self.store_host_admin_url(host.id, &sealed).await?;
             return Ok(host.id);
         }
-        match self.add_host(keyring, name, admin_url, capacity).await {
+        match self
+            .add_host(keyring, name, admin_url, capacity, actor)
+            .await
+        {
             Err(StoreError::HostNameTaken) => {
-                Box::pin(self.upsert_host(keyring, name, admin_url, capacity)).await
+                Box::pin(self.upsert_host(keyring, name, admin_url, capacity, actor)).await
             }
             other => other,
         }
@@ -113,23 +123,30 @@ impl Store {
     }
 
     /// Sets a host `active` (takes new tenants) or `draining` (takes none; serves its own).
-    pub async fn set_host_status(&self, name: &str, status: &str) -> StoreResult<()> {
-        let updated = sqlx::query(
-            "UPDATE database_hosts SET status = $2, updated_at = now() WHERE name = $1",
-        )
-        .bind(name)
-        .bind(status)
-        .execute(self.pool())
-        .await?;
-        if updated.rows_affected() == 0 {
+    pub async fn set_host_status(&self, name: &str, status: &str, actor: &str) -> StoreResult<()> {
+        let mut transaction = self.pool().begin().await?;
+        let before: Option<String> =
+            sqlx::query_scalar("SELECT status FROM database_hosts WHERE name = $1 FOR UPDATE")
+                .bind(name)
+                .fetch_optional(&mut *transaction)
+                .await?;
+        let Some(before) = before else {
             return Err(StoreError::NotFound);
-        }
+        };
+        sqlx::query("UPDATE database_hosts SET status = $2, updated_at = now() WHERE name = $1")
+            .bind(name)
+            .bind(status)
+            .execute(&mut *transaction)
+            .await?;
+        let detail = serde_json::json!({"host": name, "before": before, "after": status});
+        insert_audit(&mut transaction, actor, "host.set_status", None, detail).await?;
+        transaction.commit().await?;
         Ok(())
     }
 
     /// Deletes a host record that holds no tenants (its warm databases and templates must have
     /// been dropped from the server first).
-    pub async fn delete_host(&self, host_id: Uuid) -> StoreResult<()> {
+    pub async fn delete_host(&self, host_id: Uuid, actor: &str) -> StoreResult<()> {
         let mut transaction = self.pool().begin().await?;
         let tenants: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants WHERE host_id = $1")
             .bind(host_id)
@@ -138,10 +155,16 @@ impl Store {
         if tenants > 0 {
             return Err(StoreError::HostInUse(tenants));
         }
-        sqlx::query("DELETE FROM database_hosts WHERE id = $1")
-            .bind(host_id)
-            .execute(&mut *transaction)
-            .await?;
+        let name: Option<String> =
+            sqlx::query_scalar("DELETE FROM database_hosts WHERE id = $1 RETURNING name")
+                .bind(host_id)
+                .fetch_optional(&mut *transaction)
+                .await?;
+        let Some(name) = name else {
+            return Err(StoreError::NotFound);
+        };
+        let detail = serde_json::json!({"host": name});
+        insert_audit(&mut transaction, actor, "host.remove", None, detail).await?;
         transaction.commit().await?;
         Ok(())
     }

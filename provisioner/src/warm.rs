@@ -141,19 +141,22 @@ pub async fn remove_host(
     store: &Store,
     keyring: &Keyring,
     host: &DatabaseHost,
+    actor: &str,
 ) -> Result<(), ProvisionError> {
     if host.tenant_count > 0 {
         return Err(control_plane::store::StoreError::HostInUse(host.tenant_count).into());
     }
     // Stop refills first, so nothing new appears while we clean up.
-    store.set_host_status(&host.name, "draining").await?;
+    if host.status != "draining" {
+        store.set_host_status(&host.name, "draining", actor).await?;
+    }
     let admin_url = keyring.open(Purpose::HostAdminUrl, host.id, &host.sealed_admin_url)?;
     for warm in store.warm_databases(host.id).await? {
         drop_warm(store, &admin_url, &warm).await?;
     }
     let admin = connect(&admin_url).await?;
     crate::templates::drop_templates(store, &admin, host.id).await?;
-    store.delete_host(host.id).await?;
+    store.delete_host(host.id, actor).await?;
     Ok(())
 }
 

@@ -97,6 +97,7 @@ pub async fn bootstrap(
                 DEFAULT_HOST_NAME,
                 &host_admin_url,
                 DEFAULT_HOST_CAPACITY,
+                "system:bootstrap",
             )
             .await?;
     }

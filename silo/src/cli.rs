@@ -243,3 +243,11 @@ pub enum HostsCommand {
         json: bool,
     },
 }
+
+/// The audit log's name for whoever runs an operator command: `cli:<login name>`.
+pub fn actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned())
+    )
+}

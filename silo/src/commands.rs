@@ -7,7 +7,7 @@ use control_plane::Settings;
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::bootstrap::{Bootstrapped, bootstrap, generate_key};
-use crate::cli::{AdminCommand, Cli, Command, HostsCommand, KeysCommand, ServeArgs, WorkerArgs};
+use crate::cli::{AdminCommand, Cli, Command, KeysCommand, ServeArgs, WorkerArgs};
 use crate::{Application, ApplicationOptions};
 
 fn say(line: &str) {
@@ -58,56 +58,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             started.shutdown().await
         }
-        Command::Hosts(HostsCommand::Add {
-            name,
-            admin_url,
-            capacity,
-        }) => {
+        Command::Hosts(command) => {
             let started = bootstrap(settings, &say).await?;
-            let capacity = i32::try_from(capacity).context("--capacity is too large")?;
-            let admin_url = SecretString::from(admin_url);
-            let id = started
-                .store
-                .add_host(&started.keyring, &name, &admin_url, capacity)
-                .await
-                .with_context(|| format!("cannot add host `{name}`"))?;
-            println!("Added database host `{name}` ({id}) with capacity {capacity}.");
-            started.shutdown().await
-        }
-        Command::Hosts(HostsCommand::Drain { name }) => {
-            let started = bootstrap(settings, &say).await?;
-            started
-                .store
-                .set_host_status(&name, "draining")
-                .await
-                .with_context(|| format!("cannot drain host `{name}`"))?;
-            println!(
-                "Host `{name}` is draining: it takes no new tenants and keeps serving its own."
-            );
-            started.shutdown().await
-        }
-        Command::Hosts(HostsCommand::Activate { name }) => {
-            let started = bootstrap(settings, &say).await?;
-            started
-                .store
-                .set_host_status(&name, "active")
-                .await
-                .with_context(|| format!("cannot activate host `{name}`"))?;
-            println!("Host `{name}` is active and takes new tenants.");
-            started.shutdown().await
-        }
-        Command::Hosts(HostsCommand::Remove { name }) => {
-            let started = bootstrap(settings, &say).await?;
-            let host = started
-                .store
-                .host_by_name(&name)
-                .await?
-                .with_context(|| format!("there is no host named `{name}`"))?;
-            provisioner::remove_host(&started.store, &started.keyring, &host)
-                .await
-                .with_context(|| format!("cannot remove host `{name}`"))?;
-            println!("Removed host `{name}`.");
-            started.shutdown().await
+            let result = crate::hosts::run(&started, command).await;
+            started.shutdown().await?;
+            result
         }
         Command::Admin(AdminCommand::Create {
             email,
@@ -155,32 +110,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let result = crate::tenants::run(&started, command).await;
             started.shutdown().await?;
             result
-        }
-        Command::Hosts(HostsCommand::List { json }) => {
-            let started = bootstrap(settings, &say).await?;
-            let hosts = started.store.hosts().await?;
-            if json {
-                let rows: Vec<_> = hosts
-                    .iter()
-                    .map(|host| {
-                        serde_json::json!({"id": host.id, "name": host.name, "status": host.status,
-                            "capacity": host.capacity, "tenants": host.tenant_count})
-                    })
-                    .collect();
-                println!("{}", serde_json::Value::Array(rows));
-            } else {
-                println!(
-                    "{:<20} {:<10} {:>8} {:>9}",
-                    "NAME", "STATUS", "TENANTS", "CAPACITY"
-                );
-                for host in &hosts {
-                    println!(
-                        "{:<20} {:<10} {:>8} {:>9}",
-                        host.name, host.status, host.tenant_count, host.capacity
-                    );
-                }
-            }
-            started.shutdown().await
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod cli;
 pub mod commands;
 pub mod dispatch;
+pub mod hosts;
 pub mod migrator_cli;
 pub mod openapi;
 pub mod tenants;

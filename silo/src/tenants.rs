@@ -9,13 +9,7 @@ use control_plane::tenants::TenantRecord;
 use crate::bootstrap::Bootstrapped;
 use crate::cli::TenantsCommand;
 
-/// The audit log's name for whoever runs this command.
-fn actor() -> String {
-    format!(
-        "cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned())
-    )
-}
+use crate::cli::actor;
 
 async fn find(started: &Bootstrapped, slug: &str) -> anyhow::Result<TenantRecord> {
     started

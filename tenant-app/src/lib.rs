@@ -16,7 +16,9 @@ pub mod common;
 pub mod domains;
 pub mod integrations;
 pub mod invitations;
+pub mod reports;
 pub mod settings;
+pub mod stock_takes;
 pub mod trade;
 pub mod users;
 
@@ -106,14 +108,17 @@ pub fn router(state: AppState) -> Router {
             get(trade::list_sales).post(trade::create_sale),
         )
         .route("/api/v1/sales/{id}", get(trade::get_sale))
-        .route("/api/v1/stock-takes", post(trade::start_stock_take))
-        .route("/api/v1/stock-takes/{id}", get(trade::get_stock_take))
-        .route("/api/v1/stock-takes/{id}/counts", put(trade::record_count))
+        .route("/api/v1/stock-takes", post(stock_takes::start_stock_take))
+        .route("/api/v1/stock-takes/{id}", get(stock_takes::get_stock_take))
+        .route(
+            "/api/v1/stock-takes/{id}/counts",
+            put(stock_takes::record_count),
+        )
         .route(
             "/api/v1/stock-takes/{id}/complete",
-            post(trade::complete_stock_take),
+            post(stock_takes::complete_stock_take),
         )
-        .route("/api/v1/reports/sales", get(trade::sales_report))
+        .route("/api/v1/reports/sales", get(reports::sales_report))
         .route(
             "/api/v1/domains",
             get(domains::list_domains).post(domains::add_domain),

@@ -453,7 +453,6 @@ async fn apply(
     Ok(Outcome::Applied)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,6 @@ use crate::budget::{
     TenantPool,
 };
 
-
 use super::{CachedPool, ResolvedTenant, RouterState};
 
 /// Run before a pooled connection is handed to the next request: ends any transaction left

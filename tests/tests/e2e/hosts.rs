@@ -10,7 +10,7 @@ async fn tenants_spread_over_hosts_and_a_full_or_drained_fleet_takes_no_more() {
     let app = TestApp::spawn().await;
     let b_admin_url = cluster_b().superuser_url("postgres");
     app.store
-        .add_host(&app.keyring, "b", &b_admin_url, 2)
+        .add_host(&app.keyring, "b", &b_admin_url, 2, "test")
         .await
         .unwrap();
     let control = app.control_plane().await;
@@ -74,7 +74,10 @@ async fn tenants_spread_over_hosts_and_a_full_or_drained_fleet_takes_no_more() {
         .execute("UPDATE database_hosts SET capacity = 3", &[])
         .await
         .unwrap();
-    app.store.set_host_status("b", "draining").await.unwrap();
+    app.store
+        .set_host_status("b", "draining", "test")
+        .await
+        .unwrap();
     app.active_tenant("five").await;
     let five = app.store.tenant_by_slug("five").await.unwrap().unwrap();
     assert_ne!(
@@ -87,7 +90,7 @@ async fn tenants_spread_over_hosts_and_a_full_or_drained_fleet_takes_no_more() {
 
     // A host with tenants cannot be removed; its tenants keep being served.
     let b = app.store.host_by_name("b").await.unwrap().unwrap();
-    let error = provisioner::remove_host(&app.store, &app.keyring, &b)
+    let error = provisioner::remove_host(&app.store, &app.keyring, &b, "test")
         .await
         .unwrap_err();
     assert!(
@@ -123,7 +126,7 @@ async fn tenants_spread_over_hosts_and_a_full_or_drained_fleet_takes_no_more() {
         .await
         .unwrap();
     let b = app.store.host_by_name("b").await.unwrap().unwrap();
-    provisioner::remove_host(&app.store, &app.keyring, &b)
+    provisioner::remove_host(&app.store, &app.keyring, &b, "test")
         .await
         .unwrap();
     let templates_left: i64 = b_server
@@ -141,4 +144,88 @@ async fn tenants_spread_over_hosts_and_a_full_or_drained_fleet_takes_no_more() {
     assert_eq!(templates_left, 0, "removing a host drops its templates");
     drop((control, b_server));
     app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_commands_from_the_cli_are_audited_like_the_admin_api() {
+    use clap::Parser as _;
+    let app = TestApp::spawn().await;
+    let started = silo::bootstrap::Bootstrapped {
+        settings: crate::harness::test_settings(&app.database, &app.keys),
+        store: app.store.clone(),
+        keyring: app.keyring.clone(),
+        embedded: None,
+    };
+    let admin_url = cluster_b().superuser_url("postgres");
+    let run = |args: Vec<String>| {
+        let cli = silo::cli::Cli::try_parse_from(
+            ["silo".to_owned(), "hosts".to_owned()]
+                .into_iter()
+                .chain(args),
+        )
+        .unwrap_or_else(|error| panic!("`silo hosts` parses: {error}"));
+        let silo::cli::Command::Hosts(command) = cli.command else {
+            panic!("a hosts command");
+        };
+        silo::hosts::run(&started, command)
+    };
+    let words = |line: &str| {
+        line.split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let mut add = words("add --name spare --capacity 5 --admin-url");
+    add.push(secrecy::ExposeSecret::expose_secret(&admin_url).to_owned());
+    run(add).await.unwrap();
+    run(words("drain spare")).await.unwrap();
+    run(words("activate spare")).await.unwrap();
+    // Refused, changing nothing and auditing nothing: an unknown host.
+    assert!(run(words("drain nowhere")).await.is_err());
+    run(words("remove spare")).await.unwrap();
+    assert!(app.store.host_by_name("spare").await.unwrap().is_none());
+
+    let control = app.control_plane().await;
+    let rows = control
+        .query(
+            "SELECT actor, action, detail::text FROM audit_log \
+             WHERE action LIKE 'host.%' AND detail->>'host' = 'spare' ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let audit: Vec<(String, String, serde_json::Value)> = rows
+        .iter()
+        .map(|row| {
+            let detail: String = row.get(2);
+            (
+                row.get(0),
+                row.get(1),
+                serde_json::from_str(&detail).unwrap(),
+            )
+        })
+        .collect();
+    let actions: Vec<&str> = audit.iter().map(|(_, action, _)| action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "host.add",
+            "host.set_status",
+            "host.set_status",
+            // Removal of an active host stops refills first, then deletes the record.
+            "host.set_status",
+            "host.remove"
+        ],
+        "{audit:?}"
+    );
+    for (actor, _, detail) in &audit {
+        assert!(actor.starts_with("cli:"), "{actor}");
+        assert_eq!(detail["host"], "spare");
+        assert!(
+            !detail.to_string().contains("postgres://"),
+            "no URL in the audit log: {detail}"
+        );
+    }
+    assert_eq!(audit[1].2["before"], "active");
+    assert_eq!(audit[1].2["after"], "draining");
+    assert_eq!(audit[2].2["after"], "active");
 }

@@ -78,7 +78,7 @@ async fn an_unreachable_host_ends_failed_with_a_reason_and_retry_recovers() {
     ));
     assert_ne!(broken.expose_secret(), good.expose_secret());
     app.store
-        .upsert_host(&app.keyring, "local", &broken, 1000)
+        .upsert_host(&app.keyring, "local", &broken, 1000, "test")
         .await
         .unwrap();
 
@@ -116,7 +116,7 @@ async fn an_unreachable_host_ends_failed_with_a_reason_and_retry_recovers() {
 
     // Fix the host and retry: the same placement is reused and the tenant activates.
     app.store
-        .upsert_host(&app.keyring, "local", &good, 1000)
+        .upsert_host(&app.keyring, "local", &good, 1000, "test")
         .await
         .unwrap();
     let placed_database = app

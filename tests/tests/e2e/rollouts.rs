@@ -82,6 +82,7 @@ async fn two_host_fleet(app: &TestApp, slugs: &[&str]) {
             "b",
             &cluster_b().superuser_url("postgres"),
             1000,
+            "test",
         )
         .await
         .unwrap();

@@ -258,12 +258,13 @@ async fn a_dead_database_host_fails_only_its_tenants_fast() {
             "doomed",
             &doomed.superuser_url("postgres"),
             100_000,
+            "test",
         )
         .await
         .unwrap();
     app.active_tenant("remote").await;
     app.store
-        .set_host_status("doomed", "draining")
+        .set_host_status("doomed", "draining", "test")
         .await
         .unwrap();
     app.active_tenant("local").await;
@@ -342,11 +343,12 @@ async fn resolved_tenants_are_served_while_the_control_plane_is_down() {
             "shared",
             &cluster().superuser_url("postgres"),
             100_000,
+            "test",
         )
         .await
         .unwrap();
     app.store
-        .set_host_status("local", "draining")
+        .set_host_status("local", "draining", "test")
         .await
         .unwrap();
     app.active_tenant("known").await;

@@ -466,11 +466,14 @@ async fn run(args: &Args, big: &EmbeddedPostgres, small: &EmbeddedPostgres) -> a
             "small",
             &small.superuser_url("postgres"),
             1_000_000,
+            "bench",
         )
         .await?;
     for host in store.hosts().await? {
         if host.name != "small" {
-            store.set_host_status(&host.name, "draining").await?;
+            store
+                .set_host_status(&host.name, "draining", "bench")
+                .await?;
         }
     }
     let crowd_silo = start(&defaults, &store, &keyring).await?;

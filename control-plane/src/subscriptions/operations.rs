@@ -1,0 +1,281 @@
+//! What moves a subscription besides Stripe: operator actions (suspend, reactivate, cancel now or
+//! at the period's end, keep, extend the trial), the time-based transitions the billing clock
+//! applies, and the clock's worker loop. Each goes through [`super::transition`].
+
+use crate::store::{Store, StoreError, StoreResult, insert_audit};
+use chrono::{DateTime, Utc};
+use sqlx::Row as _;
+use std::time::Duration;
+use uuid::Uuid;
+
+use super::*;
+
+impl Store {
+    pub async fn subscription(&self, tenant_id: Uuid) -> StoreResult<Subscription> {
+        let row = sqlx::query("SELECT * FROM subscriptions WHERE tenant_id = $1")
+            .bind(tenant_id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        subscription_from_row(&row)
+    }
+
+    /// The tenant's recorded transitions, oldest first.
+    pub async fn subscription_transitions(&self, tenant_id: Uuid) -> StoreResult<Vec<Transition>> {
+        let rows = sqlx::query(
+            "SELECT from_status, to_status, reason, actor, detail, at FROM subscription_transitions \
+             WHERE tenant_id = $1 ORDER BY id",
+        )
+        .bind(tenant_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Transition {
+                    from_status: row.try_get("from_status")?,
+                    to_status: row.try_get("to_status")?,
+                    reason: row.try_get("reason")?,
+                    actor: row.try_get("actor")?,
+                    detail: row.try_get("detail")?,
+                    at: row.try_get("at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Applies an operator's action; refused (changing nothing) when the machine does not allow it.
+    pub async fn change_subscription(
+        &self,
+        tenant_id: Uuid,
+        action: Action,
+        actor: &str,
+        lifecycle: &Lifecycle,
+    ) -> StoreResult<Subscription> {
+        let mut transaction = self.pool().begin().await?;
+        let current = lock(&mut transaction, tenant_id).await?;
+        let no_detail = Effects::default;
+        match action {
+            Action::Suspend => {
+                transition(
+                    &mut transaction,
+                    &current,
+                    Suspended,
+                    "operator_suspended",
+                    actor,
+                    lifecycle,
+                    no_detail(),
+                )
+                .await?;
+            }
+            Action::Reactivate => {
+                if !matches!(current.status, Suspended | PastDue) {
+                    return Err(StoreError::InvalidTransition {
+                        from: current.status.as_str(),
+                        to: Active.as_str(),
+                    });
+                }
+                transition(
+                    &mut transaction,
+                    &current,
+                    Active,
+                    "operator_reactivated",
+                    actor,
+                    lifecycle,
+                    no_detail(),
+                )
+                .await?;
+            }
+            Action::CancelNow => {
+                transition(
+                    &mut transaction,
+                    &current,
+                    Cancelled,
+                    "cancelled",
+                    actor,
+                    lifecycle,
+                    no_detail(),
+                )
+                .await?;
+            }
+            Action::CancelAtPeriodEnd | Action::KeepSubscription => {
+                if !current.status.can_become(Cancelled) {
+                    return Err(StoreError::InvalidTransition {
+                        from: current.status.as_str(),
+                        to: Cancelled.as_str(),
+                    });
+                }
+                let cancel_at = match action {
+                    Action::CancelAtPeriodEnd => Some(
+                        match current.status {
+                            Trial => current.trial_ends_at,
+                            _ => current.current_period_end,
+                        }
+                        .unwrap_or_else(Utc::now),
+                    ),
+                    _ => None,
+                };
+                sqlx::query(
+                    "UPDATE subscriptions SET cancel_at = $2, updated_at = now() WHERE tenant_id = $1",
+                )
+                .bind(tenant_id)
+                .bind(cancel_at)
+                .execute(&mut *transaction)
+                .await?;
+                insert_audit(
+                    &mut transaction,
+                    actor,
+                    "subscription.cancel_at",
+                    Some(tenant_id),
+                    serde_json::json!({"before": current.cancel_at, "after": cancel_at}),
+                )
+                .await?;
+            }
+        }
+        transaction.commit().await?;
+        self.subscription(tenant_id).await
+    }
+
+    /// Extends (or restarts, after it lapsed) a tenant's trial, to a moment or by a duration
+    /// (read under the row lock, so two extensions at once both count).
+    pub async fn extend_trial(
+        &self,
+        tenant_id: Uuid,
+        extension: TrialExtension,
+        actor: &str,
+        lifecycle: &Lifecycle,
+    ) -> StoreResult<Subscription> {
+        let mut transaction = self.pool().begin().await?;
+        let current = lock(&mut transaction, tenant_id).await?;
+        let until = match extension {
+            TrialExtension::Until(until) => until,
+            TrialExtension::By(by) => current.trial_extended_by(by, Utc::now()),
+        };
+        let detail = serde_json::json!({"before": current.trial_ends_at, "after": until});
+        if current.status == Trial {
+            if current.trial_ends_at.is_some_and(|ends| until <= ends) {
+                return Err(StoreError::InvalidTransition {
+                    from: "trial",
+                    to: "an earlier trial end",
+                });
+            }
+            sqlx::query(
+                "UPDATE subscriptions SET trial_ends_at = $2, updated_at = now() WHERE tenant_id = $1",
+            )
+            .bind(tenant_id)
+            .bind(until)
+            .execute(&mut *transaction)
+            .await?;
+            record_transition(
+                &mut transaction,
+                tenant_id,
+                Some(Trial),
+                Trial,
+                "trial_extended",
+                actor,
+                detail,
+            )
+            .await?;
+        } else {
+            transition(
+                &mut transaction,
+                &current,
+                Trial,
+                "trial_extended",
+                actor,
+                lifecycle,
+                Effects {
+                    trial_ends_at: Some(until),
+                    since: None,
+                    detail,
+                },
+            )
+            .await?;
+        }
+        transaction.commit().await?;
+        self.subscription(tenant_id).await
+    }
+
+    /// One pass of the time-based transitions, as of `now`: ended trials → `past_due`, past-due
+    /// subscriptions past their grace → `suspended`, scheduled cancellations due → `cancelled`.
+    /// Each subscription is moved in its own transaction under its row lock, re-checked there,
+    /// so several workers running this at once never apply one transition twice.
+    pub async fn apply_due_transitions(
+        &self,
+        now: DateTime<Utc>,
+        lifecycle: &Lifecycle,
+    ) -> StoreResult<DueTransitions> {
+        let rows = sqlx::query(
+            "SELECT tenant_id FROM subscriptions \
+             WHERE (status = 'trial' AND trial_ends_at <= $1) \
+                OR (status = 'past_due' AND grace_ends_at <= $1) \
+                OR (status <> 'cancelled' AND cancel_at <= $1) \
+             ORDER BY tenant_id LIMIT 1000",
+        )
+        .bind(now)
+        .fetch_all(self.pool())
+        .await?;
+        let mut done = DueTransitions::default();
+        for row in rows {
+            let tenant_id: Uuid = row.try_get("tenant_id")?;
+            let mut transaction = self.pool().begin().await?;
+            let current = lock(&mut transaction, tenant_id).await?;
+            let due = |at: Option<DateTime<Utc>>| at.is_some_and(|at| at <= now);
+            let (to, reason, since) = if current.status != Cancelled && due(current.cancel_at) {
+                (Cancelled, "period_ended", current.cancel_at)
+            } else if current.status == Trial && due(current.trial_ends_at) {
+                (PastDue, "trial_ended", current.trial_ends_at)
+            } else if current.status == PastDue && due(current.grace_ends_at) {
+                (Suspended, "grace_expired", current.grace_ends_at)
+            } else {
+                continue;
+            };
+            let detail = serde_json::json!({"as_of": now});
+            transition(
+                &mut transaction,
+                &current,
+                to,
+                reason,
+                "system:billing",
+                lifecycle,
+                Effects {
+                    since,
+                    detail,
+                    ..Effects::default()
+                },
+            )
+            .await?;
+            transaction.commit().await?;
+            match to {
+                PastDue => done.trials_ended += 1,
+                Suspended => done.suspended += 1,
+                _ => done.cancelled += 1,
+            }
+        }
+        Ok(done)
+    }
+}
+
+/// Applies time-based transitions every `interval` until `shutdown` resolves (a worker job).
+pub async fn run_billing_clock(
+    store: Store,
+    lifecycle: Lifecycle,
+    interval: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let work = async {
+        loop {
+            match store.apply_due_transitions(Utc::now(), &lifecycle).await {
+                Ok(done) if done != DueTransitions::default() => {
+                    tracing::info!(?done, "subscription transitions applied");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "billing pass failed; will try again"),
+            }
+            tokio::time::sleep(interval).await;
+        }
+    };
+    tokio::select! {
+        () = work => {},
+        () = shutdown => {},
+    }
+}

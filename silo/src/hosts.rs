@@ -1,0 +1,86 @@
+//! `silo hosts …`: register, list, drain, activate and remove database hosts. Every change is
+//! audited as `cli:<login name>` by the store, in the same transaction as the change.
+
+use anyhow::Context as _;
+use secrecy::SecretString;
+
+use crate::bootstrap::Bootstrapped;
+use crate::cli::{HostsCommand, actor};
+
+/// Runs one `silo hosts` command against a started control plane.
+pub async fn run(started: &Bootstrapped, command: HostsCommand) -> anyhow::Result<()> {
+    match command {
+        HostsCommand::Add {
+            name,
+            admin_url,
+            capacity,
+        } => {
+            let capacity = i32::try_from(capacity).context("--capacity is too large")?;
+            let admin_url = SecretString::from(admin_url);
+            let id = started
+                .store
+                .add_host(&started.keyring, &name, &admin_url, capacity, &actor())
+                .await
+                .with_context(|| format!("cannot add host `{name}`"))?;
+            println!("Added database host `{name}` ({id}) with capacity {capacity}.");
+            Ok(())
+        }
+        HostsCommand::Drain { name } => {
+            started
+                .store
+                .set_host_status(&name, "draining", &actor())
+                .await
+                .with_context(|| format!("cannot drain host `{name}`"))?;
+            println!(
+                "Host `{name}` is draining: it takes no new tenants and keeps serving its own."
+            );
+            Ok(())
+        }
+        HostsCommand::Activate { name } => {
+            started
+                .store
+                .set_host_status(&name, "active", &actor())
+                .await
+                .with_context(|| format!("cannot activate host `{name}`"))?;
+            println!("Host `{name}` is active and takes new tenants.");
+            Ok(())
+        }
+        HostsCommand::Remove { name } => {
+            let host = started
+                .store
+                .host_by_name(&name)
+                .await?
+                .with_context(|| format!("there is no host named `{name}`"))?;
+            provisioner::remove_host(&started.store, &started.keyring, &host, &actor())
+                .await
+                .with_context(|| format!("cannot remove host `{name}`"))?;
+            println!("Removed host `{name}`.");
+            Ok(())
+        }
+        HostsCommand::List { json } => {
+            let hosts = started.store.hosts().await?;
+            if json {
+                let rows: Vec<_> = hosts
+                    .iter()
+                    .map(|host| {
+                        serde_json::json!({"id": host.id, "name": host.name, "status": host.status,
+                            "capacity": host.capacity, "tenants": host.tenant_count})
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                println!(
+                    "{:<20} {:<10} {:>8} {:>9}",
+                    "NAME", "STATUS", "TENANTS", "CAPACITY"
+                );
+                for host in &hosts {
+                    println!(
+                        "{:<20} {:<10} {:>8} {:>9}",
+                        host.name, host.status, host.tenant_count, host.capacity
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}
