@@ -378,15 +378,9 @@ pub async fn retry_tenant(
     if tenant.status != TenantStatus::Failed {
         return Err(StoreError::WrongStatus(tenant.status.as_str()).into());
     }
-    state.store.retry_provisioning(tenant.id).await?;
     state
         .store
-        .audit(
-            &admin.actor(),
-            "tenant.retry_provisioning",
-            Some(tenant.id),
-            json!({"before": "failed", "after": "provisioning"}),
-        )
+        .retry_provisioning(tenant.id, &admin.actor())
         .await?;
     Ok((
         StatusCode::ACCEPTED,

@@ -314,15 +314,6 @@ pub async fn start(
     let result = async {
         let spec = form.spec(&state, admin.actor())?;
         let id = state.store.create_rollout(&spec).await?;
-        state
-            .store
-            .audit(
-                &admin.actor(),
-                "rollout.start",
-                None,
-                serde_json::json!({"rollout": id, "target_version": spec.target_version, "stages": spec.stages}),
-            )
-            .await?;
         Ok::<_, ApiError>(id)
     }
     .await;

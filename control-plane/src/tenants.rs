@@ -142,7 +142,7 @@ impl Store {
     }
 
     /// Puts a failed tenant back to `provisioning` and enqueues it again.
-    pub async fn retry_provisioning(&self, tenant_id: Uuid) -> StoreResult<()> {
+    pub async fn retry_provisioning(&self, tenant_id: Uuid, actor: &str) -> StoreResult<()> {
         let mut transaction = self.pool().begin().await?;
         let updated = sqlx::query(
             "UPDATE tenants SET status = 'provisioning', failure_reason = NULL, provisioning_attempts = 0, \
@@ -155,6 +155,9 @@ impl Store {
             return Err(StoreError::NotFound);
         }
         enqueue_provisioning(&mut transaction, tenant_id).await?;
+        let detail = serde_json::json!({"before": "failed", "after": "provisioning"});
+        let action = "tenant.retry_provisioning";
+        insert_audit(&mut transaction, actor, action, Some(tenant_id), detail).await?;
         transaction.commit().await?;
         Ok(())
     }

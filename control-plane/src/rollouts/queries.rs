@@ -7,6 +7,7 @@ use sqlx::Row as _;
 use uuid::Uuid;
 
 use super::*;
+use crate::store::insert_audit;
 
 impl Store {
     /// The released schema version: what new tenants are provisioned at.
@@ -93,6 +94,17 @@ impl Store {
         .bind(&spec.stages)
         .bind(id)
         .execute(&mut *transaction)
+        .await?;
+        let detail = serde_json::json!({
+            "rollout": id, "target_version": spec.target_version, "stages": spec.stages,
+        });
+        insert_audit(
+            &mut transaction,
+            &spec.created_by,
+            "rollout.start",
+            None,
+            detail,
+        )
         .await?;
         transaction.commit().await?;
         Ok(id)

@@ -10,7 +10,6 @@ use control_plane::rollouts::{FailureLimit, RolloutAction, RolloutSpec, RolloutS
 use control_plane::store::StoreError;
 use migrator::MigrationSet;
 use migrator::rollout::Engine;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::*;
@@ -115,14 +114,6 @@ async fn start(
         created_by: actor(),
     };
     let id = store.create_rollout(&spec).await?;
-    store
-        .audit(
-            &actor(),
-            "rollout.start",
-            None,
-            json!({"rollout": id, "target_version": target, "stages": spec.stages}),
-        )
-        .await?;
     if !args.json {
         writeln!(
             out,

@@ -126,9 +126,17 @@ async fn an_unreachable_host_ends_failed_with_a_reason_and_retry_recovers() {
         .unwrap()
         .database_name;
     app.store
-        .retry_provisioning(accepted.tenant_id)
+        .retry_provisioning(accepted.tenant_id, "test")
         .await
         .unwrap();
+    // The retry is audited in the same transaction as the change.
+    let audit = app.store.audit_of(accepted.tenant_id).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|(actor, action, _)| actor == "test" && action == "tenant.retry_provisioning"),
+        "{audit:?}"
+    );
     let status = app.wait_provisioned(&accepted).await;
     assert_eq!(status.status, TenantStatus::Active, "{status:?}");
     assert_eq!(
