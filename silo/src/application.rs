@@ -2,7 +2,9 @@
 //! tenant routers (following tenant changes), and optionally runs provisioning and offboarding
 //! workers, until a shutdown future resolves.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,15 +66,12 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_sender, stop_receiver) = watch::channel(false);
-        let stop_receiver_for_tasks = stop_receiver.clone();
-        let stopped = move || {
-            let mut receiver = stop_receiver_for_tasks.clone();
-            async move {
-                let _ = receiver.wait_for(|stopped| *stopped).await;
-            }
+        let mut background = Background {
+            tasks: tokio::task::JoinSet::new(),
+            stop: stop_receiver.clone(),
         };
+        let stopped = background.stopped_fn();
         let options = self.options;
-        let mut tasks = tokio::task::JoinSet::new();
 
         if let Some(listener) = self.listener {
             let router_state = RouterState::new(
@@ -122,7 +121,7 @@ impl Application {
             )
             .layer(tower_http_trace());
             let stop = stopped();
-            tasks.spawn(async move {
+            background.tasks.spawn(async move {
                 axum::serve(
                     listener,
                     app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
@@ -131,41 +130,24 @@ impl Application {
                 .await
                 .map_err(anyhow::Error::from)
             });
-            let (meter, stop) = (router_state.clone(), stopped());
-            let flush_interval = options.settings.usage.flush_interval;
-            tasks.spawn(async move {
-                let flushing = async {
-                    loop {
-                        tokio::time::sleep(flush_interval).await;
-                        meter.flush_usage().await;
-                    }
-                };
-                tokio::select! {
-                    () = flushing => {},
-                    () = stop => {},
+            let meter = router_state.clone();
+            background.every(options.settings.usage.flush_interval, move || {
+                let meter = meter.clone();
+                async move {
+                    meter.flush_usage().await;
                 }
-                // What was counted since the last flush is not lost on shutdown.
+            });
+            // What was counted since the last flush is not lost on shutdown.
+            let meter = router_state.clone();
+            background.until_stopped(|stop| async move {
+                stop.await;
                 meter.flush_usage().await;
-                Ok(())
             });
-            let (follower, stop) = (router_state.clone(), stopped());
-            tasks.spawn(async move {
-                follower.follow_changes(stop).await;
-                Ok(())
-            });
-            let stop = stopped();
-            tasks.spawn(async move {
-                let maintenance = async {
-                    loop {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        router_state.run_cache_maintenance().await;
-                    }
-                };
-                tokio::select! {
-                    () = maintenance => {},
-                    () = stop => {},
-                }
-                Ok(())
+            let follower = router_state.clone();
+            background.until_stopped(|stop| async move { follower.follow_changes(stop).await });
+            background.every(Duration::from_secs(1), move || {
+                let router_state = router_state.clone();
+                async move { router_state.run_cache_maintenance().await }
             });
         }
 
@@ -184,30 +166,23 @@ impl Application {
                 options.keyring.clone(),
                 options.migrations.clone(),
             );
-            let stop = stopped();
-            tasks.spawn(async move {
-                migrator::rollout::run_rollouts(engine, stop).await;
-                Ok(())
-            });
+            background.until_stopped(|stop| migrator::rollout::run_rollouts(engine, stop));
             if provisioning.warm_pool > 0 {
                 let (store, keyring, settings) = (
                     options.store.clone(),
                     options.keyring.clone(),
                     provisioning.clone(),
                 );
-                let stop = stopped();
-                tasks.spawn(async move {
-                    provisioner::run_warm_pool(store, keyring, settings, stop).await;
-                    Ok(())
+                background.until_stopped(|stop| {
+                    provisioner::run_warm_pool(store, keyring, settings, stop)
                 });
             }
-            let (store, keyring, stop) =
-                (options.store.clone(), options.keyring.clone(), stopped());
+            let (store, keyring) = (options.store.clone(), options.keyring.clone());
             let (export_dir, offboarding) = (
                 options.settings.export_dir(),
                 options.settings.offboarding.clone(),
             );
-            tasks.spawn(async move {
+            background.until_stopped(|stop| {
                 provisioner::offboarding::run_offboarding(
                     store,
                     keyring,
@@ -215,35 +190,25 @@ impl Application {
                     offboarding,
                     stop,
                 )
-                .await;
-                Ok(())
             });
-            let (store, keyring, stop) =
-                (options.store.clone(), options.keyring.clone(), stopped());
+            let (store, keyring) = (options.store.clone(), options.keyring.clone());
             let sample_interval = options.settings.usage.sample_interval;
-            tasks.spawn(async move {
-                provisioner::usage::run_usage_sampler(store, keyring, sample_interval, stop).await;
-                Ok(())
+            background.until_stopped(|stop| {
+                provisioner::usage::run_usage_sampler(store, keyring, sample_interval, stop)
             });
-            let (store, lifecycle, stop) = (
-                options.store.clone(),
-                options.settings.lifecycle(),
-                stopped(),
-            );
+            let (store, lifecycle) = (options.store.clone(), options.settings.lifecycle());
             let billing_interval = options.settings.billing.check_interval;
-            tasks.spawn(async move {
+            background.until_stopped(|stop| {
                 control_plane::subscriptions::run_billing_clock(
                     store,
                     lifecycle,
                     billing_interval,
                     stop,
                 )
-                .await;
-                Ok(())
             });
             let pool = options.store.pool().clone();
             let mut stop_watch = stop_receiver.clone();
-            tasks.spawn(async move {
+            background.tasks.spawn(async move {
                 // The worker stops with an error when the control-plane database goes away; it
                 // is restarted (backing off) rather than taking the whole process down.
                 let mut backoff = Duration::from_millis(500);
@@ -280,7 +245,7 @@ impl Application {
         // Run until asked to stop, or until a part stops on its own (which is a failure).
         let early_exit = tokio::select! {
             () = shutdown => None,
-            Some(result) = tasks.join_next() => Some(result),
+            Some(result) = background.tasks.join_next() => Some(result),
         };
         let _ = stop_sender.send(true);
         let mut outcome: anyhow::Result<()> = match early_exit {
@@ -291,7 +256,7 @@ impl Application {
             Some(Ok(Err(error))) => Err(error),
             Some(Err(join_error)) => Err(join_error.into()),
         };
-        while let Some(result) = tasks.join_next().await {
+        while let Some(result) = background.tasks.join_next().await {
             if let Err(error) = result.map_err(anyhow::Error::from).and_then(|inner| inner)
                 && outcome.is_ok()
             {
@@ -306,4 +271,56 @@ fn tower_http_trace() -> tower_http::trace::TraceLayer<
     tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
 > {
     tower_http::trace::TraceLayer::new_for_http()
+}
+
+/// The application's background tasks and the signal that stops them.
+struct Background {
+    tasks: tokio::task::JoinSet<anyhow::Result<()>>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Background {
+    /// A function making futures that resolve once the application is asked to stop.
+    fn stopped_fn(&self) -> impl Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + use<> {
+        let receiver = self.stop.clone();
+        move || {
+            let mut receiver = receiver.clone();
+            Box::pin(async move {
+                let _ = receiver.wait_for(|stopped| *stopped).await;
+            })
+        }
+    }
+
+    /// Runs `task(stop)`, which must return once `stop` resolves.
+    fn until_stopped<F, Fut>(&mut self, task: F)
+    where
+        F: FnOnce(Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let running = task((self.stopped_fn())());
+        self.tasks.spawn(async move {
+            running.await;
+            Ok(())
+        });
+    }
+
+    /// Runs `tick` every `interval` until the application is asked to stop.
+    fn every<F, Fut>(&mut self, interval: Duration, tick: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        self.until_stopped(move |stop| async move {
+            let ticking = async {
+                loop {
+                    tokio::time::sleep(interval).await;
+                    tick().await;
+                }
+            };
+            tokio::select! {
+                () = ticking => {},
+                () = stop => {},
+            }
+        });
+    }
 }
