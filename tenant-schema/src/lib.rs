@@ -56,4 +56,27 @@ mod tests {
         );
         assert_eq!(latest_version(), versions.len() as i32);
     }
+
+    /// The embedded list is exactly the files on disk (the build script makes cargo rebuild
+    /// when the folder changes; this catches a build that did not).
+    #[test]
+    fn every_file_in_the_folder_is_embedded() {
+        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let mut on_disk: Vec<(i32, String)> = std::fs::read_dir(&folder)
+            .expect("the migrations folder reads")
+            .map(|entry| entry.expect("a directory entry").file_name())
+            .filter_map(|name| {
+                let name = name.to_str()?.strip_suffix(".sql")?.to_owned();
+                let (version, title) = name.strip_prefix('V')?.split_once("__")?;
+                Some((version.parse().ok()?, title.to_owned()))
+            })
+            .collect();
+        on_disk.sort();
+        let embedded: Vec<(i32, String)> = migrations()
+            .iter()
+            .map(|migration| (migration.version(), migration.name().to_owned()))
+            .collect();
+        assert!(!on_disk.is_empty());
+        assert_eq!(embedded, on_disk);
+    }
 }

@@ -429,3 +429,31 @@ fn production_files_stay_short_or_say_why() {
         long.join("\n")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_notifications_come_from_one_publisher_per_kind_of_row() {
+    let app = crate::harness::TestApp::spawn().await;
+    let control = app.control_plane().await;
+    let publishers: Vec<String> = control
+        .query(
+            "SELECT proname::text FROM pg_proc \
+             WHERE prosrc LIKE '%pg_notify%' AND pronamespace = 'public'::regnamespace \
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    // The tenant row's own publisher (it also announces a renamed tenant's old slug) and one for
+    // every row that belongs to a tenant.
+    assert_eq!(
+        publishers,
+        [
+            "silo_publish_tenant_change",
+            "silo_publish_tenant_row_change"
+        ]
+    );
+    app.finish().await;
+}
