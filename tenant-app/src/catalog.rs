@@ -55,20 +55,11 @@ pub async fn list_branches(
     authed: Authed,
     Params(page): Params<Page>,
 ) -> Result<Json<Paged<Branch>>, ApiError> {
-    page.validate()?;
-    let rows = authed
-        .client()
-        .query(
-            &format!("SELECT {BRANCH_COLUMNS} FROM branches WHERE id > $1 ORDER BY id LIMIT $2"),
-            &[&page.after(), &page.fetch()],
-        )
-        .await
-        .map_err(db_error)?;
-    Ok(Json(Paged::new(
-        rows.iter().map(branch).collect(),
-        &page,
-        |b| b.id,
-    )))
+    let sql = format!("SELECT {BRANCH_COLUMNS} FROM branches WHERE id > $1 ORDER BY id LIMIT $2");
+    let branches = page
+        .fetch_page(authed.client(), &sql, &[], branch, |b| b.id)
+        .await?;
+    Ok(Json(branches))
 }
 
 pub async fn get_branch(authed: Authed, Id(id): Id) -> Result<Json<Branch>, ApiError> {
@@ -204,20 +195,12 @@ pub async fn list_suppliers(
     Params(page): Params<Page>,
 ) -> Result<Json<Paged<Supplier>>, ApiError> {
     authed.require_module("inventory").await?;
-    page.validate()?;
-    let rows = authed
-        .client()
-        .query(
-            &format!("SELECT {SUPPLIER_COLUMNS} FROM suppliers WHERE id > $1 ORDER BY id LIMIT $2"),
-            &[&page.after(), &page.fetch()],
-        )
-        .await
-        .map_err(db_error)?;
-    Ok(Json(Paged::new(
-        rows.iter().map(supplier).collect(),
-        &page,
-        |s| s.id,
-    )))
+    let sql =
+        format!("SELECT {SUPPLIER_COLUMNS} FROM suppliers WHERE id > $1 ORDER BY id LIMIT $2");
+    let suppliers = page
+        .fetch_page(authed.client(), &sql, &[], supplier, |s| s.id)
+        .await?;
+    Ok(Json(suppliers))
 }
 
 pub async fn get_supplier(authed: Authed, Id(id): Id) -> Result<Json<Supplier>, ApiError> {
@@ -399,7 +382,6 @@ pub async fn list_items(
         limit: query.limit,
         cursor: query.cursor,
     };
-    page.validate()?;
     let pattern = query.q.map(|q| {
         format!(
             "%{}%",
@@ -408,22 +390,14 @@ pub async fn list_items(
                 .replace('_', "\\_")
         )
     });
-    let rows = authed
-        .client()
-        .query(
-            &format!(
-                "SELECT {ITEM_COLUMNS} FROM items WHERE id > $1 AND ($3::text IS NULL \
-                 OR name ILIKE $3 OR sku ILIKE $3 OR barcode ILIKE $3) ORDER BY id LIMIT $2"
-            ),
-            &[&page.after(), &page.fetch(), &pattern],
-        )
-        .await
-        .map_err(db_error)?;
-    Ok(Json(Paged::new(
-        rows.iter().map(item).collect(),
-        &page,
-        |i| i.id,
-    )))
+    let sql = format!(
+        "SELECT {ITEM_COLUMNS} FROM items WHERE id > $1 AND ($3::text IS NULL \
+         OR name ILIKE $3 OR sku ILIKE $3 OR barcode ILIKE $3) ORDER BY id LIMIT $2"
+    );
+    let items = page
+        .fetch_page(authed.client(), &sql, &[&pattern], item, |i| i.id)
+        .await?;
+    Ok(Json(items))
 }
 
 pub async fn get_item(authed: Authed, Id(id): Id) -> Result<Json<Item>, ApiError> {

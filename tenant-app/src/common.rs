@@ -142,6 +142,27 @@ pub struct Paged<T> {
     pub next_cursor: Option<i64>,
 }
 
+impl Page {
+    /// One page of a keyset-paged list: checks the page, runs `sql` with `$1` = the cursor and
+    /// `$2` = one more than the limit (then `extra` as `$3`, …), maps each row, and says whether
+    /// there is a next page. `sql` must order by the id that `id` returns.
+    pub async fn fetch_page<T>(
+        &self,
+        client: &tokio_postgres::Client,
+        sql: &str,
+        extra: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        row: impl Fn(&tokio_postgres::Row) -> T,
+        id: impl Fn(&T) -> i64,
+    ) -> Result<Paged<T>, ApiError> {
+        self.validate()?;
+        let (after, fetch) = (self.after(), self.fetch());
+        let mut parameters: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&after, &fetch];
+        parameters.extend_from_slice(extra);
+        let rows = client.query(sql, &parameters).await.map_err(db_error)?;
+        Ok(Paged::new(rows.iter().map(row).collect(), self, id))
+    }
+}
+
 impl<T> Paged<T> {
     /// `rows` were fetched with `page.fetch()`; `id` gives a row's id.
     pub fn new(mut rows: Vec<T>, page: &Page, id: impl Fn(&T) -> i64) -> Self {

@@ -48,10 +48,9 @@ pub async fn stock_levels(
         limit: query.limit,
         cursor: query.cursor,
     };
-    page.validate()?;
-    let rows = authed
-        .client()
-        .query(
+    let levels = page
+        .fetch_page(
+            authed.client(),
             "SELECT s.branch_id, s.item_id, i.sku, i.name, s.quantity::float8 AS quantity, \
                     i.reorder_level::float8 AS reorder_level, s.quantity <= i.reorder_level AS low \
              FROM stock_levels s JOIN items i ON i.id = s.item_id \
@@ -59,29 +58,20 @@ pub async fn stock_levels(
                AND ($4::bigint IS NULL OR s.item_id = $4) \
                AND (NOT coalesce($5, false) OR s.quantity <= i.reorder_level) \
              ORDER BY s.item_id, s.branch_id LIMIT $2",
-            &[
-                &page.after(),
-                &page.fetch(),
-                &query.branch_id,
-                &query.item_id,
-                &query.low,
-            ],
+            &[&query.branch_id, &query.item_id, &query.low],
+            |row| StockLevel {
+                branch_id: row.get("branch_id"),
+                item_id: row.get("item_id"),
+                sku: row.get("sku"),
+                name: row.get("name"),
+                quantity: row.get("quantity"),
+                reorder_level: row.get("reorder_level"),
+                below_reorder_level: row.get("low"),
+            },
+            |level| level.item_id,
         )
-        .await
-        .map_err(db_error)?;
-    let levels = rows
-        .iter()
-        .map(|row| StockLevel {
-            branch_id: row.get("branch_id"),
-            item_id: row.get("item_id"),
-            sku: row.get("sku"),
-            name: row.get("name"),
-            quantity: row.get("quantity"),
-            reorder_level: row.get("reorder_level"),
-            below_reorder_level: row.get("low"),
-        })
-        .collect();
-    Ok(Json(Paged::new(levels, &page, |level| level.item_id)))
+        .await?;
+    Ok(Json(levels))
 }
 
 // ---------------------------------------------------------------- purchases and sales
@@ -467,25 +457,21 @@ pub async fn list_sales(
     Params(page): Params<Page>,
 ) -> Result<Json<Paged<SaleSummary>>, ApiError> {
     authed.require_module("sales").await?;
-    page.validate()?;
-    let rows = authed
-        .client()
-        .query(
+    let sales = page
+        .fetch_page(
+            authed.client(),
             "SELECT id, branch_id, status, total_cents, sold_at FROM sales WHERE id > $1 \
              ORDER BY id LIMIT $2",
-            &[&page.after(), &page.fetch()],
+            &[],
+            |row| SaleSummary {
+                id: row.get("id"),
+                branch_id: row.get("branch_id"),
+                status: row.get("status"),
+                total_cents: row.get("total_cents"),
+                sold_at: row.get("sold_at"),
+            },
+            |sale| sale.id,
         )
-        .await
-        .map_err(db_error)?;
-    let sales = rows
-        .iter()
-        .map(|row| SaleSummary {
-            id: row.get("id"),
-            branch_id: row.get("branch_id"),
-            status: row.get("status"),
-            total_cents: row.get("total_cents"),
-            sold_at: row.get("sold_at"),
-        })
-        .collect();
-    Ok(Json(Paged::new(sales, &page, |sale| sale.id)))
+        .await?;
+    Ok(Json(sales))
 }

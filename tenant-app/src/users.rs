@@ -61,20 +61,11 @@ pub async fn list_users(
     Params(page): Params<Page>,
 ) -> Result<Json<Paged<User>>, ApiError> {
     authed.require(Role::Owner)?;
-    page.validate()?;
-    let rows = authed
-        .client()
-        .query(
-            &format!("SELECT {USER_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2"),
-            &[&page.after(), &page.fetch()],
-        )
-        .await
-        .map_err(db_error)?;
-    Ok(Json(Paged::new(
-        rows.iter().map(user).collect(),
-        &page,
-        |u| u.id,
-    )))
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2");
+    let users = page
+        .fetch_page(authed.client(), &sql, &[], user, |u| u.id)
+        .await?;
+    Ok(Json(users))
 }
 
 pub async fn create_user(
