@@ -56,14 +56,7 @@ async fn resolve_tenant(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;
-    let resolved = if let Some(slug) = request.extensions().get::<TenantSlug>() {
-        state.resolve(&slug.0).await
-    } else if let Some(domain) = request.extensions().get::<CustomDomain>() {
-        state.resolve_domain(&domain.0).await
-    } else {
-        Err(ApiError::tenant_not_found())
-    };
-    let tenant = match resolved {
+    let tenant = match tenant_of(request.extensions(), &state).await {
         Ok(tenant) => tenant,
         Err(error) => return error.into_response(),
     };
@@ -89,6 +82,23 @@ fn billing_warning(tenant: &ResolvedTenant) -> Option<String> {
     }
 }
 
+/// The request's tenant: the one [`resolve_tenant`] resolved, or (outside [`serve`]) the one its
+/// Host names.
+async fn tenant_of(
+    extensions: &axum::http::Extensions,
+    state: &RouterState,
+) -> Result<Arc<ResolvedTenant>, ApiError> {
+    if let Some(Resolved(tenant)) = extensions.get::<Resolved>() {
+        Ok(tenant.clone())
+    } else if let Some(slug) = extensions.get::<TenantSlug>() {
+        state.resolve(&slug.0).await
+    } else if let Some(domain) = extensions.get::<CustomDomain>() {
+        state.resolve_domain(&domain.0).await
+    } else {
+        Err(ApiError::tenant_not_found())
+    }
+}
+
 /// A resolved, servable tenant (rate-limited like every request) without a database
 /// connection: for what the router already knows, such as the public branding.
 pub struct ResolvedOnly(pub Arc<ResolvedTenant>);
@@ -102,11 +112,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = RouterState::from_ref(state);
-        let tenant = parts
-            .extensions
-            .get::<Resolved>()
-            .map(|Resolved(tenant)| tenant.clone())
-            .ok_or_else(ApiError::tenant_not_found)?;
+        let tenant = tenant_of(&parts.extensions, &state).await?;
         state.check_rate(&tenant)?;
         Ok(Self(tenant))
     }
@@ -126,17 +132,8 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let ResolvedOnly(tenant) = ResolvedOnly::from_request_parts(parts, state).await?;
         let state = RouterState::from_ref(state);
-        let tenant = if let Some(Resolved(tenant)) = parts.extensions.get::<Resolved>() {
-            tenant.clone()
-        } else if let Some(slug) = parts.extensions.get::<TenantSlug>() {
-            state.resolve(&slug.0).await?
-        } else if let Some(domain) = parts.extensions.get::<CustomDomain>() {
-            state.resolve_domain(&domain.0).await?
-        } else {
-            return Err(ApiError::tenant_not_found());
-        };
-        state.check_rate(&tenant)?;
         let client = state.connection(&tenant).await?;
         Ok(Self { tenant, client })
     }
