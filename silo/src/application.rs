@@ -119,6 +119,7 @@ impl Application {
                 apex,
                 tenant,
             )
+            .layer(axum::middleware::from_fn(web::headers::security_headers))
             .layer(tower_http_trace());
             let stop = stopped();
             background.tasks.spawn(async move {

@@ -5,6 +5,7 @@
 //! their errors become HTTP answers here, through explicit `From` impls that pick the meaning.
 
 pub mod error;
+pub mod headers;
 pub mod json;
 pub mod observe;
 pub mod rate_limit;

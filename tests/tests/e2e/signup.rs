@@ -15,6 +15,10 @@ async fn signup_provisions_a_database_that_serves_the_tenant() {
     assert_eq!(health.status(), StatusCode::OK);
     let page = app.apex_get("/").await;
     assert_eq!(page.status(), StatusCode::OK);
+    // Every response carries the default security headers.
+    assert_eq!(page.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    assert_eq!(page.headers()["referrer-policy"], "same-origin");
     let html = page.text().await.unwrap();
     assert!(
         html.contains("<form") && html.contains("/api/v1/signups"),
