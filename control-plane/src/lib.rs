@@ -2,8 +2,9 @@
 //! secrets, settings and the embedded default PostgreSQL. The domain and the store; no HTTP
 //! server code (the surfaces above it — `apex`, `admin`, the router — answer HTTP).
 //!
-//! Boundary: this crate depends on no other Silo crate; the router, provisioner and migrator
-//! depend on it, and talk to each other only through its database and its [`model`] types.
+//! Boundary: this crate depends on no other Silo crate; every other crate depends on it. The
+//! router and the workers talk to each other only through its database and its [`model`]
+//! types (the provisioner also uses the migrator as a library to migrate new databases).
 
 pub mod access;
 pub mod admins;

@@ -4,8 +4,9 @@
 //!
 //! Invariant: a request is served only from the database of the tenant its Host names; the
 //! connection pool is keyed by tenant id and built from that tenant's own sealed URL.
-//! Boundary: the router never provisions or migrates, and never writes to the control-plane
-//! database.
+//! Boundary: the router never provisions or migrates. Its own writes to the control-plane
+//! database are usage counts (one statement per flush) and API keys' `last_used_at`; what the
+//! tenant app served through it writes is the app's.
 
 pub mod budget;
 pub mod host;
