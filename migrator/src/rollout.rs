@@ -107,13 +107,16 @@ impl Engine {
             self.run_stage(&rollout, stage).await?;
 
             let counts = self.store.stage_counts(rollout_id, Some(stage)).await?;
-            if counts.pending + counts.running > 0 {
-                continue; // paused meanwhile, or more work arrived: look again
-            }
+            // The limit is checked before anything else: `run_stage` stopped starting tenants
+            // when it was passed, and looking again for pending work would start a fresh batch
+            // (a bad migration would then reach the whole stage, whatever the limit said).
             if rollout.failure_limit.exceeded(counts.failed, counts.total) {
                 self.pause_for_failures(&rollout, stage, counts.failed)
                     .await?;
                 continue;
+            }
+            if counts.pending + counts.running > 0 {
+                continue; // paused meanwhile, or more work arrived: look again
             }
             if last {
                 // Tenants that signed up while the last stage ran are migrated before release.

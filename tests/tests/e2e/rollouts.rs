@@ -437,3 +437,72 @@ async fn a_verified_rollout_reads_each_tenants_own_history_instead_of_the_record
     assert_eq!(recorded.schema_version, Some(4));
     app.finish().await;
 }
+
+/// One stage holding the whole fleet on one host, `concurrency` tenants at a time, no failure
+/// allowed, and the first tenant of the plan unable to take V4: once its failure is recorded, no
+/// tenant may start; only the `concurrency - 1` already running may finish.
+async fn the_failure_limit_stops_the_stage_at_once(concurrency: i32) {
+    let set = extra_migrations();
+    let app = TestApp::spawn_with(TestOptions {
+        migrations: Some(set),
+        ..Default::default()
+    })
+    .await;
+    let slugs = [
+        "kilo", "lima", "mike", "november", "oscar", "papa", "quebec",
+    ];
+    for slug in slugs {
+        app.active_tenant(slug).await;
+    }
+    let plan = app.store.plan(&[100]).await.unwrap();
+    connect(&app.tenant_url(&plan[0].slug).await)
+        .await
+        .unwrap()
+        .batch_execute("INSERT INTO branches (code, name) VALUES ('BROKEN', 'Blocks V4')")
+        .await
+        .unwrap();
+    let id = app
+        .store
+        .create_rollout(&RolloutSpec {
+            concurrency_per_host: concurrency,
+            ..spec(4, &[100], FailureLimit::Count(0))
+        })
+        .await
+        .unwrap();
+    wait_for_state(&app, id, RolloutState::Paused).await;
+    let counts = app.store.stage_counts(id, None).await.unwrap();
+    let started = counts.succeeded + counts.failed;
+    let limit = i64::from(concurrency);
+    assert_eq!(counts.failed, 1, "{counts:?}");
+    assert!(
+        started <= limit,
+        "at most the {limit} tenants running when the first failed were started: {counts:?}"
+    );
+    assert_eq!(counts.pending, counts.total - started, "{counts:?}");
+    // The pause holds: nothing starts afterwards either.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = app.store.stage_counts(id, None).await.unwrap();
+    assert_eq!(
+        (later.pending, later.running, later.succeeded, later.failed),
+        (counts.pending, 0, counts.succeeded, counts.failed)
+    );
+    let mut untouched = 0;
+    for tenant in &plan {
+        if tenant_history(&app, &tenant.slug).await.0 == 2 {
+            untouched += 1;
+        }
+    }
+    // Every tenant still pending is untouched in its own database (the failed one took V3).
+    assert_eq!(untouched, counts.pending);
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_failure_allowed_nothing_starts_after_the_first_failure() {
+    the_failure_limit_stops_the_stage_at_once(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_concurrency_only_the_tenants_already_running_finish_after_a_failure() {
+    the_failure_limit_stops_the_stage_at_once(3).await;
+}
