@@ -21,8 +21,13 @@ use uuid::Uuid;
 /// Test control-plane databases older than this are from an earlier run and are swept.
 const STALE_AFTER: Duration = Duration::from_secs(3600);
 
+/// `$TMPDIR/silo-tests-<checkout>`: one folder per checkout, so test runs of two checkouts at
+/// once never share (and so never stop) each other's clusters.
 pub fn test_root() -> PathBuf {
-    std::env::temp_dir().join("silo-tests")
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    env!("CARGO_MANIFEST_DIR").hash(&mut hasher);
+    std::env::temp_dir().join(format!("silo-tests-{:08x}", hasher.finish() as u32))
 }
 
 /// Stops `cluster` when the test process ends, whichever way it ends, if this process started
