@@ -2,7 +2,6 @@
 //! argon2id hash, the TOTP secret is sealed to the admin's id, and a session token is stored only
 //! as its SHA-256 hash, so a copy of the database logs nobody in.
 
-use sqlx::Row as _;
 use uuid::Uuid;
 
 use crate::sealing::Sealed;
@@ -18,8 +17,35 @@ pub struct AdminRecord {
     pub last_totp_step: i64,
 }
 
+/// An `admin_users` row; the two sealed columns become a [`Sealed`].
+/// No `Debug`: it holds the sealed blob.
+#[derive(sqlx::FromRow)]
+struct AdminRow {
+    id: Uuid,
+    email: String,
+    password_hash: String,
+    sealed_totp_secret: Vec<u8>,
+    totp_key_id: String,
+    last_totp_step: i64,
+}
+
+impl From<AdminRow> for AdminRecord {
+    fn from(row: AdminRow) -> Self {
+        AdminRecord {
+            id: row.id,
+            email: row.email,
+            password_hash: row.password_hash,
+            sealed_totp_secret: Sealed {
+                blob: row.sealed_totp_secret,
+                key_id: row.totp_key_id,
+            },
+            last_totp_step: row.last_totp_step,
+        }
+    }
+}
+
 /// Who a valid session belongs to.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AdminIdentity {
     pub id: Uuid,
     pub email: String,
@@ -51,26 +77,14 @@ impl Store {
     }
 
     pub async fn admin_by_email(&self, email: &str) -> StoreResult<Option<AdminRecord>> {
-        let row = sqlx::query(
+        let row = sqlx::query_as::<_, AdminRow>(
             "SELECT id, email, password_hash, sealed_totp_secret, totp_key_id, last_totp_step \
              FROM admin_users WHERE lower(email) = lower($1)",
         )
         .bind(email)
         .fetch_optional(self.pool())
         .await?;
-        row.map(|row| {
-            Ok(AdminRecord {
-                id: row.try_get("id")?,
-                email: row.try_get("email")?,
-                password_hash: row.try_get("password_hash")?,
-                sealed_totp_secret: Sealed {
-                    blob: row.try_get("sealed_totp_secret")?,
-                    key_id: row.try_get("totp_key_id")?,
-                },
-                last_totp_step: row.try_get("last_totp_step")?,
-            })
-        })
-        .transpose()
+        Ok(row.map(AdminRecord::from))
     }
 
     /// Records a TOTP step as used; `false` if it (or a later one) was already used, so a code
@@ -107,20 +121,14 @@ impl Store {
 
     /// The admin a live session token (by hash) belongs to.
     pub async fn admin_session(&self, token_sha256: &[u8]) -> StoreResult<Option<AdminIdentity>> {
-        let row = sqlx::query(
+        let identity = sqlx::query_as(
             "SELECT a.id, a.email FROM admin_sessions s JOIN admin_users a ON a.id = s.admin_id \
              WHERE s.token_sha256 = $1 AND s.expires_at > now()",
         )
         .bind(token_sha256)
         .fetch_optional(self.pool())
         .await?;
-        row.map(|row| {
-            Ok(AdminIdentity {
-                id: row.try_get("id")?,
-                email: row.try_get("email")?,
-            })
-        })
-        .transpose()
+        Ok(identity)
     }
 
     pub async fn delete_admin_session(&self, token_sha256: &[u8]) -> StoreResult<()> {

@@ -12,7 +12,6 @@ use rand::RngCore as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
-use sqlx::Row as _;
 use subtle::ConstantTimeEq as _;
 use uuid::Uuid;
 
@@ -77,7 +76,7 @@ impl PresentedKey {
 }
 
 /// What a tenant sees of a key: never the secret nor its hash.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ApiKey {
     pub id: Uuid,
     pub tenant_id: Uuid,
@@ -147,26 +146,28 @@ macro_rules! columns {
     };
 }
 
-fn stored_from_row(row: &sqlx::postgres::PgRow) -> StoreResult<StoredApiKey> {
-    let hash: Vec<u8> = row.try_get("secret_hash")?;
-    Ok(StoredApiKey {
-        key: ApiKey {
-            id: row.try_get("id")?,
-            tenant_id: row.try_get("tenant_id")?,
-            prefix: row.try_get("prefix")?,
-            name: row.try_get("name")?,
-            role: row.try_get("role")?,
-            created_by: row.try_get("created_by")?,
-            created_at: row.try_get("created_at")?,
-            last_used_at: row.try_get("last_used_at")?,
-            revoked_at: row.try_get("revoked_at")?,
-        },
-        secret_hash: hash.as_slice().try_into().map_err(|_| {
-            StoreError::Database(sqlx::Error::Decode(
-                "an API key hash is not 32 bytes".into(),
-            ))
-        })?,
-    })
+/// An `api_keys` row as `columns!()` selects it; the hash is checked to be 32 bytes.
+/// No `Debug`: it holds the secret's hash, which [`StoredApiKey`] never prints either.
+#[derive(sqlx::FromRow)]
+struct StoredApiKeyRow {
+    #[sqlx(flatten)]
+    key: ApiKey,
+    secret_hash: Vec<u8>,
+}
+
+impl TryFrom<StoredApiKeyRow> for StoredApiKey {
+    type Error = StoreError;
+
+    fn try_from(row: StoredApiKeyRow) -> StoreResult<Self> {
+        Ok(StoredApiKey {
+            key: row.key,
+            secret_hash: row.secret_hash.as_slice().try_into().map_err(|_| {
+                StoreError::Database(sqlx::Error::Decode(
+                    "an API key hash is not 32 bytes".into(),
+                ))
+            })?,
+        })
+    }
 }
 
 /// Inserts a fresh key (a new prefix on the rare collision) in `transaction`.
@@ -182,7 +183,7 @@ async fn insert_key(
         let secret = SecretString::from(random_text(SECRET_LEN));
         // A savepoint, so a prefix collision does not abort the caller's transaction.
         let mut attempt = sqlx::Connection::begin(&mut **transaction).await?;
-        let inserted = sqlx::query(concat!(
+        let inserted = sqlx::query_as::<_, StoredApiKeyRow>(concat!(
             "INSERT INTO api_keys (id, tenant_id, prefix, secret_hash, name, role, created_by) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ",
             columns!()
@@ -199,7 +200,7 @@ async fn insert_key(
         match inserted {
             Ok(row) => {
                 attempt.commit().await?;
-                let stored = stored_from_row(&row)?;
+                let stored = StoredApiKey::try_from(row)?;
                 let whole = format!("{KEY_PREFIX}{prefix}_{}", secret.expose_secret());
                 return Ok(NewApiKey {
                     key: stored.key,
@@ -245,7 +246,7 @@ impl Store {
 
     /// The tenant's keys, revoked ones included, oldest first.
     pub async fn api_keys_of(&self, tenant_id: Uuid) -> StoreResult<Vec<ApiKey>> {
-        let rows = sqlx::query(concat!(
+        let rows = sqlx::query_as::<_, StoredApiKeyRow>(concat!(
             "SELECT ",
             columns!(),
             " FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id"
@@ -253,8 +254,8 @@ impl Store {
         .bind(tenant_id)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| stored_from_row(row).map(|stored| stored.key))
+        rows.into_iter()
+            .map(|row| StoredApiKey::try_from(row).map(|stored| stored.key))
             .collect()
     }
 
@@ -267,7 +268,7 @@ impl Store {
         actor: &str,
     ) -> StoreResult<ApiKey> {
         let mut transaction = self.pool().begin().await?;
-        let row = sqlx::query(concat!(
+        let row = sqlx::query_as::<_, StoredApiKeyRow>(concat!(
             "SELECT ",
             columns!(),
             " FROM api_keys WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
@@ -277,11 +278,11 @@ impl Store {
         .fetch_optional(&mut *transaction)
         .await?
         .ok_or(StoreError::NotFound)?;
-        let key = stored_from_row(&row)?.key;
+        let key = StoredApiKey::try_from(row)?.key;
         if key.revoked_at.is_some() {
             return Ok(key);
         }
-        let row = sqlx::query(concat!(
+        let row = sqlx::query_as::<_, StoredApiKeyRow>(concat!(
             "UPDATE api_keys SET revoked_at = now() WHERE id = $1 RETURNING ",
             columns!()
         ))
@@ -297,7 +298,7 @@ impl Store {
         )
         .await?;
         transaction.commit().await?;
-        Ok(stored_from_row(&row)?.key)
+        Ok(StoredApiKey::try_from(row)?.key)
     }
 
     /// Revokes an active key and creates its replacement (same name and role) in one
@@ -310,7 +311,7 @@ impl Store {
         actor: &str,
     ) -> StoreResult<(ApiKey, NewApiKey)> {
         let mut transaction = self.pool().begin().await?;
-        let row = sqlx::query(concat!(
+        let row = sqlx::query_as::<_, StoredApiKeyRow>(concat!(
             "UPDATE api_keys SET revoked_at = now() \
              WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL RETURNING ",
             columns!()
@@ -320,7 +321,7 @@ impl Store {
         .fetch_optional(&mut *transaction)
         .await?
         .ok_or(StoreError::NotFound)?;
-        let old = stored_from_row(&row)?.key;
+        let old = StoredApiKey::try_from(row)?.key;
         let created = insert_key(&mut transaction, tenant_id, &old.name, &old.role, actor).await?;
         insert_audit(
             &mut transaction,
@@ -340,7 +341,7 @@ impl Store {
 
     /// The key with this prefix, revoked or not; the caller checks the secret.
     pub async fn api_key_by_prefix(&self, prefix: &str) -> StoreResult<Option<StoredApiKey>> {
-        let row = sqlx::query(concat!(
+        let row = sqlx::query_as::<_, StoredApiKeyRow>(concat!(
             "SELECT ",
             columns!(),
             " FROM api_keys WHERE prefix = $1"
@@ -348,7 +349,7 @@ impl Store {
         .bind(prefix)
         .fetch_optional(self.pool())
         .await?;
-        row.as_ref().map(stored_from_row).transpose()
+        row.map(StoredApiKey::try_from).transpose()
     }
 
     /// Records that a key was used, unless that was recorded less than a minute ago (callers

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row as _;
 use uuid::Uuid;
 
 use crate::store::{Store, StoreResult, insert_audit};
@@ -19,7 +18,7 @@ pub const MAX_LOGO_URL_LENGTH: usize = 2048;
 pub const MAX_DISPLAY_NAME_LENGTH: usize = 200;
 
 /// A tenant's own branding as stored; `None` means "the default".
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Branding {
     pub display_name: Option<String>,
     pub logo_url: Option<String>,
@@ -88,20 +87,13 @@ pub fn valid_color(color: &str) -> bool {
 impl Store {
     /// The tenant's own branding, if it set any.
     pub async fn branding(&self, tenant_id: Uuid) -> StoreResult<Option<Branding>> {
-        let row = sqlx::query(
+        let branding = sqlx::query_as(
             "SELECT display_name, logo_url, primary_color FROM tenant_branding WHERE tenant_id = $1",
         )
         .bind(tenant_id)
         .fetch_optional(self.pool())
         .await?;
-        row.map(|row| {
-            Ok(Branding {
-                display_name: row.try_get("display_name")?,
-                logo_url: row.try_get("logo_url")?,
-                primary_color: row.try_get("primary_color")?,
-            })
-        })
-        .transpose()
+        Ok(branding)
     }
 
     /// Replaces the tenant's branding (already validated) and audits the change with before
@@ -119,20 +111,12 @@ impl Store {
             .fetch_optional(&mut *transaction)
             .await?
             .ok_or(crate::store::StoreError::NotFound)?;
-        let before = sqlx::query(
+        let before: Option<Branding> = sqlx::query_as(
             "SELECT display_name, logo_url, primary_color FROM tenant_branding WHERE tenant_id = $1",
         )
         .bind(tenant_id)
         .fetch_optional(&mut *transaction)
-        .await?
-        .map(|row| -> StoreResult<Branding> {
-            Ok(Branding {
-                display_name: row.try_get("display_name")?,
-                logo_url: row.try_get("logo_url")?,
-                primary_color: row.try_get("primary_color")?,
-            })
-        })
-        .transpose()?;
+        .await?;
         sqlx::query(
             "INSERT INTO tenant_branding (tenant_id, display_name, logo_url, primary_color, updated_by) \
              VALUES ($1, $2, $3, $4, $5) \

@@ -5,7 +5,6 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::Row as _;
 use uuid::Uuid;
 
 use crate::model::TenantStatus;
@@ -59,7 +58,7 @@ pub struct TenantPage {
 }
 
 /// One recorded provisioning step attempt.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ProvisioningEvent {
     pub step: String,
     pub attempt: i32,
@@ -70,12 +69,59 @@ pub struct ProvisioningEvent {
 }
 
 /// One row of a tenant's audit trail.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct AuditEntry {
     pub at: DateTime<Utc>,
     pub actor: String,
     pub action: String,
     pub detail: serde_json::Value,
+}
+
+/// A row of the tenant list as selected; the status is checked and an unknown subscription
+/// status reads as none.
+#[derive(Debug, sqlx::FromRow)]
+struct TenantSummaryRow {
+    id: Uuid,
+    slug: String,
+    display_name: String,
+    status: String,
+    subscription_status: Option<String>,
+    plan_code: String,
+    host_id: Option<Uuid>,
+    host_name: Option<String>,
+    schema_version: Option<i32>,
+    provisioning_step: Option<String>,
+    failure_reason: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<TenantSummaryRow> for TenantSummary {
+    type Error = StoreError;
+
+    fn try_from(row: TenantSummaryRow) -> StoreResult<Self> {
+        let status = TenantStatus::parse(&row.status).ok_or_else(|| {
+            StoreError::Database(sqlx::Error::Decode(
+                format!("unknown tenant status {}", row.status).into(),
+            ))
+        })?;
+        Ok(TenantSummary {
+            id: row.id,
+            slug: row.slug,
+            name: row.display_name,
+            status,
+            subscription: row
+                .subscription_status
+                .as_deref()
+                .and_then(SubscriptionStatus::parse),
+            plan: row.plan_code,
+            host_id: row.host_id,
+            host: row.host_name,
+            schema_version: row.schema_version,
+            provisioning_step: row.provisioning_step,
+            failure_reason: row.failure_reason,
+            created_at: row.created_at,
+        })
+    }
 }
 
 /// `%needle%` for `LIKE … ESCAPE '\'`, with the needle's own wildcards taken literally.
@@ -96,7 +142,7 @@ impl Store {
     /// One page of tenants matching `filter`, ordered by slug.
     pub async fn search_tenants(&self, filter: &TenantFilter) -> StoreResult<TenantPage> {
         let limit = filter.limit.clamp(1, MAX_PAGE);
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, TenantSummaryRow>(
             "SELECT t.id, t.slug, t.display_name, t.status, t.plan_code, t.host_id, \
                     h.name AS host_name, s.status AS subscription_status, t.schema_version, \
                     t.provisioning_step, t.failure_reason, t.created_at \
@@ -131,29 +177,8 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         let mut tenants = rows
-            .iter()
-            .map(|row| {
-                let status: String = row.try_get("status")?;
-                let subscription: Option<String> = row.try_get("subscription_status")?;
-                Ok(TenantSummary {
-                    id: row.try_get("id")?,
-                    slug: row.try_get("slug")?,
-                    name: row.try_get("display_name")?,
-                    status: TenantStatus::parse(&status).ok_or_else(|| {
-                        StoreError::Database(sqlx::Error::Decode(
-                            format!("unknown tenant status {status}").into(),
-                        ))
-                    })?,
-                    subscription: subscription.as_deref().and_then(SubscriptionStatus::parse),
-                    plan: row.try_get("plan_code")?,
-                    host_id: row.try_get("host_id")?,
-                    host: row.try_get("host_name")?,
-                    schema_version: row.try_get("schema_version")?,
-                    provisioning_step: row.try_get("provisioning_step")?,
-                    failure_reason: row.try_get("failure_reason")?,
-                    created_at: row.try_get("created_at")?,
-                })
-            })
+            .into_iter()
+            .map(TenantSummary::try_from)
             .collect::<StoreResult<Vec<_>>>()?;
         let next_after = if i64::try_from(tenants.len()).unwrap_or(i64::MAX) > limit {
             tenants.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
@@ -172,30 +197,19 @@ impl Store {
         &self,
         tenant_id: Uuid,
     ) -> StoreResult<Vec<ProvisioningEvent>> {
-        let rows = sqlx::query(
+        let events = sqlx::query_as(
             "SELECT step, attempt, outcome, error, duration_ms, recorded_at \
              FROM provisioning_events WHERE tenant_id = $1 ORDER BY id",
         )
         .bind(tenant_id)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ProvisioningEvent {
-                    step: row.try_get("step")?,
-                    attempt: row.try_get("attempt")?,
-                    outcome: row.try_get("outcome")?,
-                    error: row.try_get("error")?,
-                    duration_ms: row.try_get("duration_ms")?,
-                    recorded_at: row.try_get("recorded_at")?,
-                })
-            })
-            .collect()
+        Ok(events)
     }
 
     /// The newest `limit` rows of a tenant's audit trail, newest first.
     pub async fn audit_trail(&self, tenant_id: Uuid, limit: i64) -> StoreResult<Vec<AuditEntry>> {
-        let rows = sqlx::query(
+        let entries = sqlx::query_as(
             "SELECT at, actor, action, detail FROM audit_log WHERE tenant_id = $1 \
              ORDER BY id DESC LIMIT $2",
         )
@@ -203,16 +217,7 @@ impl Store {
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(AuditEntry {
-                    at: row.try_get("at")?,
-                    actor: row.try_get("actor")?,
-                    action: row.try_get("action")?,
-                    detail: row.try_get("detail")?,
-                })
-            })
-            .collect()
+        Ok(entries)
     }
 }
 

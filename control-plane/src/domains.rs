@@ -4,7 +4,6 @@
 use chrono::{DateTime, Utc};
 use rand::RngCore as _;
 use serde::Serialize;
-use sqlx::Row as _;
 use uuid::Uuid;
 
 use crate::store::{Store, StoreError, StoreResult, insert_audit};
@@ -23,16 +22,27 @@ pub struct CustomDomain {
     pub created_at: DateTime<Utc>,
 }
 
-fn domain_from_row(row: &sqlx::postgres::PgRow) -> StoreResult<CustomDomain> {
-    let verified_at: Option<DateTime<Utc>> = row.try_get("verified_at")?;
-    Ok(CustomDomain {
-        domain: row.try_get("domain")?,
-        tenant_id: row.try_get("tenant_id")?,
-        verification_token: row.try_get("verification_token")?,
-        verified: verified_at.is_some(),
-        verified_at,
-        created_at: row.try_get("created_at")?,
-    })
+/// A `tenant_domains` row as `columns!()` selects it; `verified` follows `verified_at`.
+#[derive(Debug, sqlx::FromRow)]
+struct DomainRow {
+    domain: String,
+    tenant_id: Uuid,
+    verification_token: String,
+    verified_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<DomainRow> for CustomDomain {
+    fn from(row: DomainRow) -> Self {
+        CustomDomain {
+            domain: row.domain,
+            tenant_id: row.tenant_id,
+            verification_token: row.verification_token,
+            verified: row.verified_at.is_some(),
+            verified_at: row.verified_at,
+            created_at: row.created_at,
+        }
+    }
 }
 
 /// The columns every query returns, as a literal so queries stay static strings.
@@ -76,7 +86,7 @@ impl Store {
         rand::rng().fill_bytes(&mut token);
         let token: String = token.iter().map(|byte| format!("{byte:02x}")).collect();
         let mut transaction = self.pool().begin().await?;
-        let row = sqlx::query(concat!(
+        let row = sqlx::query_as::<_, DomainRow>(concat!(
             "INSERT INTO tenant_domains (domain, tenant_id, verification_token) VALUES ($1, $2, $3) \
              ON CONFLICT (domain) DO NOTHING RETURNING ",
             columns!()
@@ -87,7 +97,7 @@ impl Store {
         .fetch_optional(&mut *transaction)
         .await?;
         let added = match row {
-            Some(row) => domain_from_row(&row)?,
+            Some(row) => CustomDomain::from(row),
             None => return Err(StoreError::DomainTaken),
         };
         insert_audit(
@@ -103,7 +113,7 @@ impl Store {
     }
 
     pub async fn domains_of(&self, tenant_id: Uuid) -> StoreResult<Vec<CustomDomain>> {
-        let rows = sqlx::query(concat!(
+        let rows = sqlx::query_as::<_, DomainRow>(concat!(
             "SELECT ",
             columns!(),
             " FROM tenant_domains WHERE tenant_id = $1 ORDER BY domain"
@@ -111,7 +121,7 @@ impl Store {
         .bind(tenant_id)
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(domain_from_row).collect()
+        Ok(rows.into_iter().map(CustomDomain::from).collect())
     }
 
     /// Removes one of the tenant's domains (audited); `NotFound` if it has no such domain.
@@ -135,7 +145,7 @@ impl Store {
     /// Marks a domain verified (an operator checked its TXT record), with an audit row.
     pub async fn verify_domain(&self, domain: &str, actor: &str) -> StoreResult<CustomDomain> {
         let mut transaction = self.pool().begin().await?;
-        let row = sqlx::query(concat!(
+        let row = sqlx::query_as::<_, DomainRow>(concat!(
             "UPDATE tenant_domains SET verified_at = coalesce(verified_at, now()) \
              WHERE domain = $1 RETURNING ",
             columns!()
@@ -144,7 +154,7 @@ impl Store {
         .fetch_optional(&mut *transaction)
         .await?
         .ok_or(StoreError::NotFound)?;
-        let verified = domain_from_row(&row)?;
+        let verified = CustomDomain::from(row);
         insert_audit(
             &mut transaction,
             actor,
@@ -159,15 +169,14 @@ impl Store {
 
     /// The tenant a *verified* domain belongs to: (id, slug).
     pub async fn tenant_by_domain(&self, domain: &str) -> StoreResult<Option<(Uuid, String)>> {
-        let row = sqlx::query(
+        let tenant = sqlx::query_as(
             "SELECT t.id, t.slug FROM tenant_domains d JOIN tenants t ON t.id = d.tenant_id \
              WHERE d.domain = $1 AND d.verified_at IS NOT NULL",
         )
         .bind(domain)
         .fetch_optional(self.pool())
         .await?;
-        row.map(|row| Ok((row.try_get("id")?, row.try_get("slug")?)))
-            .transpose()
+        Ok(tenant)
     }
 }
 

@@ -2,8 +2,6 @@
 //! capacity, their per-version template databases and their warm pools of ready databases.
 
 use secrecy::SecretString;
-use sqlx::Row as _;
-use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use crate::sealing::{Keyring, Purpose, Sealed};
@@ -31,18 +29,75 @@ pub struct WarmDatabase {
     pub schema_version: i32,
     pub ready: bool,
 }
-fn host_from_row(row: &PgRow) -> StoreResult<DatabaseHost> {
-    Ok(DatabaseHost {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        sealed_admin_url: Sealed {
-            key_id: row.try_get("admin_url_key_id")?,
-            blob: row.try_get("sealed_admin_url")?,
-        },
-        capacity: row.try_get("capacity")?,
-        status: row.try_get("status")?,
-        tenant_count: row.try_get("tenant_count")?,
-    })
+/// A `database_hosts` row with its tenant count; the two sealed columns become a [`Sealed`].
+/// No `Debug`: it holds the sealed blob.
+#[derive(sqlx::FromRow)]
+struct HostRow {
+    id: Uuid,
+    name: String,
+    admin_url_key_id: String,
+    sealed_admin_url: Vec<u8>,
+    capacity: i32,
+    status: String,
+    tenant_count: i64,
+}
+
+impl From<HostRow> for DatabaseHost {
+    fn from(row: HostRow) -> Self {
+        DatabaseHost {
+            id: row.id,
+            name: row.name,
+            sealed_admin_url: Sealed {
+                key_id: row.admin_url_key_id,
+                blob: row.sealed_admin_url,
+            },
+            capacity: row.capacity,
+            status: row.status,
+            tenant_count: row.tenant_count,
+        }
+    }
+}
+
+/// A `warm_databases` row; the two sealed columns become a [`Sealed`] and the status a flag.
+/// No `Debug`: it holds the sealed blob.
+#[derive(sqlx::FromRow)]
+struct WarmRow {
+    id: Uuid,
+    host_id: Uuid,
+    database_name: String,
+    role_name: String,
+    sealed_database_url: Vec<u8>,
+    database_url_key_id: String,
+    schema_version: i32,
+    status: String,
+}
+
+impl From<WarmRow> for WarmDatabase {
+    fn from(row: WarmRow) -> Self {
+        WarmDatabase {
+            id: row.id,
+            host_id: row.host_id,
+            database_name: row.database_name,
+            role_name: row.role_name,
+            sealed_database_url: Sealed {
+                blob: row.sealed_database_url,
+                key_id: row.database_url_key_id,
+            },
+            schema_version: row.schema_version,
+            ready: row.status == "ready",
+        }
+    }
+}
+
+/// The ready warm database a signup claims. No `Debug`: it holds the sealed blob.
+#[derive(sqlx::FromRow)]
+struct ClaimedWarmRow {
+    id: Uuid,
+    host_id: Uuid,
+    database_name: String,
+    role_name: String,
+    sealed_database_url: Vec<u8>,
+    database_url_key_id: String,
 }
 
 impl Store {
@@ -180,35 +235,35 @@ impl Store {
     }
 
     pub async fn hosts(&self) -> StoreResult<Vec<DatabaseHost>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, HostRow>(
             "SELECT h.*, (SELECT count(*) FROM tenants t WHERE t.host_id = h.id) AS tenant_count \
              FROM database_hosts h ORDER BY h.name",
         )
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(host_from_row).collect()
+        Ok(rows.into_iter().map(DatabaseHost::from).collect())
     }
 
     pub async fn host(&self, id: Uuid) -> StoreResult<DatabaseHost> {
-        let row = sqlx::query(
+        let row = sqlx::query_as::<_, HostRow>(
             "SELECT h.*, (SELECT count(*) FROM tenants t WHERE t.host_id = h.id) AS tenant_count \
              FROM database_hosts h WHERE h.id = $1",
         )
         .bind(id)
         .fetch_one(self.pool())
         .await?;
-        host_from_row(&row)
+        Ok(row.into())
     }
 
     pub async fn host_by_name(&self, name: &str) -> StoreResult<Option<DatabaseHost>> {
-        let row = sqlx::query(
+        let row = sqlx::query_as::<_, HostRow>(
             "SELECT h.*, (SELECT count(*) FROM tenants t WHERE t.host_id = h.id) AS tenant_count \
              FROM database_hosts h WHERE h.name = $1",
         )
         .bind(name)
         .fetch_optional(self.pool())
         .await?;
-        row.as_ref().map(host_from_row).transpose()
+        Ok(row.map(DatabaseHost::from))
     }
 
     // ---- warm pool ----
@@ -242,29 +297,14 @@ impl Store {
 
     /// Warm databases of a host: (ready or creating at `version`) and those at other versions.
     pub async fn warm_databases(&self, host_id: Uuid) -> StoreResult<Vec<WarmDatabase>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, WarmRow>(
             "SELECT id, host_id, database_name, role_name, sealed_database_url, database_url_key_id, \
              schema_version, status FROM warm_databases WHERE host_id = $1 ORDER BY created_at",
         )
         .bind(host_id)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(WarmDatabase {
-                    id: row.try_get("id")?,
-                    host_id: row.try_get("host_id")?,
-                    database_name: row.try_get("database_name")?,
-                    role_name: row.try_get("role_name")?,
-                    sealed_database_url: Sealed {
-                        blob: row.try_get("sealed_database_url")?,
-                        key_id: row.try_get("database_url_key_id")?,
-                    },
-                    schema_version: row.try_get("schema_version")?,
-                    ready: row.try_get::<String, _>("status")? == "ready",
-                })
-            })
-            .collect()
+        Ok(rows.into_iter().map(WarmDatabase::from).collect())
     }
 
     pub async fn delete_warm(&self, id: Uuid) -> StoreResult<()> {
@@ -285,7 +325,7 @@ impl Store {
         version: i32,
     ) -> StoreResult<Option<TenantRecord>> {
         let mut transaction = self.pool().begin().await?;
-        let row = sqlx::query(
+        let row = sqlx::query_as::<_, ClaimedWarmRow>(
             "SELECT w.id, w.host_id, w.database_name, w.role_name, w.sealed_database_url, w.database_url_key_id \
              FROM warm_databases w JOIN database_hosts h ON h.id = w.host_id \
              WHERE w.status = 'ready' AND w.schema_version = $1 AND h.status = 'active' \
@@ -298,10 +338,10 @@ impl Store {
         let Some(row) = row else {
             return Ok(None);
         };
-        let warm_id: Uuid = row.try_get("id")?;
+        let warm_id = row.id;
         let sealed = Sealed {
-            blob: row.try_get("sealed_database_url")?,
-            key_id: row.try_get("database_url_key_id")?,
+            blob: row.sealed_database_url,
+            key_id: row.database_url_key_id,
         };
         let url = keyring.open(Purpose::WarmDatabaseUrl, warm_id, &sealed)?;
         let resealed = keyring.seal(Purpose::TenantDatabaseUrl, tenant_id, &url);
@@ -311,9 +351,9 @@ impl Store {
              WHERE id = $1 AND host_id IS NULL",
         )
         .bind(tenant_id)
-        .bind(row.try_get::<Uuid, _>("host_id")?)
-        .bind(row.try_get::<String, _>("database_name")?)
-        .bind(row.try_get::<String, _>("role_name")?)
+        .bind(row.host_id)
+        .bind(&row.database_name)
+        .bind(&row.role_name)
         .bind(&resealed.blob)
         .bind(&resealed.key_id)
         .bind(version)
@@ -363,15 +403,13 @@ impl Store {
     }
 
     pub async fn templates_of(&self, host_id: Uuid) -> StoreResult<Vec<(i32, String)>> {
-        let rows = sqlx::query(
+        let templates = sqlx::query_as(
             "SELECT schema_version, database_name FROM host_templates WHERE host_id = $1",
         )
         .bind(host_id)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-            .collect()
+        Ok(templates)
     }
 
     pub async fn forget_template(&self, host_id: Uuid, version: i32) -> StoreResult<()> {
@@ -384,7 +422,7 @@ impl Store {
     }
     /// The active host with the most free capacity, if any has room.
     pub async fn choose_host(&self) -> StoreResult<Option<DatabaseHost>> {
-        let row = sqlx::query(
+        let row = sqlx::query_as::<_, HostRow>(
             "SELECT h.*, count(t.id) AS tenant_count FROM database_hosts h \
              LEFT JOIN tenants t ON t.host_id = h.id \
              WHERE h.status = 'active' GROUP BY h.id \
@@ -393,6 +431,6 @@ impl Store {
         )
         .fetch_optional(self.pool())
         .await?;
-        row.as_ref().map(host_from_row).transpose()
+        Ok(row.map(DatabaseHost::from))
     }
 }

@@ -7,7 +7,6 @@
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
-use sqlx::Row as _;
 use uuid::Uuid;
 
 use crate::sealing::{Keyring, Purpose, Sealed};
@@ -26,7 +25,7 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 /// What anyone sees of a credential.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Integration {
     pub name: String,
     /// The credential's last four characters.
@@ -35,13 +34,28 @@ pub struct Integration {
     pub updated_at: DateTime<Utc>,
 }
 
-fn integration_from_row(row: &sqlx::postgres::PgRow) -> StoreResult<Integration> {
-    Ok(Integration {
-        name: row.try_get("name")?,
-        last4: row.try_get("last4")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+/// What storing a credential returns: what may be shown and whether the row is new.
+#[derive(Debug, sqlx::FromRow)]
+struct PutIntegrationRow {
+    #[sqlx(flatten)]
+    integration: Integration,
+    created: bool,
+}
+
+/// A credential's sealed columns. No `Debug`: it holds the sealed blob.
+#[derive(sqlx::FromRow)]
+struct SealedSecretRow {
+    sealed_secret: Vec<u8>,
+    key_id: String,
+}
+
+impl From<SealedSecretRow> for Sealed {
+    fn from(row: SealedSecretRow) -> Self {
+        Sealed {
+            blob: row.sealed_secret,
+            key_id: row.key_id,
+        }
+    }
 }
 
 fn last4(secret: &str) -> String {
@@ -62,7 +76,7 @@ impl Store {
     ) -> StoreResult<(Integration, bool)> {
         let sealed = keyring.seal_in_context(Purpose::IntegrationSecret, tenant_id, name, secret);
         let mut transaction = self.pool().begin().await?;
-        let row = sqlx::query(
+        let row = sqlx::query_as::<_, PutIntegrationRow>(
             "INSERT INTO tenant_integrations (tenant_id, name, sealed_secret, key_id, last4) \
              VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (tenant_id, name) DO UPDATE SET sealed_secret = excluded.sealed_secret, \
@@ -76,7 +90,7 @@ impl Store {
         .bind(last4(secret.expose_secret()))
         .fetch_one(&mut *transaction)
         .await?;
-        let created: bool = row.try_get("created")?;
+        let created = row.created;
         insert_audit(
             &mut transaction,
             actor,
@@ -90,19 +104,19 @@ impl Store {
         )
         .await?;
         transaction.commit().await?;
-        Ok((integration_from_row(&row)?, created))
+        Ok((row.integration, created))
     }
 
     /// The tenant's credentials (never the secrets), by name.
     pub async fn integrations_of(&self, tenant_id: Uuid) -> StoreResult<Vec<Integration>> {
-        let rows = sqlx::query(
+        let integrations = sqlx::query_as(
             "SELECT name, last4, created_at, updated_at FROM tenant_integrations \
              WHERE tenant_id = $1 ORDER BY name",
         )
         .bind(tenant_id)
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(integration_from_row).collect()
+        Ok(integrations)
     }
 
     /// Removes one credential (audited); `NotFound` if the tenant has none by that name.
@@ -131,7 +145,7 @@ impl Store {
         tenant_id: Uuid,
         name: &str,
     ) -> StoreResult<SecretString> {
-        let row = sqlx::query(
+        let sealed: Sealed = sqlx::query_as::<_, SealedSecretRow>(
             "SELECT sealed_secret, key_id FROM tenant_integrations \
              WHERE tenant_id = $1 AND name = $2",
         )
@@ -139,11 +153,8 @@ impl Store {
         .bind(name)
         .fetch_optional(self.pool())
         .await?
-        .ok_or(StoreError::NotFound)?;
-        let sealed = Sealed {
-            blob: row.try_get("sealed_secret")?,
-            key_id: row.try_get("key_id")?,
-        };
+        .ok_or(StoreError::NotFound)?
+        .into();
         Ok(keyring.open_in_context(Purpose::IntegrationSecret, tenant_id, name, &sealed)?)
     }
 
@@ -152,7 +163,7 @@ impl Store {
     /// Returns how many were re-sealed.
     pub async fn reseal_integrations(&self, keyring: &Keyring) -> StoreResult<u64> {
         let newest = keyring.newest_key_id();
-        let pending = sqlx::query(
+        let pending: Vec<(Uuid, String)> = sqlx::query_as(
             "SELECT tenant_id, name FROM tenant_integrations WHERE key_id <> $1 \
              ORDER BY tenant_id, name",
         )
@@ -160,11 +171,9 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         let mut resealed = 0;
-        for row in pending {
-            let tenant_id: Uuid = row.try_get("tenant_id")?;
-            let name: String = row.try_get("name")?;
+        for (tenant_id, name) in pending {
             let mut transaction = self.pool().begin().await?;
-            let row = sqlx::query(
+            let row = sqlx::query_as::<_, SealedSecretRow>(
                 "SELECT sealed_secret, key_id FROM tenant_integrations \
                  WHERE tenant_id = $1 AND name = $2 FOR UPDATE",
             )
@@ -174,10 +183,7 @@ impl Store {
             .await?;
             // Removed, or re-sealed by a replacement, meanwhile.
             let Some(row) = row else { continue };
-            let sealed = Sealed {
-                blob: row.try_get("sealed_secret")?,
-                key_id: row.try_get("key_id")?,
-            };
+            let sealed = Sealed::from(row);
             if sealed.key_id == newest {
                 continue;
             }

@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::Row as _;
 use uuid::Uuid;
 
 use crate::store::{Store, StoreError, StoreResult, insert_audit};
@@ -24,7 +23,7 @@ pub const MODULES: [&str; 9] = [
     "custom_branding",
 ];
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Plan {
     pub code: String,
     pub name: String,
@@ -38,22 +37,19 @@ pub struct Plan {
     pub modules: Vec<String>,
 }
 
-fn plan_from_row(row: &sqlx::postgres::PgRow) -> StoreResult<Plan> {
-    Ok(Plan {
-        code: row.try_get("code")?,
-        name: row.try_get("name")?,
-        monthly_price_cents: row.try_get("monthly_price_cents")?,
-        yearly_price_cents: row.try_get("yearly_price_cents")?,
-        max_branches: row.try_get("max_branches")?,
-        max_users: row.try_get("max_users")?,
-        max_items: row.try_get("max_items")?,
-        requests_per_second: row.try_get("requests_per_second")?,
-        modules: row.try_get("modules")?,
-    })
+/// A tenant's plan and its subscription's billing columns (all `None` without a subscription).
+#[derive(Debug, sqlx::FromRow)]
+struct EntitlementRow {
+    #[sqlx(flatten)]
+    plan: Plan,
+    subscription_status: Option<String>,
+    grace_ends_at: Option<DateTime<Utc>>,
+    cancel_at: Option<DateTime<Utc>>,
+    trial_ends_at: Option<DateTime<Utc>>,
 }
 
 /// An add-on module of one tenant.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct AddOn {
     pub module: String,
     pub expires_at: Option<DateTime<Utc>>,
@@ -90,15 +86,15 @@ impl Entitlements {
 impl Store {
     /// Every plan, cheapest first.
     pub async fn plans(&self) -> StoreResult<Vec<Plan>> {
-        let rows = sqlx::query("SELECT * FROM plans ORDER BY position")
+        let plans = sqlx::query_as("SELECT * FROM plans ORDER BY position")
             .fetch_all(self.pool())
             .await?;
-        rows.iter().map(plan_from_row).collect()
+        Ok(plans)
     }
 
     /// The tenant's plan, add-ons and the modules they give it now.
     pub async fn entitlements(&self, tenant_id: Uuid) -> StoreResult<Entitlements> {
-        let row = sqlx::query(
+        let row = sqlx::query_as::<_, EntitlementRow>(
             "SELECT p.*, s.status AS subscription_status, s.grace_ends_at, s.cancel_at, \
              s.trial_ends_at FROM tenants t JOIN plans p ON p.code = t.plan_code \
              LEFT JOIN subscriptions s ON s.tenant_id = t.id WHERE t.id = $1",
@@ -107,35 +103,23 @@ impl Store {
         .fetch_optional(self.pool())
         .await?
         .ok_or(StoreError::NotFound)?;
-        let plan = plan_from_row(&row)?;
-        let status: Option<String> = row.try_get("subscription_status")?;
-        let billing = match status
+        let plan = row.plan;
+        let billing = row
+            .subscription_status
             .as_deref()
             .and_then(crate::subscriptions::SubscriptionStatus::parse)
-        {
-            Some(status) => Some(Billing {
+            .map(|status| Billing {
                 status,
-                grace_ends_at: row.try_get("grace_ends_at")?,
-                cancel_at: row.try_get("cancel_at")?,
-                trial_ends_at: row.try_get("trial_ends_at")?,
-            }),
-            None => None,
-        };
-        let rows = sqlx::query(
+                grace_ends_at: row.grace_ends_at,
+                cancel_at: row.cancel_at,
+                trial_ends_at: row.trial_ends_at,
+            });
+        let add_ons: Vec<AddOn> = sqlx::query_as(
             "SELECT module, expires_at FROM tenant_modules WHERE tenant_id = $1 ORDER BY module",
         )
         .bind(tenant_id)
         .fetch_all(self.pool())
         .await?;
-        let add_ons = rows
-            .iter()
-            .map(|row| {
-                Ok(AddOn {
-                    module: row.try_get("module")?,
-                    expires_at: row.try_get("expires_at")?,
-                })
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
         let now = Utc::now();
         let modules = plan
             .modules

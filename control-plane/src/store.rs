@@ -8,7 +8,6 @@ use std::str::FromStr as _;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret as _, SecretString};
-use sqlx::Row as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
@@ -287,21 +286,13 @@ impl Store {
         &self,
         tenant_id: Uuid,
     ) -> StoreResult<Vec<(String, String, serde_json::Value)>> {
-        let rows = sqlx::query(
+        let trail = sqlx::query_as(
             "SELECT actor, action, detail FROM audit_log WHERE tenant_id = $1 ORDER BY id",
         )
         .bind(tenant_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    row.try_get("actor")?,
-                    row.try_get("action")?,
-                    row.try_get("detail")?,
-                ))
-            })
-            .collect()
+        Ok(trail)
     }
 
     // ---- key rotation ----
@@ -333,22 +324,30 @@ impl Store {
         let mut resealed_rows = 0;
         for id in ids {
             let mut transaction = self.pool.begin().await?;
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {blob}, {key_id} FROM {table} WHERE id = $1 FOR UPDATE"
-            )))
-            .bind(id)
-            .fetch_optional(&mut *transaction)
-            .await?;
+            let row: Option<(Option<Vec<u8>>, Option<String>)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {blob}, {key_id} FROM {table} WHERE id = $1 FOR UPDATE"
+                )))
+                .bind(id)
+                .fetch_optional(&mut *transaction)
+                .await?;
             // The row may have gone (a claimed warm database) or been re-sealed meanwhile.
-            let Some(row) = row else { continue };
-            let Some(current_key) = row.try_get::<Option<String>, _>(1)? else {
+            let Some((current_blob, current_key)) = row else {
+                continue;
+            };
+            let Some(current_key) = current_key else {
                 continue;
             };
             if current_key == newest {
                 continue;
             }
+            // A key id without a blob is as undecodable as it was when the blob was read alone.
+            let current_blob = current_blob.ok_or_else(|| sqlx::Error::ColumnDecode {
+                index: "0".to_owned(),
+                source: Box::new(sqlx::error::UnexpectedNullError),
+            })?;
             let sealed = Sealed {
-                blob: row.try_get(0)?,
+                blob: current_blob,
                 key_id: current_key,
             };
             let plaintext = keyring.open(purpose, id, &sealed)?;

@@ -5,8 +5,6 @@
 use std::time::Duration;
 
 use apalis::prelude::TaskBuilder;
-use sqlx::Row as _;
-use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use crate::model::{PROVISION_QUEUE, ProvisionTenant, TenantStatus};
@@ -32,7 +30,7 @@ pub struct TenantRecord {
     pub failure_reason: Option<String>,
 }
 /// One pg_dump file Silo made of a tenant database.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TenantExport {
     pub id: Uuid,
     pub tenant_id: Uuid,
@@ -74,32 +72,56 @@ macro_rules! select_tenants {
     };
 }
 
-fn tenant_from_row(row: &PgRow) -> StoreResult<TenantRecord> {
-    let status: String = row.try_get("status")?;
-    let sealed_blob: Option<Vec<u8>> = row.try_get("sealed_database_url")?;
-    let key_id: Option<String> = row.try_get("database_url_key_id")?;
-    Ok(TenantRecord {
-        id: row.try_get("id")?,
-        slug: row.try_get("slug")?,
-        display_name: row.try_get("display_name")?,
-        status: TenantStatus::parse(&status).ok_or_else(|| {
+/// A `tenants` row as selected by `select_tenants!`; its status and sealed URL are checked and
+/// assembled into a [`TenantRecord`]. No `Debug`: it holds the sealed blob.
+#[derive(sqlx::FromRow)]
+struct TenantRow {
+    id: Uuid,
+    slug: String,
+    display_name: String,
+    status: String,
+    host_id: Option<Uuid>,
+    database_name: Option<String>,
+    role_name: Option<String>,
+    sealed_database_url: Option<Vec<u8>>,
+    database_url_key_id: Option<String>,
+    schema_version: Option<i32>,
+    admin_email: String,
+    pending_admin_password_hash: Option<String>,
+    provisioning_step: Option<String>,
+    provisioning_attempts: i32,
+    failure_reason: Option<String>,
+}
+
+impl TryFrom<TenantRow> for TenantRecord {
+    type Error = StoreError;
+
+    fn try_from(row: TenantRow) -> StoreResult<Self> {
+        let status = TenantStatus::parse(&row.status).ok_or_else(|| {
             StoreError::Database(sqlx::Error::Decode(
-                format!("unknown tenant status {status}").into(),
+                format!("unknown tenant status {}", row.status).into(),
             ))
-        })?,
-        host_id: row.try_get("host_id")?,
-        database_name: row.try_get("database_name")?,
-        role_name: row.try_get("role_name")?,
-        sealed_database_url: sealed_blob
-            .zip(key_id)
-            .map(|(blob, key_id)| Sealed { key_id, blob }),
-        schema_version: row.try_get("schema_version")?,
-        admin_email: row.try_get("admin_email")?,
-        pending_admin_password_hash: row.try_get("pending_admin_password_hash")?,
-        provisioning_step: row.try_get("provisioning_step")?,
-        provisioning_attempts: row.try_get("provisioning_attempts")?,
-        failure_reason: row.try_get("failure_reason")?,
-    })
+        })?;
+        Ok(TenantRecord {
+            id: row.id,
+            slug: row.slug,
+            display_name: row.display_name,
+            status,
+            host_id: row.host_id,
+            database_name: row.database_name,
+            role_name: row.role_name,
+            sealed_database_url: row
+                .sealed_database_url
+                .zip(row.database_url_key_id)
+                .map(|(blob, key_id)| Sealed { key_id, blob }),
+            schema_version: row.schema_version,
+            admin_email: row.admin_email,
+            pending_admin_password_hash: row.pending_admin_password_hash,
+            provisioning_step: row.provisioning_step,
+            provisioning_attempts: row.provisioning_attempts,
+            failure_reason: row.failure_reason,
+        })
+    }
 }
 async fn enqueue_provisioning(
     transaction: &mut sqlx::Transaction<'_, sqlx::Postgres>,
@@ -163,26 +185,29 @@ impl Store {
     }
 
     pub async fn tenant(&self, id: Uuid) -> StoreResult<TenantRecord> {
-        let row = sqlx::query(select_tenants!("WHERE id = $1"))
+        sqlx::query_as::<_, TenantRow>(select_tenants!("WHERE id = $1"))
             .bind(id)
             .fetch_one(self.pool())
-            .await?;
-        tenant_from_row(&row)
+            .await?
+            .try_into()
     }
 
     pub async fn tenant_by_slug(&self, slug: &str) -> StoreResult<Option<TenantRecord>> {
-        let row = sqlx::query(select_tenants!("WHERE slug = $1"))
+        sqlx::query_as::<_, TenantRow>(select_tenants!("WHERE slug = $1"))
             .bind(slug)
             .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(tenant_from_row).transpose()
+            .await?
+            .map(TenantRecord::try_from)
+            .transpose()
     }
 
     pub async fn tenants(&self) -> StoreResult<Vec<TenantRecord>> {
-        let rows = sqlx::query(select_tenants!("ORDER BY slug"))
+        sqlx::query_as::<_, TenantRow>(select_tenants!("ORDER BY slug"))
             .fetch_all(self.pool())
-            .await?;
-        rows.iter().map(tenant_from_row).collect()
+            .await?
+            .into_iter()
+            .map(TenantRecord::try_from)
+            .collect()
     }
 
     /// Records where the tenant goes; only the first placement sticks, so a retried job reuses it.
@@ -360,15 +385,13 @@ impl Store {
 
     /// Cancelled tenants, with whether each is past its grace period.
     pub async fn cancelled_tenants(&self) -> StoreResult<Vec<(Uuid, bool)>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as(
             "SELECT id, purge_after <= now() AS due FROM tenants WHERE status = 'cancelled' \
              ORDER BY purge_after",
         )
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get("id")?, row.try_get("due")?)))
-            .collect()
+        Ok(rows)
     }
 
     /// Ends offboarding: the database and role are gone, so the tenant no longer counts against
@@ -423,25 +446,14 @@ impl Store {
 
     /// A tenant's exports, oldest first.
     pub async fn exports_of(&self, tenant_id: Uuid) -> StoreResult<Vec<TenantExport>> {
-        let rows = sqlx::query(
+        let exports = sqlx::query_as(
             "SELECT id, tenant_id, reason, path, bytes, schema_version FROM tenant_exports \
              WHERE tenant_id = $1 ORDER BY created_at, id",
         )
         .bind(tenant_id)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(TenantExport {
-                    id: row.try_get("id")?,
-                    tenant_id: row.try_get("tenant_id")?,
-                    reason: row.try_get("reason")?,
-                    path: row.try_get("path")?,
-                    bytes: row.try_get("bytes")?,
-                    schema_version: row.try_get("schema_version")?,
-                })
-            })
-            .collect()
+        Ok(exports)
     }
     /// Re-seals every tenant connection string and host admin URL not yet under the newest key.
     /// Each row is re-sealed in its own transaction under a row lock, so rotation can be

@@ -4,20 +4,19 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
-use sqlx::Row as _;
 use uuid::Uuid;
 
 use crate::store::{Store, StoreResult};
 
 /// Requests one tenant made on one day (UTC).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct DailyRequests {
     pub day: NaiveDate,
     pub requests: i64,
 }
 
 /// The newest sample of a tenant's database.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct UsageSample {
     pub database_bytes: Option<i64>,
     pub users: Option<i32>,
@@ -83,7 +82,7 @@ impl Store {
 
     /// The tenant's requests over the last `days` days and its newest sample.
     pub async fn tenant_usage(&self, tenant_id: Uuid, days: i32) -> StoreResult<TenantUsage> {
-        let rows = sqlx::query(
+        let requests: Vec<DailyRequests> = sqlx::query_as(
             "SELECT day, requests FROM usage_daily WHERE tenant_id = $1 \
              AND day > (now() AT TIME ZONE 'UTC')::date - $2 ORDER BY day DESC",
         )
@@ -91,37 +90,18 @@ impl Store {
         .bind(days)
         .fetch_all(self.pool())
         .await?;
-        let requests = rows
-            .iter()
-            .map(|row| {
-                Ok(DailyRequests {
-                    day: row.try_get("day")?,
-                    requests: row.try_get("requests")?,
-                })
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
         let today = Utc::now().date_naive();
         let requests_today = requests
             .iter()
             .find(|daily| daily.day == today)
             .map_or(0, |daily| daily.requests);
-        let sample = sqlx::query(
+        let sample = sqlx::query_as(
             "SELECT database_bytes, users, items, branches, sampled_at FROM tenant_usage \
              WHERE tenant_id = $1",
         )
         .bind(tenant_id)
         .fetch_optional(self.pool())
-        .await?
-        .map(|row| {
-            Ok::<_, crate::store::StoreError>(UsageSample {
-                database_bytes: row.try_get("database_bytes")?,
-                users: row.try_get("users")?,
-                items: row.try_get("items")?,
-                branches: row.try_get("branches")?,
-                sampled_at: row.try_get("sampled_at")?,
-            })
-        })
-        .transpose()?;
+        .await?;
         Ok(TenantUsage {
             requests,
             requests_today,

@@ -8,8 +8,6 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use sqlx::Row as _;
-use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use crate::sealing::Sealed;
@@ -117,7 +115,7 @@ pub struct RolloutRecord {
 }
 
 /// One tenant's place and outcome in a rollout.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct RolloutTenant {
     pub tenant_id: Uuid,
     pub slug: String,
@@ -143,7 +141,7 @@ pub struct RolloutWork {
 }
 
 /// Per-status tenant counts of one stage (or of the whole rollout).
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, sqlx::FromRow)]
 pub struct StageCounts {
     pub total: i64,
     pub pending: i64,
@@ -180,47 +178,90 @@ macro_rules! plan_query {
     };
 }
 
-fn rollout_from_row(row: &PgRow) -> StoreResult<RolloutRecord> {
-    let max_failures: Option<i32> = row.try_get("max_failures")?;
-    let max_failure_percent: Option<f32> = row.try_get("max_failure_percent")?;
-    let state: String = row.try_get("state")?;
-    Ok(RolloutRecord {
-        id: row.try_get("id")?,
-        target_version: row.try_get("target_version")?,
-        stages: row.try_get("stages")?,
-        current_stage: row.try_get("current_stage")?,
-        concurrency_per_host: row.try_get("concurrency_per_host")?,
-        failure_limit: match (max_failures, max_failure_percent) {
-            (Some(count), _) => FailureLimit::Count(count),
-            (None, Some(percent)) => FailureLimit::Percent(percent),
-            (None, None) => FailureLimit::Count(0),
-        },
-        bake_seconds: row.try_get("bake_seconds")?,
-        manual_approval: row.try_get("manual_approval")?,
-        verify: row.try_get("verify")?,
-        state: RolloutState::parse(&state)?,
-        pause_reason: row.try_get("pause_reason")?,
-        created_by: row.try_get("created_by")?,
-        created_at: row.try_get("created_at")?,
-        stage_started_at: row.try_get("stage_started_at")?,
-        finished_at: row.try_get("finished_at")?,
-    })
+/// A `rollouts` row; the two failure-limit columns become a [`FailureLimit`] and the state is
+/// checked.
+#[derive(Debug, sqlx::FromRow)]
+struct RolloutRow {
+    id: Uuid,
+    target_version: i32,
+    stages: Vec<i32>,
+    current_stage: i32,
+    concurrency_per_host: i32,
+    max_failures: Option<i32>,
+    max_failure_percent: Option<f32>,
+    bake_seconds: i32,
+    manual_approval: bool,
+    verify: bool,
+    state: String,
+    pause_reason: Option<String>,
+    created_by: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+    stage_started_at: chrono::DateTime<chrono::Utc>,
+    finished_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-fn rollout_tenant_from_row(row: &PgRow) -> StoreResult<RolloutTenant> {
-    Ok(RolloutTenant {
-        tenant_id: row.try_get("tenant_id")?,
-        slug: row.try_get("slug")?,
-        host: row.try_get("host")?,
-        canary: row.try_get("canary")?,
-        stage: row.try_get("stage")?,
-        position: row.try_get("position")?,
-        status: row.try_get("status")?,
-        from_version: row.try_get("from_version")?,
-        to_version: row.try_get("to_version")?,
-        attempts: row.try_get("attempts")?,
-        error: row.try_get("error")?,
-    })
+impl TryFrom<RolloutRow> for RolloutRecord {
+    type Error = StoreError;
+
+    fn try_from(row: RolloutRow) -> StoreResult<Self> {
+        Ok(RolloutRecord {
+            id: row.id,
+            target_version: row.target_version,
+            stages: row.stages,
+            current_stage: row.current_stage,
+            concurrency_per_host: row.concurrency_per_host,
+            failure_limit: match (row.max_failures, row.max_failure_percent) {
+                (Some(count), _) => FailureLimit::Count(count),
+                (None, Some(percent)) => FailureLimit::Percent(percent),
+                (None, None) => FailureLimit::Count(0),
+            },
+            bake_seconds: row.bake_seconds,
+            manual_approval: row.manual_approval,
+            verify: row.verify,
+            state: RolloutState::parse(&row.state)?,
+            pause_reason: row.pause_reason,
+            created_by: row.created_by,
+            created_at: row.created_at,
+            stage_started_at: row.stage_started_at,
+            finished_at: row.finished_at,
+        })
+    }
+}
+
+/// What `stage_work` selects; the two sealed columns become an optional [`Sealed`].
+/// No `Debug`: it holds the sealed blob.
+#[derive(sqlx::FromRow)]
+struct RolloutWorkRow {
+    id: Uuid,
+    slug: String,
+    host_id: Option<Uuid>,
+    schema_version: Option<i32>,
+    sealed_database_url: Option<Vec<u8>>,
+    database_url_key_id: Option<String>,
+}
+
+impl From<RolloutWorkRow> for RolloutWork {
+    fn from(row: RolloutWorkRow) -> Self {
+        RolloutWork {
+            tenant_id: row.id,
+            slug: row.slug,
+            host_id: row.host_id,
+            schema_version: row.schema_version,
+            sealed_database_url: row
+                .sealed_database_url
+                .zip(row.database_url_key_id)
+                .map(|(blob, key_id)| Sealed { key_id, blob }),
+        }
+    }
+}
+
+/// A tenant's row in one rollout, with the rollout's id and target version.
+#[derive(Debug, sqlx::FromRow)]
+struct TenantRolloutRow {
+    rollout_id: Uuid,
+    target_version: i32,
+    #[sqlx(flatten)]
+    tenant: RolloutTenant,
 }
 
 /// What an operator can do to a rollout.
@@ -254,7 +295,7 @@ impl RolloutAction {
 }
 
 /// A planned tenant, before any rollout exists.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct PlannedTenant {
     pub slug: String,
     pub host: Option<String>,

@@ -1,9 +1,7 @@
 //! The rollout record's queries: releases, plans, creating a rollout, the engine's work per
 //! stage and its per-tenant outcomes, operator actions, and the fleet's version distribution.
 
-use crate::sealing::Sealed;
 use crate::store::{Store, StoreError, StoreResult};
-use sqlx::Row as _;
 use uuid::Uuid;
 
 use super::*;
@@ -34,23 +32,13 @@ impl Store {
 
     /// Which tenants each stage of `stages` would take, without changing anything.
     pub async fn plan(&self, stages: &[i32]) -> StoreResult<Vec<PlannedTenant>> {
-        let rows = sqlx::query(plan_query!(
+        let planned = sqlx::query_as(plan_query!(
             "SELECT slug, host, canary, stage, schema_version FROM staged ORDER BY position"
         ))
         .bind(stages)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(PlannedTenant {
-                    slug: row.try_get("slug")?,
-                    host: row.try_get("host")?,
-                    canary: row.try_get("canary")?,
-                    stage: row.try_get("stage")?,
-                    schema_version: row.try_get("schema_version")?,
-                })
-            })
-            .collect()
+        Ok(planned)
     }
 
     /// Creates a running rollout and its plan in one transaction. Refused while another rollout
@@ -129,20 +117,22 @@ impl Store {
     }
 
     pub async fn rollout(&self, id: Uuid) -> StoreResult<RolloutRecord> {
-        let row = sqlx::query("SELECT * FROM rollouts WHERE id = $1")
+        sqlx::query_as::<_, RolloutRow>("SELECT * FROM rollouts WHERE id = $1")
             .bind(id)
             .fetch_optional(self.pool())
             .await?
-            .ok_or(StoreError::NotFound)?;
-        rollout_from_row(&row)
+            .ok_or(StoreError::NotFound)?
+            .try_into()
     }
 
     /// Every rollout, newest first.
     pub async fn rollouts(&self) -> StoreResult<Vec<RolloutRecord>> {
-        let rows = sqlx::query("SELECT * FROM rollouts ORDER BY created_at DESC, id")
+        sqlx::query_as::<_, RolloutRow>("SELECT * FROM rollouts ORDER BY created_at DESC, id")
             .fetch_all(self.pool())
-            .await?;
-        rows.iter().map(rollout_from_row).collect()
+            .await?
+            .into_iter()
+            .map(RolloutRecord::try_from)
+            .collect()
     }
 
     /// The rollouts the engine should drive now: running ones.
@@ -156,7 +146,7 @@ impl Store {
 
     /// Pending (or interrupted: `running`) tenants of a stage, in plan order.
     pub async fn stage_work(&self, rollout_id: Uuid, stage: i32) -> StoreResult<Vec<RolloutWork>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, RolloutWorkRow>(
             "SELECT t.id, t.slug, t.host_id, t.schema_version, t.sealed_database_url, \
                     t.database_url_key_id \
              FROM rollout_tenants r JOIN tenants t ON t.id = r.tenant_id \
@@ -167,21 +157,7 @@ impl Store {
         .bind(stage)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                let blob: Option<Vec<u8>> = row.try_get("sealed_database_url")?;
-                let key_id: Option<String> = row.try_get("database_url_key_id")?;
-                Ok(RolloutWork {
-                    tenant_id: row.try_get("id")?,
-                    slug: row.try_get("slug")?,
-                    host_id: row.try_get("host_id")?,
-                    schema_version: row.try_get("schema_version")?,
-                    sealed_database_url: blob
-                        .zip(key_id)
-                        .map(|(blob, key_id)| Sealed { key_id, blob }),
-                })
-            })
-            .collect()
+        Ok(rows.into_iter().map(RolloutWork::from).collect())
     }
 
     /// Marks a tenant as being migrated now, only while the rollout is running: `false` means
@@ -246,7 +222,7 @@ impl Store {
         rollout_id: Uuid,
         stage: Option<i32>,
     ) -> StoreResult<StageCounts> {
-        let row = sqlx::query(
+        let counts = sqlx::query_as(
             "SELECT count(*) AS total, \
                     count(*) FILTER (WHERE status = 'pending') AS pending, \
                     count(*) FILTER (WHERE status = 'running') AS running, \
@@ -259,14 +235,7 @@ impl Store {
         .bind(stage)
         .fetch_one(self.pool())
         .await?;
-        Ok(StageCounts {
-            total: row.try_get("total")?,
-            pending: row.try_get("pending")?,
-            running: row.try_get("running")?,
-            succeeded: row.try_get("succeeded")?,
-            failed: row.try_get("failed")?,
-            skipped: row.try_get("skipped")?,
-        })
+        Ok(counts)
     }
 
     /// The rollout's tenants in plan order (optionally only those with `status`).
@@ -275,7 +244,7 @@ impl Store {
         rollout_id: Uuid,
         status: Option<&str>,
     ) -> StoreResult<Vec<RolloutTenant>> {
-        let rows = sqlx::query(
+        let tenants = sqlx::query_as(
             "SELECT r.*, t.slug, t.canary, h.name AS host \
              FROM rollout_tenants r JOIN tenants t ON t.id = r.tenant_id \
              LEFT JOIN database_hosts h ON h.id = t.host_id \
@@ -285,7 +254,7 @@ impl Store {
         .bind(status)
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(rollout_tenant_from_row).collect()
+        Ok(tenants)
     }
 
     /// One tenant's rows across every rollout, newest first: (rollout id, target, row).
@@ -293,7 +262,7 @@ impl Store {
         &self,
         tenant_id: Uuid,
     ) -> StoreResult<Vec<(Uuid, i32, RolloutTenant)>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, TenantRolloutRow>(
             "SELECT r.*, t.slug, t.canary, h.name AS host, o.target_version \
              FROM rollout_tenants r JOIN tenants t ON t.id = r.tenant_id \
              JOIN rollouts o ON o.id = r.rollout_id \
@@ -303,15 +272,10 @@ impl Store {
         .bind(tenant_id)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    row.try_get("rollout_id")?,
-                    row.try_get("target_version")?,
-                    rollout_tenant_from_row(row)?,
-                ))
-            })
-            .collect()
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.rollout_id, row.target_version, row.tenant))
+            .collect())
     }
 
     /// Moves a rollout from one of `from` to `to` (with a reason); `false` if it was in none of
@@ -460,15 +424,13 @@ impl Store {
 
     /// Counts of servable tenants per control-plane schema version.
     pub async fn version_distribution(&self) -> StoreResult<Vec<(Option<i32>, i64)>> {
-        let rows = sqlx::query(
+        let distribution = sqlx::query_as(
             "SELECT schema_version, count(*) AS tenants FROM tenants \
              WHERE status IN ('active', 'suspended') GROUP BY schema_version ORDER BY schema_version",
         )
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get("schema_version")?, row.try_get("tenants")?)))
-            .collect()
+        Ok(distribution)
     }
 
     /// Marks or unmarks a tenant as a canary (canaries go first in every rollout).

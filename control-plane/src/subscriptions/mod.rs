@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::Row as _;
 use uuid::Uuid;
 
 use crate::store::{StoreError, StoreResult, insert_audit};
@@ -123,26 +122,46 @@ pub enum TrialExtension {
     By(chrono::Duration),
 }
 
-pub(crate) fn subscription_from_row(row: &sqlx::postgres::PgRow) -> StoreResult<Subscription> {
-    let status: String = row.try_get("status")?;
-    Ok(Subscription {
-        tenant_id: row.try_get("tenant_id")?,
-        status: SubscriptionStatus::parse(&status).ok_or(StoreError::NotFound)?,
-        billing_interval: row.try_get("billing_interval")?,
-        trial_ends_at: row.try_get("trial_ends_at")?,
-        current_period_end: row.try_get("current_period_end")?,
-        past_due_since: row.try_get("past_due_since")?,
-        grace_ends_at: row.try_get("grace_ends_at")?,
-        cancel_at: row.try_get("cancel_at")?,
-        cancelled_at: row.try_get("cancelled_at")?,
-        stripe_customer_id: row.try_get("stripe_customer_id")?,
-        stripe_subscription_id: row.try_get("stripe_subscription_id")?,
-        stripe_state_at: row.try_get("stripe_state_at")?,
-    })
+/// A `subscriptions` row; its status is checked (an unknown one reads as no subscription).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SubscriptionRow {
+    tenant_id: Uuid,
+    status: String,
+    billing_interval: String,
+    trial_ends_at: Option<DateTime<Utc>>,
+    current_period_end: Option<DateTime<Utc>>,
+    past_due_since: Option<DateTime<Utc>>,
+    grace_ends_at: Option<DateTime<Utc>>,
+    cancel_at: Option<DateTime<Utc>>,
+    cancelled_at: Option<DateTime<Utc>>,
+    stripe_customer_id: Option<String>,
+    stripe_subscription_id: Option<String>,
+    stripe_state_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<SubscriptionRow> for Subscription {
+    type Error = StoreError;
+
+    fn try_from(row: SubscriptionRow) -> StoreResult<Self> {
+        Ok(Subscription {
+            tenant_id: row.tenant_id,
+            status: SubscriptionStatus::parse(&row.status).ok_or(StoreError::NotFound)?,
+            billing_interval: row.billing_interval,
+            trial_ends_at: row.trial_ends_at,
+            current_period_end: row.current_period_end,
+            past_due_since: row.past_due_since,
+            grace_ends_at: row.grace_ends_at,
+            cancel_at: row.cancel_at,
+            cancelled_at: row.cancelled_at,
+            stripe_customer_id: row.stripe_customer_id,
+            stripe_subscription_id: row.stripe_subscription_id,
+            stripe_state_at: row.stripe_state_at,
+        })
+    }
 }
 
 /// One recorded transition.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Transition {
     pub from_status: Option<String>,
     pub to_status: String,
@@ -253,12 +272,14 @@ pub(crate) async fn lock(
     transaction: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     tenant_id: Uuid,
 ) -> StoreResult<Subscription> {
-    let row = sqlx::query("SELECT * FROM subscriptions WHERE tenant_id = $1 FOR UPDATE")
-        .bind(tenant_id)
-        .fetch_optional(&mut **transaction)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-    subscription_from_row(&row)
+    sqlx::query_as::<_, SubscriptionRow>(
+        "SELECT * FROM subscriptions WHERE tenant_id = $1 FOR UPDATE",
+    )
+    .bind(tenant_id)
+    .fetch_optional(&mut **transaction)
+    .await?
+    .ok_or(StoreError::NotFound)?
+    .try_into()
 }
 
 /// Moves a locked subscription to `to` if the machine allows it, records the transition and

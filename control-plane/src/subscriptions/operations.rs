@@ -4,7 +4,6 @@
 
 use crate::store::{Store, StoreError, StoreResult, insert_audit};
 use chrono::{DateTime, Utc};
-use sqlx::Row as _;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -12,35 +11,24 @@ use super::*;
 
 impl Store {
     pub async fn subscription(&self, tenant_id: Uuid) -> StoreResult<Subscription> {
-        let row = sqlx::query("SELECT * FROM subscriptions WHERE tenant_id = $1")
+        sqlx::query_as::<_, SubscriptionRow>("SELECT * FROM subscriptions WHERE tenant_id = $1")
             .bind(tenant_id)
             .fetch_optional(self.pool())
             .await?
-            .ok_or(StoreError::NotFound)?;
-        subscription_from_row(&row)
+            .ok_or(StoreError::NotFound)?
+            .try_into()
     }
 
     /// The tenant's recorded transitions, oldest first.
     pub async fn subscription_transitions(&self, tenant_id: Uuid) -> StoreResult<Vec<Transition>> {
-        let rows = sqlx::query(
+        let transitions = sqlx::query_as(
             "SELECT from_status, to_status, reason, actor, detail, at FROM subscription_transitions \
              WHERE tenant_id = $1 ORDER BY id",
         )
         .bind(tenant_id)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Transition {
-                    from_status: row.try_get("from_status")?,
-                    to_status: row.try_get("to_status")?,
-                    reason: row.try_get("reason")?,
-                    actor: row.try_get("actor")?,
-                    detail: row.try_get("detail")?,
-                    at: row.try_get("at")?,
-                })
-            })
-            .collect()
+        Ok(transitions)
     }
 
     /// Applies an operator's action; refused (changing nothing) when the machine does not allow it.
@@ -204,7 +192,7 @@ impl Store {
         now: DateTime<Utc>,
         lifecycle: &Lifecycle,
     ) -> StoreResult<DueTransitions> {
-        let rows = sqlx::query(
+        let tenant_ids: Vec<Uuid> = sqlx::query_scalar(
             "SELECT tenant_id FROM subscriptions \
              WHERE (status = 'trial' AND trial_ends_at <= $1) \
                 OR (status = 'past_due' AND grace_ends_at <= $1) \
@@ -215,8 +203,7 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         let mut done = DueTransitions::default();
-        for row in rows {
-            let tenant_id: Uuid = row.try_get("tenant_id")?;
+        for tenant_id in tenant_ids {
             let mut transaction = self.pool().begin().await?;
             let current = lock(&mut transaction, tenant_id).await?;
             let due = |at: Option<DateTime<Utc>>| at.is_some_and(|at| at <= now);
