@@ -297,6 +297,9 @@ impl Store {
 
     // ---- key rotation ----
 
+    /// Re-seals every tenant connection string and host admin URL not yet under the newest key.
+    /// Each row is re-sealed in its own transaction under a row lock, so rotation can be
+    /// interrupted and run again, and runs safely beside live traffic.
     pub async fn reseal_all(&self, keyring: &Keyring) -> StoreResult<RotationReport> {
         Ok(RotationReport {
             tenants: self.reseal_table(keyring, &SEALED_TENANT_URLS).await?,

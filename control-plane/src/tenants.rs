@@ -455,9 +455,7 @@ impl Store {
         .await?;
         Ok(exports)
     }
-    /// Re-seals every tenant connection string and host admin URL not yet under the newest key.
-    /// Each row is re-sealed in its own transaction under a row lock, so rotation can be
-    /// interrupted and run again, and runs safely beside live traffic.
+
     /// Stores a tenant's new sealed database URL (after a credential rotation), audited. The
     /// change trigger tells every router, which then builds a new pool with it.
     pub async fn replace_tenant_url(
