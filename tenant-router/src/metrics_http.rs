@@ -66,7 +66,7 @@ pub async fn record_request(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let route = web::observe::route_of(&request);
+    let route = web::observe::route_of(&request).to_owned();
     let response = next.run(request).await;
     let metrics = state.metrics();
     metrics

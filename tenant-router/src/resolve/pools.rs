@@ -2,12 +2,12 @@
 //! own sealed URL, under its host's connection budget and circuit breaker; each checkout resets
 //! the session. The budget's default is a share of the host's usable connections.
 
+use control_plane::connect::{self, ConnectOptions};
 use std::sync::Arc;
 
 use control_plane::Purpose;
 use deadpool::managed::PoolError;
 use deadpool_postgres::{ManagerConfig, RecyclingMethod, Runtime};
-use secrecy::ExposeSecret as _;
 use web::{ApiError, ErrorCode};
 
 use crate::budget::{
@@ -95,12 +95,14 @@ impl RouterState {
                 tracing::error!(tenant = %tenant.slug, %error, "cannot open the tenant's connection string");
                 tenant_unavailable()
             })?;
-        let mut config: tokio_postgres::Config = url.expose_secret().parse().map_err(|_| {
+        let options = ConnectOptions {
+            connect_timeout: settings.connect_timeout,
+            ..ConnectOptions::named("silo-router")
+        };
+        let config = connect::config(&url, options).map_err(|_| {
             tracing::error!(tenant = %tenant.slug, "the tenant's connection string does not parse");
             tenant_unavailable()
         })?;
-        config.connect_timeout(settings.connect_timeout);
-        config.application_name("silo-router");
         let host = self.host(tenant, &config).await?;
         let manager = BudgetedManager {
             inner: deadpool_postgres::Manager::from_config(

@@ -39,6 +39,11 @@ fn dependencies(krate: &str) -> BTreeSet<String> {
 
 /// Every `.rs` file under `dir`, with its text.
 fn sources(dir: &Path) -> Vec<(PathBuf, String)> {
+    files_with_extension(dir, "rs")
+}
+
+/// Every file under `dir` (and its folders) whose name ends in `.extension`, with its text.
+fn files_with_extension(dir: &Path, extension: &str) -> Vec<(PathBuf, String)> {
     let mut found = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
@@ -46,7 +51,7 @@ fn sources(dir: &Path) -> Vec<(PathBuf, String)> {
             let path = entry.expect("a directory entry").path();
             if path.is_dir() {
                 pending.push(path);
-            } else if path.extension().is_some_and(|ext| ext == "rs") {
+            } else if path.extension().is_some_and(|ext| ext == extension) {
                 let text = std::fs::read_to_string(&path).expect("the source reads");
                 found.push((path, text));
             }
@@ -54,6 +59,13 @@ fn sources(dir: &Path) -> Vec<(PathBuf, String)> {
     }
     found.sort();
     found
+}
+
+/// The identifier `text` starts with (letters, digits, `_`).
+fn identifier(text: &str) -> String {
+    text.chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect()
 }
 
 /// The text before a file's unit tests.
@@ -205,11 +217,6 @@ fn module_graph(krate: &str) -> BTreeMap<String, BTreeSet<String>> {
         .iter()
         .map(|module| (module.clone(), BTreeSet::new()))
         .collect();
-    let identifier = |text: &str| -> String {
-        text.chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect()
-    };
     for (path, text) in &files {
         let Some(module) = module_of(path) else {
             continue;
@@ -299,34 +306,15 @@ fn no_circle_of_modules_inside_a_crate() {
 /// The tenant app's tables, read from the product's own migrations.
 fn tenant_app_tables() -> Vec<String> {
     let mut tables = Vec::new();
-    for (_, text) in
-        sources_with_extension(&workspace_root().join("tenant-schema/migrations"), "sql")
+    for (_, text) in files_with_extension(&workspace_root().join("tenant-schema/migrations"), "sql")
     {
         for (index, _) in text.match_indices("CREATE TABLE ") {
             let rest = &text[index + "CREATE TABLE ".len()..];
             let rest = rest.strip_prefix("IF NOT EXISTS ").unwrap_or(rest);
-            let name: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            tables.push(name);
+            tables.push(identifier(rest));
         }
     }
     tables
-}
-
-fn sources_with_extension(dir: &Path, extension: &str) -> Vec<(PathBuf, String)> {
-    let mut found: Vec<(PathBuf, String)> = std::fs::read_dir(dir)
-        .expect("the folder reads")
-        .map(|entry| entry.expect("a directory entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == extension))
-        .map(|path| {
-            let text = std::fs::read_to_string(&path).expect("the file reads");
-            (path, text)
-        })
-        .collect();
-    found.sort();
-    found
 }
 
 #[test]
