@@ -278,16 +278,7 @@ fn presented_token(headers: &HeaderMap) -> Option<String> {
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(|token| token.trim().to_owned());
-    bearer.or_else(|| {
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == SESSION_COOKIE)
-            .map(|(_, token)| token.to_owned())
-    })
+    bearer.or_else(|| web::headers::cookie(headers, SESSION_COOKIE).map(str::to_owned))
 }
 
 /// The audit log's name for an admin.

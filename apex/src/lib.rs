@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::rejection::JsonRejection;
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,9 +15,11 @@ use axum::{Extension, Json, Router};
 use uuid::Uuid;
 
 use control_plane::model::{SignupAccepted, SignupRequest, SignupStatus, TenantStatus};
+use control_plane::one_time_links::{self, LinkPurpose};
 use control_plane::store::{Store, StoreError};
 use control_plane::tenants::NewTenant;
 use control_plane::{passwords, signup};
+use secrecy::{ExposeSecret as _, SecretString};
 use web::{ApiError, ClientRateLimiter, ErrorCode, json_rejection};
 
 mod stripe_webhook;
@@ -107,15 +109,39 @@ async fn create_signup(
         })
         .await?;
     tracing::info!(%tenant_id, "signup accepted; provisioning enqueued");
+    // The landing key lets this browser, and only it, fetch sign-in links while it waits. A
+    // failure to make one costs the owner a sign-in by hand, never the signup.
+    let status_url = match state
+        .store
+        .create_link(
+            LinkPurpose::SignupLanding,
+            tenant_id,
+            &valid.admin_email,
+            one_time_links::SIGNUP_LANDING_LIFETIME,
+        )
+        .await
+    {
+        Ok(key) => format!("/api/v1/signups/{tenant_id}?key={}", key.expose_secret()),
+        Err(error) => {
+            tracing::warn!(%tenant_id, %error, "no landing key for the signup");
+            format!("/api/v1/signups/{tenant_id}")
+        }
+    };
     Ok((
         StatusCode::ACCEPTED,
         Json(SignupAccepted {
             tenant_id,
             subdomain: valid.subdomain,
             status: TenantStatus::Provisioning,
-            status_url: format!("/api/v1/signups/{tenant_id}"),
+            status_url,
         }),
     ))
+}
+
+/// `?key=`: the signup's landing key, from the status URL the signup answered.
+#[derive(Debug, serde::Deserialize)]
+struct StatusQuery {
+    key: Option<SecretString>,
 }
 
 #[tracing::instrument(name = "signup_status", skip_all, fields(%tenant_id))]
@@ -123,6 +149,7 @@ async fn signup_status(
     State(state): State<ApexState>,
     headers: HeaderMap,
     Path(tenant_id): Path<Uuid>,
+    query: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<SignupStatus>, ApiError> {
     let tenant = state
         .store
@@ -143,6 +170,13 @@ async fn signup_status(
         .unwrap_or_default();
     let tenant_url = (tenant.status == TenantStatus::Active)
         .then(|| format!("http://{}.{}{port}/", tenant.slug, state.base_domain));
+    let key = query.ok().and_then(|Query(query)| query.key);
+    let sign_in_url = match (&tenant_url, key) {
+        (Some(tenant_url), Some(key)) => sign_in_link(&state.store, tenant.id, &key)
+            .await?
+            .map(|token| format!("{tenant_url}sign-in/link?token={}", token.expose_secret())),
+        _ => None,
+    };
     Ok(Json(SignupStatus {
         tenant_id: tenant.id,
         subdomain: tenant.slug,
@@ -151,7 +185,32 @@ async fn signup_status(
         reason: tenant.failure_reason,
         schema_version: tenant.schema_version,
         tenant_url,
+        sign_in_url,
     }))
+}
+
+/// A one-time sign-in link's token for the owner of a live landing key of this tenant.
+async fn sign_in_link(
+    store: &Store,
+    tenant_id: Uuid,
+    key: &SecretString,
+) -> Result<Option<SecretString>, ApiError> {
+    let Some(email) = store
+        .peek_link(LinkPurpose::SignupLanding, tenant_id, key)
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(
+        store
+            .create_link(
+                LinkPurpose::SignIn,
+                tenant_id,
+                &email,
+                one_time_links::SIGN_IN_LINK_LIFETIME,
+            )
+            .await?,
+    ))
 }
 
 /// Key validations one client address may ask for per minute (other services should cache the

@@ -17,6 +17,7 @@ pub mod embedded_postgres;
 pub mod hosts;
 pub mod integrations;
 pub mod model;
+pub mod one_time_links;
 pub mod passwords;
 pub mod plans;
 pub mod rollout_spec;

@@ -102,6 +102,10 @@ pub struct SignupStatus {
     pub schema_version: Option<i32>,
     /// The tenant's own URL, once it is active.
     pub tenant_url: Option<String>,
+    /// Once active, and only for the status URL the signup answered (it carries the signup's
+    /// landing key): a link that signs the owner in once, within a minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign_in_url: Option<String>,
 }
 
 /// `GET /api/v1/health` on a tenant host.

@@ -119,6 +119,15 @@ impl Application {
                 apex,
                 tenant,
             )
+            // Cross-site refusals are errors like any other, so they too become pages for
+            // browsers: the same-origin check runs inside the negotiation.
+            .layer(axum::middleware::from_fn_with_state(
+                web::same_origin::SameOrigin {
+                    trust_forwarded_host: options.settings.router.trust_forwarded_host,
+                },
+                web::same_origin::refuse_cross_site,
+            ))
+            .layer(axum::middleware::from_fn(web::negotiate::html_errors))
             .layer(axum::middleware::from_fn(web::headers::security_headers))
             .layer(tower_http_trace());
             let stop = stopped();

@@ -162,7 +162,14 @@ pub const OPERATIONS: &[Op] = &[
 fn side_errors(side: Side) -> &'static [ErrorCode] {
     match side {
         Public => &[E::Internal],
-        Admin => &[E::Unauthenticated, E::Unavailable, E::Internal],
+        // The console's session is a cookie: a state-changing request carrying it must come
+        // from a page of this site.
+        Admin => &[
+            E::Unauthenticated,
+            E::CrossSiteRequest,
+            E::Unavailable,
+            E::Internal,
+        ],
         TenantPublic | Tenant => &[
             E::TenantNotFound,
             E::RouteNotFound,

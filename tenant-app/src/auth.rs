@@ -264,26 +264,77 @@ where
                 router,
             });
         }
-        let claims = open_token(&router, &connection, &token).ok_or_else(unauthenticated)?;
-        if claims.expires_at <= unix_now() {
-            return Err(unauthenticated());
-        }
-        let row = connection
-            .client
-            .query_opt(
-                "SELECT id, email, display_name, role FROM users WHERE id = $1 AND is_active",
-                &[&claims.user_id],
-            )
-            .await
-            .map_err(crate::common::db_error)?
-            .ok_or_else(unauthenticated)?;
-        let user = session_user(&row).ok_or_else(ApiError::internal)?;
+        let user = session_token_user(&router, &connection, &token).await?;
         Ok(Self {
             connection,
             caller: Caller::User(user),
             router,
         })
     }
+}
+
+impl Authed {
+    /// The signed-in user of a session token (a browser's cookie): 401 `unauthenticated` when
+    /// the token is not a live session of this tenant's active user. API keys are not sessions.
+    pub async fn from_session_token<S>(
+        parts: &mut Parts,
+        state: &S,
+        token: &SecretString,
+    ) -> Result<Self, ApiError>
+    where
+        RouterState: FromRef<S>,
+        S: Send + Sync,
+    {
+        let connection = TenantConnection::from_request_parts(parts, state).await?;
+        let router = RouterState::from_ref(state);
+        let user = session_token_user(&router, &connection, token).await?;
+        Ok(Self {
+            connection,
+            caller: Caller::User(user),
+            router,
+        })
+    }
+}
+
+/// The active user a session token of this tenant names.
+async fn session_token_user(
+    router: &RouterState,
+    connection: &TenantConnection,
+    token: &SecretString,
+) -> Result<SessionUser, ApiError> {
+    let claims = open_token(router, connection, token).ok_or_else(unauthenticated)?;
+    if claims.expires_at <= unix_now() {
+        return Err(unauthenticated());
+    }
+    let row = connection
+        .client
+        .query_opt(
+            "SELECT id, email, display_name, role FROM users WHERE id = $1 AND is_active",
+            &[&claims.user_id],
+        )
+        .await
+        .map_err(crate::common::db_error)?
+        .ok_or_else(unauthenticated)?;
+    session_user(&row).ok_or_else(ApiError::internal)
+}
+
+/// The active user with this email (any case), if any.
+pub(crate) async fn active_user_by_email(
+    connection: &TenantConnection,
+    email: &str,
+) -> Result<Option<SessionUser>, ApiError> {
+    let row = connection
+        .client
+        .query_opt(
+            "SELECT id, email, display_name, role FROM users \
+             WHERE lower(email) = lower($1) AND is_active",
+            &[&email.trim()],
+        )
+        .await
+        .map_err(crate::common::db_error)?;
+    row.as_ref()
+        .map(|row| session_user(row).ok_or_else(ApiError::internal))
+        .transpose()
 }
 
 fn invalid_api_key() -> ApiError {
@@ -387,9 +438,54 @@ pub async fn login(
     connection: TenantConnection,
     Body(request): Body<LoginRequest>,
 ) -> Result<(StatusCode, Json<LoginAnswer>), ApiError> {
-    if let Some(Extension(ConnectInfo(address))) = client {
+    let client = client.map(|Extension(ConnectInfo(address))| address.ip());
+    let user = check_sign_in(
+        &router,
+        client,
+        &connection,
+        &request.email,
+        request.password,
+    )
+    .await?;
+    let (token, lifetime) = new_session(&router, &connection, user.id);
+    Ok((
+        StatusCode::CREATED,
+        Json(LoginAnswer {
+            token,
+            expires_at: unix_now() + lifetime,
+            user,
+        }),
+    ))
+}
+
+/// A new session token for `user_id` and its lifetime in seconds.
+pub(crate) fn new_session(
+    router: &RouterState,
+    connection: &TenantConnection,
+    user_id: i64,
+) -> (String, u64) {
+    let claims = Claims {
+        user_id,
+        expires_at: unix_now() + SESSION_LIFETIME.as_secs(),
+    };
+    (
+        mint_token(router, connection, &claims),
+        SESSION_LIFETIME.as_secs(),
+    )
+}
+
+/// Checks a sign-in (the client address's rate, the fields, the password) and answers the
+/// user, noting the sign-in; the same refusals for the API and the sign-in page.
+pub(crate) async fn check_sign_in(
+    router: &RouterState,
+    client: Option<std::net::IpAddr>,
+    connection: &TenantConnection,
+    email: &str,
+    password: SecretString,
+) -> Result<SessionUser, ApiError> {
+    if let Some(address) = client {
         router
-            .check_login_rate(connection.tenant.id, address.ip())
+            .check_login_rate(connection.tenant.id, address)
             .map_err(|seconds| {
                 ApiError::new(
                     ErrorCode::RateLimited,
@@ -399,22 +495,21 @@ pub async fn login(
             })?;
     }
     let mut fields = Fields::default();
-    fields.text("email", &request.email, 320);
-    fields.text("password", request.password.expose_secret(), 1024);
+    fields.text("email", email, 320);
+    fields.text("password", password.expose_secret(), 1024);
     fields.finish()?;
     let row = connection
         .client
         .query_opt(
             "SELECT id, email, display_name, role, password_hash FROM users \
              WHERE lower(email) = lower($1) AND is_active",
-            &[&request.email.trim()],
+            &[&email.trim()],
         )
         .await
         .map_err(crate::common::db_error)?;
     let hash = row
         .as_ref()
         .map(|row| row.get::<_, String>("password_hash"));
-    let password = request.password;
     let verified = tokio::task::spawn_blocking(move || {
         let hash = hash.unwrap_or_else(dummy_hash);
         control_plane::passwords::verify(&password, &hash)
@@ -436,19 +531,7 @@ pub async fn login(
         )
         .await
         .map_err(crate::common::db_error)?;
-    let claims = Claims {
-        user_id: user.id,
-        expires_at: unix_now() + SESSION_LIFETIME.as_secs(),
-    };
-    let token = mint_token(&router, &connection, &claims);
-    Ok((
-        StatusCode::CREATED,
-        Json(LoginAnswer {
-            token,
-            expires_at: claims.expires_at,
-            user,
-        }),
-    ))
+    Ok(user)
 }
 
 /// `GET /api/v1/me`: who the token belongs to (a user, or an API key's id, name and role).

@@ -16,6 +16,7 @@ pub mod common;
 pub mod domains;
 pub mod integrations;
 pub mod invitations;
+pub mod pages;
 pub mod reports;
 pub mod settings;
 pub mod stock_takes;
@@ -144,6 +145,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/integrations/{name}",
             put(integrations::put_integration).delete(integrations::remove_integration),
         )
+        .merge(pages::routes())
         .fallback(|| async {
             ApiError::new(
                 ErrorCode::RouteNotFound,

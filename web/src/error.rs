@@ -48,6 +48,8 @@ error_codes! {
     InvalidInvitation = ("invalid_invitation", BAD_REQUEST, "the invitation is altered, expired or for another workspace"),
     /// A Stripe webhook whose signature is missing, wrong, stale or for another body.
     InvalidSignature = ("invalid_signature", BAD_REQUEST, "a Stripe webhook whose signature is missing, wrong, stale or for another body"),
+    /// A one-time sign-in link that is expired, used, altered or for another workspace.
+    InvalidSignInLink = ("invalid_sign_in_link", BAD_REQUEST, "a one-time sign-in link that is expired, used, altered or for another workspace"),
     /// The body is not JSON.
     MalformedJson = ("malformed_json", BAD_REQUEST, "the body is not JSON"),
     /// The key is not valid (unknown, revoked, or its tenant may not use it).
@@ -56,6 +58,8 @@ error_codes! {
     InvalidCredentials = ("invalid_credentials", UNAUTHORIZED, "a failed sign-in"),
     /// No valid session token or API key.
     Unauthenticated = ("unauthenticated", UNAUTHORIZED, "no valid session token or API key"),
+    /// A state-changing request carrying a cookie that did not come from a page of this site.
+    CrossSiteRequest = ("cross_site_request", FORBIDDEN, "a state-changing request carrying a cookie that did not come from a page of this site"),
     /// The caller's role does not allow this.
     InsufficientRole = ("insufficient_role", FORBIDDEN, "the caller's role does not allow this"),
     /// The plan and add-ons do not include the module.
@@ -264,6 +268,7 @@ impl IntoResponse for ApiError {
             },
         });
         let mut response = (self.code.status(), body).into_response();
+        response.extensions_mut().insert(self.shown());
         if let Some(seconds) = self.retry_after_seconds {
             response
                 .headers_mut()

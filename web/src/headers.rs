@@ -1,5 +1,5 @@
 //! Headers every response carries unless its handler set its own: no MIME sniffing, no framing
-//! by other sites, no full URLs in the `Referer` sent elsewhere.
+//! by other sites, no full URLs in the `Referer` sent elsewhere. And reading a request's cookie.
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, header};
@@ -11,6 +11,18 @@ const DEFAULTS: [(HeaderName, &str); 3] = [
     (header::X_FRAME_OPTIONS, "DENY"),
     (header::REFERRER_POLICY, "same-origin"),
 ];
+
+/// The value of the cookie `name` the request carries, if any (and not empty).
+pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(found, value)| *found == name && !value.is_empty())
+        .map(|(_, value)| value)
+}
 
 /// Middleware: adds the default security headers a response lacks.
 pub async fn security_headers(request: Request, next: Next) -> Response {

@@ -1,5 +1,6 @@
 //! What every HTTP surface of Silo shares: [`ApiError`] and its [`ErrorCode`] table, JSON body
-//! extraction with our error shape, the per-key rate limit, and the security headers.
+//! extraction with our error shape, the per-key rate limit, the security headers, HTML error
+//! pages for browsers, and the refusal of cross-site requests.
 //!
 //! Boundary: the domain crates (`control-plane`, `provisioner`, `migrator`) know nothing of HTTP;
 //! their errors become HTTP answers here, through explicit `From` impls that pick the meaning.
@@ -7,8 +8,10 @@
 pub mod error;
 pub mod headers;
 pub mod json;
+pub mod negotiate;
 pub mod observe;
 pub mod rate_limit;
+pub mod same_origin;
 
 pub use error::{ApiError, ErrorCode};
 pub use json::{JsonBody, json_rejection};

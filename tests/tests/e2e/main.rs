@@ -14,6 +14,7 @@ mod billing;
 mod console;
 mod hosts;
 mod isolation;
+mod landing;
 mod migrator_cli;
 mod offboarding;
 mod openapi;

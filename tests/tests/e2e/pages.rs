@@ -1,11 +1,12 @@
-//! Pages in a real browser: the apex signup form creates a workspace and links to it; a taken
-//! subdomain shows the API's message and creates nothing.
+//! Pages in a real browser: the apex signup form creates a workspace and lands its owner in it,
+//! signed in; sign-out and the sign-in page; a taken subdomain shows the API's message and
+//! creates nothing.
 
 use crate::browser::Browser;
 use crate::harness::TestApp;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_signup_form_creates_a_workspace_and_links_to_it() {
+async fn the_signup_form_creates_a_workspace_and_lands_the_owner_in_it_signed_in() {
     let app = TestApp::spawn().await;
     let browser = Browser::start().await;
     let home = format!("http://localhost:{}/", app.address.port());
@@ -17,22 +18,46 @@ async fn the_signup_form_creates_a_workspace_and_links_to_it() {
         .fill("#admin_password", "violet tram oyster gravel")
         .await;
     browser.click("#submit").await;
+    // Once the workspace is ready the page takes the owner straight in, signed in, through a
+    // one-time link: the dashboard of their own workspace, naming them.
     browser
-        .wait_for_text("#status", |text| text.contains("ready"))
+        .wait_for_text("h1", |text| text == "Dashboard")
         .await;
-    let link = browser
+    let link = format!("http://corner.localhost:{}/", app.address.port());
+    assert_eq!(browser.client.current_url().await.unwrap().as_str(), link);
+    let who = browser
+        .wait_for_text(".topbar .who", |text| !text.is_empty())
+        .await;
+    assert_eq!(who, "owner@corner.test");
+    browser
+        .wait_for_text("#plan-detail", |text| text.starts_with("Trial:"))
+        .await;
+
+    // Signing out leads to the sign-in page; signing in there comes back to the dashboard.
+    browser.click(".topbar button").await;
+    browser
+        .wait_for_text("h1", |text| text.starts_with("Sign in to"))
+        .await;
+    browser.fill("#email", "owner@corner.test").await;
+    browser.fill("#password", "not the password").await;
+    browser.click("button.primary").await;
+    browser
+        .wait_for_text("#sign-in-problem", |text| text.contains("wrong"))
+        .await;
+    let kept = browser
         .client
-        .find(fantoccini::Locator::Css("#tenant-link"))
+        .find(fantoccini::Locator::Css("#email"))
         .await
         .unwrap()
-        .attr("href")
+        .prop("value")
         .await
-        .unwrap()
         .unwrap();
-    assert_eq!(
-        link,
-        format!("http://corner.localhost:{}/", app.address.port())
-    );
+    assert_eq!(kept.as_deref(), Some("owner@corner.test"));
+    browser.fill("#password", "violet tram oyster gravel").await;
+    browser.click("button.primary").await;
+    browser
+        .wait_for_text("h1", |text| text == "Dashboard")
+        .await;
 
     // Chromium resolves *.localhost to loopback: the link reaches the tenant's own database.
     browser

@@ -28,10 +28,13 @@ async fn signup_provisions_a_database_that_serves_the_tenant() {
     let accepted = app.signup("acme").await;
     assert_eq!(accepted.subdomain, "acme");
     assert_eq!(accepted.status, TenantStatus::Provisioning);
+    // The status URL names the tenant and carries the signup's landing key.
     assert!(
         accepted
             .status_url
-            .ends_with(&accepted.tenant_id.to_string())
+            .starts_with(&format!("/api/v1/signups/{}?key=", accepted.tenant_id)),
+        "{}",
+        accepted.status_url
     );
 
     let status = app.wait_provisioned(&accepted).await;

@@ -374,11 +374,17 @@ fn only_the_seam_opens_tenant_connections_for_the_tenant_app() {
 #[test]
 fn every_error_code_is_documented_where_it_is_answered() {
     use silo::openapi::{OPERATIONS, responses_of};
-    // Codes that only HTML pages of the admin console answer (no JSON operation gives them).
-    let page_only: &[(web::ErrorCode, &str)] = &[(
-        web::ErrorCode::InvalidRollout,
-        "the dashboard's start form; rollouts are started from pages and the migrator CLI",
-    )];
+    // Codes that only HTML pages answer (no JSON operation gives them).
+    let page_only: &[(web::ErrorCode, &str)] = &[
+        (
+            web::ErrorCode::InvalidRollout,
+            "the dashboard's start form; rollouts are started from pages and the migrator CLI",
+        ),
+        (
+            web::ErrorCode::InvalidSignInLink,
+            "the tenant app's one-time sign-in link, followed by a browser",
+        ),
+    ];
     let documented: BTreeSet<&str> = OPERATIONS
         .iter()
         .flat_map(|op| responses_of(op).into_values().flatten())

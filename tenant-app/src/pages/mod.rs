@@ -1,0 +1,283 @@
+//! The tenant app in a browser: server-rendered pages (maud, which escapes what it inserts) on
+//! every tenant host, with no script and no asset from anywhere else. `/` is the sign-in page or,
+//! signed in, the dashboard; every page hangs off one navigation in [`Shell`].
+//!
+//! A browser session is the same sealed token the API hands out, kept in the `silo_session`
+//! cookie (HttpOnly, SameSite=Lax, `Secure` behind https). Pages take it with [`Signed`]; the
+//! JSON API never reads the cookie, so a cookie can only act through these pages' forms, and
+//! every state-changing request that carries a cookie passes `web::same_origin` first.
+
+mod dashboard;
+mod sign_in;
+
+use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use secrecy::SecretString;
+
+use crate::AppState;
+use crate::auth::{Authed, Caller, Role};
+use crate::branding::EffectiveBranding;
+use tenant_router::seam::ResolvedTenant;
+
+/// The browser session's cookie.
+pub const SESSION_COOKIE: &str = "silo_session";
+
+/// The page routes (merged into [`crate::router`]).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(sign_in::home))
+        .route("/sign-in", post(sign_in::submit))
+        .route("/sign-in/link", get(sign_in::follow_link))
+        .route("/sign-out", post(sign_in::sign_out))
+        .route("/assets/app.css", get(stylesheet))
+}
+
+const STYLESHEET: &str = include_str!("app.css");
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
+/// Scripts: none. Styles: our stylesheet and the brand colour's one inline rule. Images: our
+/// own and a logo from any https origin. Forms post only to this origin.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' https:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// A page answer: HTML, never cached (it shows a signed-in user's data), framed by nobody.
+pub fn page(markup: Markup) -> Response {
+    let mut response = axum::response::Html(markup.into_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    response
+}
+
+/// The session cookie carrying `token`, `Secure` when the browser reached us over https.
+fn session_cookie(token: &str, max_age: u64, https: bool) -> HeaderValue {
+    let secure = if https { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("silo_session=; Path=/; Max-Age=0"))
+}
+
+/// Whether the browser reached us over https (a TLS-terminating proxy says so in
+/// `X-Forwarded-Proto`; a client claiming it only makes its own cookie stricter).
+fn over_https(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<SecretString> {
+    web::headers::cookie(headers, SESSION_COOKIE).map(|value| SecretString::from(value.to_owned()))
+}
+
+/// A signed-in user of this tenant, from the session cookie, with a connection to the tenant's
+/// database. Without a valid session the page answers a redirect to the sign-in page.
+pub struct Signed(pub Authed);
+
+impl Signed {
+    /// The signed-in user's session, if the request carries a valid one.
+    async fn of(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, Response> {
+        let Some(token) = cookie_token(&parts.headers) else {
+            return Ok(None);
+        };
+        match Authed::from_session_token(parts, state, &token).await {
+            Ok(authed) => Ok(Some(Self(authed))),
+            Err(error) if error.code == web::ErrorCode::Unauthenticated => Ok(None),
+            Err(error) => Err(error.into_response()),
+        }
+    }
+
+    pub fn user(&self) -> Option<&crate::auth::SessionUser> {
+        match &self.0.caller {
+            Caller::User(user) => Some(user),
+            Caller::ApiKey(_) => None,
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Signed {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        Self::of(parts, state)
+            .await?
+            .ok_or_else(|| Redirect::to("/").into_response())
+    }
+}
+
+/// The text colour readable on `background` (`#rrggbb`): WCAG contrast against white or the
+/// body's dark ink, whichever is higher.
+fn ink_on(background: &str) -> &'static str {
+    let channel = |range: std::ops::Range<usize>| {
+        let value =
+            f64::from(u8::from_str_radix(background.get(range).unwrap_or("00"), 16).unwrap_or(0))
+                / 255.0;
+        if value <= 0.040_45 {
+            value / 12.92
+        } else {
+            ((value + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    let luminance = 0.2126 * channel(1..3) + 0.7152 * channel(3..5) + 0.0722 * channel(5..7);
+    let (white, dark) = (1.0, 0.0137);
+    if (white + 0.05) / (luminance + 0.05) >= (luminance + 0.05) / (dark + 0.05) {
+        "#ffffff"
+    } else {
+        "#1d2330"
+    }
+}
+
+/// One entry of the navigation.
+struct NavEntry {
+    href: &'static str,
+    label: &'static str,
+    /// Shown only to this role or higher.
+    least: Role,
+}
+
+const NAV: &[NavEntry] = &[
+    NavEntry {
+        href: "/",
+        label: "Dashboard",
+        least: Role::ReadOnly,
+    },
+    NavEntry {
+        href: "/settings",
+        label: "Settings",
+        least: Role::Owner,
+    },
+];
+
+/// Every page's frame: the tenant's branding, who is signed in, the navigation, the content.
+pub struct Shell<'a> {
+    pub tenant: &'a ResolvedTenant,
+    pub title: &'a str,
+    /// The navigation entry of this page.
+    pub current: &'static str,
+    pub role: Role,
+    pub who: &'a str,
+}
+
+impl Shell<'_> {
+    pub fn render(&self, content: Markup) -> Markup {
+        let branding = EffectiveBranding::of(self.tenant);
+        html! {
+            (head(&branding, self.title))
+            body {
+                header class="topbar" {
+                    @if let Some(logo) = &branding.logo_url { img src=(logo) alt=""; }
+                    a class="name" href="/" { (branding.display_name) }
+                    span class="who" { (self.who) }
+                    form method="post" action="/sign-out" { button type="submit" { "Sign out" } }
+                }
+                nav class="main" aria-label="Main" {
+                    ul {
+                        @for entry in NAV.iter().filter(|entry| self.role >= entry.least) {
+                            li { a href=(entry.href) aria-current=[(entry.href == self.current).then_some("page")] { (entry.label) } }
+                        }
+                    }
+                }
+                main { h1 { (self.title) } (content) }
+            }
+        }
+    }
+}
+
+/// `<head>` with the stylesheet and the brand colour (validated `#rrggbb` when stored, or the
+/// default, so it is safe in CSS).
+fn head(branding: &EffectiveBranding, title: &str) -> Markup {
+    let brand_css = format!(
+        ":root{{--brand:{}}}.topbar,.topbar .name,button.primary{{color:{}}}",
+        branding.primary_color,
+        ink_on(&branding.primary_color)
+    );
+    html! {
+        (DOCTYPE)
+        html lang="en";
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · " (branding.display_name) }
+            link rel="stylesheet" href="/assets/app.css";
+            style { (PreEscaped(brand_css)) }
+        }
+    }
+}
+
+/// Money in cents as `1,234.56`.
+pub fn money(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let cents = cents.unsigned_abs();
+    let whole = (cents / 100).to_string();
+    let mut grouped = String::new();
+    for (index, digit) in whole.chars().enumerate() {
+        if index > 0 && (whole.len() - index).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    format!("{sign}{grouped}.{:02}", cents % 100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_is_grouped_with_two_decimals() {
+        assert_eq!(money(0), "0.00");
+        assert_eq!(money(5), "0.05");
+        assert_eq!(money(123_456_789), "1,234,567.89");
+        assert_eq!(money(-100_000), "-1,000.00");
+    }
+
+    #[test]
+    fn text_on_the_brand_colour_is_the_readable_one() {
+        assert_eq!(ink_on("#000000"), "#ffffff");
+        assert_eq!(ink_on("#1a4fd6"), "#ffffff");
+        assert_eq!(ink_on("#ffffff"), "#1d2330");
+        assert_eq!(ink_on("#f5d000"), "#1d2330");
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others_and_is_http_only() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; silo_session=st.abc; b=2"),
+        );
+        let token = cookie_token(&headers).expect("found");
+        assert_eq!(secrecy::ExposeSecret::expose_secret(&token), "st.abc");
+        let cookie = session_cookie("st.abc", 60, true);
+        let cookie = cookie.to_str().expect("ascii");
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("Secure"),
+            "{cookie}"
+        );
+        assert!(
+            !session_cookie("st.abc", 60, false)
+                .to_str()
+                .expect("ascii")
+                .contains("Secure")
+        );
+    }
+}
