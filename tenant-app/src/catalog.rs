@@ -278,18 +278,18 @@ pub async fn update_supplier(
 
 #[derive(Debug, Serialize)]
 pub struct Item {
-    id: i64,
-    sku: String,
-    barcode: Option<String>,
-    name: String,
-    unit: String,
-    cost_price_cents: i64,
-    sale_price_cents: i64,
-    requires_prescription: bool,
-    default_supplier_id: Option<i64>,
-    reorder_level: f64,
-    is_active: bool,
-    created_at: DateTime<Utc>,
+    pub id: i64,
+    pub sku: String,
+    pub barcode: Option<String>,
+    pub name: String,
+    pub unit: String,
+    pub cost_price_cents: i64,
+    pub sale_price_cents: i64,
+    pub requires_prescription: bool,
+    pub default_supplier_id: Option<i64>,
+    pub reorder_level: f64,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
 }
 
 const ITEM_COLUMNS: &str = "id, sku, barcode, name, unit, cost_price_cents, sale_price_cents, \
@@ -314,22 +314,23 @@ fn item(row: &Row) -> Item {
 }
 
 /// A new item, or (all fields optional) a change to one.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct ItemFields {
-    sku: Option<String>,
-    barcode: Option<String>,
-    name: Option<String>,
-    unit: Option<String>,
-    cost_price_cents: Option<i64>,
-    sale_price_cents: Option<i64>,
-    requires_prescription: Option<bool>,
-    default_supplier_id: Option<i64>,
-    reorder_level: Option<f64>,
-    is_active: Option<bool>,
+    pub sku: Option<String>,
+    pub barcode: Option<String>,
+    pub name: Option<String>,
+    pub unit: Option<String>,
+    pub cost_price_cents: Option<i64>,
+    pub sale_price_cents: Option<i64>,
+    pub requires_prescription: Option<bool>,
+    pub default_supplier_id: Option<i64>,
+    pub reorder_level: Option<f64>,
+    pub is_active: Option<bool>,
 }
 
 impl ItemFields {
-    fn validate(&self, creating: bool) -> Result<(), ApiError> {
+    /// What is wrong with these fields (all of it, in one 422); `creating` requires SKU and name.
+    pub fn validate(&self, creating: bool) -> Result<(), ApiError> {
         let mut fields = Fields::default();
         match &self.sku {
             Some(sku) => fields.text("sku", sku, 64),
@@ -365,12 +366,12 @@ impl ItemFields {
 
 /// `?q=&limit=&cursor=` (serde's `flatten` cannot parse numbers from a query string, so the
 /// page's fields are repeated here).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct ItemQuery {
-    limit: Option<i64>,
-    cursor: Option<i64>,
+    pub limit: Option<i64>,
+    pub cursor: Option<i64>,
     /// Matches name, SKU or barcode (case-insensitive substring).
-    q: Option<String>,
+    pub q: Option<String>,
 }
 
 pub async fn list_items(

@@ -7,7 +7,7 @@ use control_plane::subscriptions::SubscriptionStatus;
 use maud::{Markup, html};
 use web::ApiError;
 
-use super::{Shell, Signed, money, page};
+use super::{Signed, money};
 use crate::common::db_error;
 
 /// How many low-stock lines and purchases the dashboard lists.
@@ -200,20 +200,7 @@ pub async fn show(signed: Signed) -> Response {
         Ok(read) => read,
         Err(error) => return error.into_response(),
     };
-    let who = signed
-        .user()
-        .map(|user| {
-            user.display_name
-                .clone()
-                .unwrap_or_else(|| user.email.clone())
-        })
-        .unwrap_or_default();
-    let shell = Shell {
-        tenant: &signed.0.connection.tenant,
-        title: "Dashboard",
-        current: "/",
-        role: signed.0.role(),
-        who: &who,
-    };
-    page(shell.render(content(&signed, &today, &low, &purchases)))
+    signed
+        .frame()
+        .render("Dashboard", "/", content(&signed, &today, &low, &purchases))
 }

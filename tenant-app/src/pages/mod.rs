@@ -8,6 +8,8 @@
 //! every state-changing request that carries a cookie passes `web::same_origin` first.
 
 mod dashboard;
+mod form;
+mod items;
 mod sign_in;
 
 use axum::Router;
@@ -18,8 +20,12 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use secrecy::SecretString;
+use web::{ApiError, ErrorCode};
+
+use std::sync::Arc;
 
 use crate::AppState;
+
 use crate::auth::{Authed, Caller, Role};
 use crate::branding::EffectiveBranding;
 use tenant_router::seam::ResolvedTenant;
@@ -34,6 +40,10 @@ pub fn routes() -> Router<AppState> {
         .route("/sign-in", post(sign_in::submit))
         .route("/sign-in/link", get(sign_in::follow_link))
         .route("/sign-out", post(sign_in::sign_out))
+        .route("/items", get(items::list))
+        .route("/items/new", get(items::new).post(items::create))
+        .route("/items/{id}", get(items::edit).post(items::update))
+        .route("/items/{id}/deactivate", post(items::deactivate))
         .route("/assets/app.css", get(stylesheet))
 }
 
@@ -152,6 +162,9 @@ struct NavEntry {
     label: &'static str,
     /// Shown only to this role or higher.
     least: Role,
+    /// The plan module the page needs; without it the entry is marked and its page offers the
+    /// upgrade instead of a form.
+    module: Option<&'static str>,
 }
 
 const NAV: &[NavEntry] = &[
@@ -159,30 +172,56 @@ const NAV: &[NavEntry] = &[
         href: "/",
         label: "Dashboard",
         least: Role::ReadOnly,
+        module: None,
+    },
+    NavEntry {
+        href: "/items",
+        label: "Items",
+        least: Role::ReadOnly,
+        module: Some("inventory"),
     },
     NavEntry {
         href: "/settings",
         label: "Settings",
         least: Role::Owner,
+        module: None,
     },
 ];
 
-/// Every page's frame: the tenant's branding, who is signed in, the navigation, the content.
-pub struct Shell<'a> {
-    pub tenant: &'a ResolvedTenant,
-    pub title: &'a str,
-    /// The navigation entry of this page.
-    pub current: &'static str,
+/// Every page's frame: the tenant's branding, who is signed in, the navigation by role and
+/// plan. Taken from a [`Signed`] before its handler call consumes the session.
+pub struct Frame {
+    tenant: Arc<ResolvedTenant>,
     pub role: Role,
-    pub who: &'a str,
+    who: String,
 }
 
-impl Shell<'_> {
-    pub fn render(&self, content: Markup) -> Markup {
-        let branding = EffectiveBranding::of(self.tenant);
-        html! {
-            (head(&branding, self.title))
+impl Signed {
+    pub fn frame(&self) -> Frame {
+        Frame {
+            tenant: self.0.connection.tenant.clone(),
+            role: self.0.role(),
+            who: self
+                .user()
+                .map(|user| {
+                    user.display_name
+                        .clone()
+                        .unwrap_or_else(|| user.email.clone())
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl Frame {
+    /// The page `title`, under the navigation entry `current`, around `content`.
+    pub fn render(&self, title: &str, current: &str, content: Markup) -> Response {
+        let branding = EffectiveBranding::of(&self.tenant);
+        let entitlements = &self.tenant.entitlements;
+        page(html! {
+            (head(&branding, title))
             body {
+                a class="skip" href="#content" { "Skip to content" }
                 header class="topbar" {
                     @if let Some(logo) = &branding.logo_url { img src=(logo) alt=""; }
                     a class="name" href="/" { (branding.display_name) }
@@ -192,13 +231,42 @@ impl Shell<'_> {
                 nav class="main" aria-label="Main" {
                     ul {
                         @for entry in NAV.iter().filter(|entry| self.role >= entry.least) {
-                            li { a href=(entry.href) aria-current=[(entry.href == self.current).then_some("page")] { (entry.label) } }
+                            @let locked = entry.module.is_some_and(|module| !entitlements.has(module));
+                            li { a href=(entry.href) class=[locked.then_some("locked")]
+                                aria-current=[(entry.href == current).then_some("page")] {
+                                (entry.label) @if locked { " " span class="badge" { "Upgrade" } }
+                            } }
                         }
                     }
                 }
-                main { h1 { (self.title) } (content) }
+                main id="content" { h1 { (title) } (content) }
             }
-        }
+        })
+    }
+
+    /// A refusal of the API the page called, as this page: the plan's upgrade prompt for a
+    /// module it lacks, the reason for a role that may not; other errors as error pages.
+    pub fn refusal(&self, title: &str, current: &str, error: ApiError) -> Response {
+        let content = match error.code {
+            ErrorCode::ModuleNotEnabled => html! {
+                section class="card" id="upgrade" {
+                    h2 { "Not in your plan" }
+                    p { (error.message) }
+                    @if self.role >= Role::Owner {
+                        p { a href="/settings" { "See your plan and upgrade" } }
+                    } @else {
+                        p class="muted" { "Ask the workspace owner to upgrade." }
+                    }
+                }
+            },
+            ErrorCode::InsufficientRole => html! {
+                section class="card" id="refused" { p { (error.message) } }
+            },
+            _ => return error.into_response(),
+        };
+        let mut response = self.render(title, current, content);
+        *response.status_mut() = error.status();
+        response
     }
 }
 
@@ -206,7 +274,7 @@ impl Shell<'_> {
 /// default, so it is safe in CSS).
 fn head(branding: &EffectiveBranding, title: &str) -> Markup {
     let brand_css = format!(
-        ":root{{--brand:{}}}.topbar,.topbar .name,button.primary{{color:{}}}",
+        ":root{{--brand:{}}}.topbar,.topbar .name,button.primary,a.button{{color:{}}}",
         branding.primary_color,
         ink_on(&branding.primary_color)
     );

@@ -37,22 +37,7 @@ async fn follow(app: &TestApp, slug: &str, path: &str) -> reqwest::Response {
 
 /// `application/x-www-form-urlencoded`, as a browser sends a form.
 fn form_body(pairs: &[(&str, &str)]) -> String {
-    let encode = |text: &str| {
-        text.bytes()
-            .map(|byte| match byte {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
-                    char::from(byte).to_string()
-                }
-                b' ' => "+".to_owned(),
-                other => format!("%{other:02X}"),
-            })
-            .collect::<String>()
-    };
-    pairs
-        .iter()
-        .map(|(name, value)| format!("{}={}", encode(name), encode(value)))
-        .collect::<Vec<_>>()
-        .join("&")
+    serde_urlencoded::to_string(pairs).expect("a form encodes")
 }
 
 fn session_cookie(response: &reqwest::Response) -> Option<String> {

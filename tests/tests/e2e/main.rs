@@ -10,6 +10,7 @@ mod session;
 
 mod admin;
 mod api_keys;
+mod app_pages;
 mod billing;
 mod console;
 mod hosts;

@@ -1,0 +1,228 @@
+//! The back office's pages: items in a real browser (add with every error beside its field at
+//! once, fix, find, change, deactivate; usable at 390 px wide), and what each role sees.
+
+use fantoccini::Locator;
+use reqwest::header::{ACCEPT, COOKIE};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::browser::Browser;
+use crate::harness::TestApp;
+use crate::session::Session;
+
+const PASSWORD: &str = "violet tram oyster gravel";
+
+async fn sign_in_in_browser(browser: &Browser, base: &str, email: &str) {
+    browser.client.goto(base).await.unwrap();
+    browser.fill("#email", email).await;
+    browser.fill("#password", PASSWORD).await;
+    browser.click("button.primary").await;
+    browser
+        .wait_for_text("h1", |text| text == "Dashboard")
+        .await;
+}
+
+async fn value_of(browser: &Browser, css: &str) -> String {
+    browser
+        .client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|error| panic!("no `{css}`: {error}"))
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_manages_items_in_the_browser_with_errors_beside_their_fields() {
+    let app = TestApp::spawn().await;
+    app.active_tenant("shelves").await;
+    let browser = Browser::start().await;
+    let base = format!("http://shelves.localhost:{}/", app.address.port());
+    sign_in_in_browser(&browser, &base, "owner@shelves.test").await;
+
+    browser.click("nav.main a[href='/items']").await;
+    browser
+        .wait_for_text("#no-items", |text| text == "No items yet.")
+        .await;
+    browser.click("a[href='/items/new']").await;
+    browser.wait_for_text("h1", |text| text == "New item").await;
+
+    // Nothing filled and a price that is no amount: every problem at once, beside its field,
+    // what was typed kept, focus on the first.
+    browser.fill("#sale_price_cents", "twelve").await;
+    browser.click("button.primary").await;
+    let sku_error = browser
+        .wait_for_text("#sku-error", |text| !text.is_empty())
+        .await;
+    assert!(sku_error.starts_with("SKU"), "{sku_error}");
+    let price_error = browser
+        .wait_for_text("#sale_price_cents-error", |text| !text.is_empty())
+        .await;
+    assert!(price_error.contains("amount"), "{price_error}");
+    assert_eq!(value_of(&browser, "#sale_price_cents").await, "twelve");
+    let focused = browser
+        .client
+        .execute("return document.activeElement.id", vec![])
+        .await
+        .unwrap();
+    assert_eq!(focused, json!("sku"));
+    assert_eq!(
+        app.tenant_get("shelves", "/api/v1/health").await.status(),
+        StatusCode::OK
+    );
+
+    // The price fixed (now the API's own checks run): name still missing, beside its field.
+    browser.fill("#sku", "PARA-500").await;
+    browser.fill("#sale_price_cents", "4.50").await;
+    browser.click("button.primary").await;
+    browser
+        .wait_for_text("#name-error", |text| text.starts_with("Name"))
+        .await;
+    assert_eq!(value_of(&browser, "#sku").await, "PARA-500");
+
+    browser.fill("#name", "Paracetamol 500 mg").await;
+    browser.fill("#reorder_level", "10").await;
+    browser.click("button.primary").await;
+    browser
+        .wait_for_text("p.notice.info", |text| text == "Saved.")
+        .await;
+    let row = browser
+        .wait_for_text("#items tbody tr", |text| text.contains("PARA-500"))
+        .await;
+    assert!(row.contains("4.50"), "{row}");
+
+    // Find it, change it, deactivate it.
+    browser.fill("#q", "parac").await;
+    browser.click(".toolbar button").await;
+    browser
+        .wait_for_text("#items tbody", |text| text.contains("Paracetamol"))
+        .await;
+    browser.fill("#q", "aspirin").await;
+    browser.click(".toolbar button").await;
+    browser
+        .wait_for_text("#no-items", |text| text.contains("matches"))
+        .await;
+    browser.client.goto(&format!("{base}items")).await.unwrap();
+    browser.click("#items a").await;
+    browser
+        .wait_for_text("h1", |text| text == "Paracetamol 500 mg")
+        .await;
+    assert_eq!(value_of(&browser, "#sale_price_cents").await, "4.50");
+    browser.fill("#sale_price_cents", "4.75").await;
+    browser.click("button.primary").await;
+    browser
+        .wait_for_text("#items tbody", |text| text.contains("4.75"))
+        .await;
+    browser.click("#items a").await;
+    browser.click("button.secondary").await;
+    browser
+        .wait_for_text("#items tbody", |text| text.contains("Inactive"))
+        .await;
+
+    // At a phone's width the page itself never scrolls sideways.
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser.client.refresh().await.unwrap();
+    browser.wait_for_text("h1", |text| text == "Items").await;
+    let overflow = browser
+        .client
+        .execute(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        overflow,
+        json!(0),
+        "the items page scrolls sideways at 390 px"
+    );
+    browser.finish().await;
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_users_see_no_write_controls_and_are_refused_write_pages() {
+    let app = TestApp::spawn().await;
+    app.active_tenant("viewing").await;
+    app.active_tenant("neighbour").await;
+    let owner = Session::owner(&app, "viewing").await;
+    owner
+        .expect(
+            Method::POST,
+            "/api/v1/users",
+            Some(
+                json!({"email": "viewer@viewing.test", "password": PASSWORD, "role": "read_only"}),
+            ),
+            StatusCode::CREATED,
+        )
+        .await;
+    owner
+        .expect(
+            Method::POST,
+            "/api/v1/items",
+            Some(json!({"sku": "GAUZE", "name": "Gauze roll", "sale_price_cents": 250})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let viewer = Session::sign_in(&app, "viewing", "viewer@viewing.test", PASSWORD).await;
+    let page = |session: &Session<'_>, path: &'static str| {
+        app.request(Method::GET, &app.tenant_host(&session.slug), path)
+            .header(COOKIE, format!("silo_session={}", session.token))
+            .header(ACCEPT, "text/html")
+            .send()
+    };
+
+    let items = page(&viewer, "/items").await.unwrap();
+    assert_eq!(items.status(), StatusCode::OK);
+    let html = items.text().await.unwrap();
+    assert!(html.contains("Gauze roll"), "{html}");
+    assert!(
+        !html.contains("/items/new"),
+        "no add button for read-only: {html}"
+    );
+    assert!(
+        !html.contains("href=\"/items/1\""),
+        "no edit links for read-only: {html}"
+    );
+    assert!(
+        !html.contains("href=\"/settings\""),
+        "settings are the owner's: {html}"
+    );
+    let new = page(&viewer, "/items/new").await.unwrap();
+    assert_eq!(new.status(), StatusCode::FORBIDDEN);
+    assert!(
+        new.text()
+            .await
+            .unwrap()
+            .contains("This needs the staff role")
+    );
+
+    // A read-only user posting the form anyway (same origin) changes nothing.
+    let posted = app
+        .request(Method::POST, &app.tenant_host("viewing"), "/items/new")
+        .header(COOKIE, format!("silo_session={}", viewer.token))
+        .header("origin", format!("http://{}", app.tenant_host("viewing")))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("sku=X&name=Y")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), StatusCode::FORBIDDEN);
+    let listed = owner
+        .expect(Method::GET, "/api/v1/items", None, StatusCode::OK)
+        .await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1);
+
+    // The owner sees the controls; the owner's cookie on the neighbour is no session there.
+    let html = page(&owner, "/items").await.unwrap().text().await.unwrap();
+    assert!(
+        html.contains("/items/new") && html.contains("href=\"/settings\""),
+        "{html}"
+    );
+    let foreign = page(&owner.on("neighbour"), "/items").await.unwrap();
+    assert!(foreign.url().path() == "/" || foreign.status() == StatusCode::SEE_OTHER);
+    assert!(!foreign.text().await.unwrap().contains("Gauze"));
+    app.finish().await;
+}
