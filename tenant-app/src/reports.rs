@@ -8,36 +8,36 @@ use web::ApiError;
 use crate::auth::Authed;
 use crate::common::{Params, db_error, invalid};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct ReportQuery {
-    from: Option<NaiveDate>,
-    to: Option<NaiveDate>,
-    branch_id: Option<i64>,
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    pub branch_id: Option<i64>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct DaySales {
-    day: NaiveDate,
-    sales: i64,
-    total_cents: i64,
+    pub day: NaiveDate,
+    pub sales: i64,
+    pub total_cents: i64,
 }
 
 #[derive(Debug, Serialize)]
 pub struct TopItem {
-    item_id: i64,
-    name: String,
-    quantity: f64,
-    total_cents: i64,
+    pub item_id: i64,
+    pub name: String,
+    pub quantity: f64,
+    pub total_cents: i64,
 }
 
 #[derive(Debug, Serialize)]
 pub struct SalesReport {
-    from: NaiveDate,
-    to: NaiveDate,
-    sales: i64,
-    total_cents: i64,
-    days: Vec<DaySales>,
-    top_items: Vec<TopItem>,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub sales: i64,
+    pub total_cents: i64,
+    pub days: Vec<DaySales>,
+    pub top_items: Vec<TopItem>,
 }
 
 /// `GET /api/v1/reports/sales?from=&to=&branch_id=`: completed sales per day (UTC) and the ten

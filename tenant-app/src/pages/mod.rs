@@ -10,6 +10,7 @@
 mod dashboard;
 mod form;
 mod items;
+mod reports;
 mod sign_in;
 
 use axum::Router;
@@ -44,6 +45,8 @@ pub fn routes() -> Router<AppState> {
         .route("/items/new", get(items::new).post(items::create))
         .route("/items/{id}", get(items::edit).post(items::update))
         .route("/items/{id}/deactivate", post(items::deactivate))
+        .route("/reports", get(reports::sales))
+        .route("/reports/sales.csv", get(reports::sales_csv))
         .route("/assets/app.css", get(stylesheet))
 }
 
@@ -179,6 +182,12 @@ const NAV: &[NavEntry] = &[
         label: "Items",
         least: Role::ReadOnly,
         module: Some("inventory"),
+    },
+    NavEntry {
+        href: "/reports",
+        label: "Reports",
+        least: Role::ReadOnly,
+        module: Some("reports"),
     },
     NavEntry {
         href: "/settings",

@@ -226,3 +226,131 @@ async fn read_only_users_see_no_write_controls_and_are_refused_write_pages() {
     assert!(!foreign.text().await.unwrap().contains("Gauze"));
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_page_charts_sales_offers_csv_and_prompts_an_upgrade_where_the_plan_lacks_it() {
+    let app = TestApp::spawn().await;
+    let accepted = app.active_tenant("charts").await;
+    let owner = Session::owner(&app, "charts").await;
+    let get = |path: String| {
+        app.request(Method::GET, &app.tenant_host("charts"), &path)
+            .header(COOKIE, format!("silo_session={}", owner.token))
+            .header(ACCEPT, "text/html")
+            .send()
+    };
+
+    // Starter has no reports: the navigation marks it and the page names the plans that do.
+    let prompt = get("/reports".into()).await.unwrap();
+    assert_eq!(prompt.status(), StatusCode::FORBIDDEN);
+    let html = prompt.text().await.unwrap();
+    assert!(
+        html.contains("Not in your plan") && html.contains("Professional"),
+        "{html}"
+    );
+    assert!(html.contains(r#"href="/reports" class="locked""#), "{html}");
+    assert!(!html.contains("sales-chart"));
+
+    app.store
+        .set_plan(accepted.tenant_id, "professional", "test")
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while owner
+        .call(Method::GET, "/api/v1/reports/sales", None)
+        .await
+        .status()
+        != StatusCode::OK
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the plan change never took effect"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let branches = owner
+        .expect(Method::GET, "/api/v1/branches", None, StatusCode::OK)
+        .await;
+    let branch = branches["data"][0]["id"].as_i64().unwrap();
+    let supplier = owner
+        .expect(
+            Method::POST,
+            "/api/v1/suppliers",
+            Some(json!({"name": "Wholesale"})),
+            StatusCode::CREATED,
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let item = owner
+        .expect(
+            Method::POST,
+            "/api/v1/items",
+            Some(json!({"sku": "ZINC", "name": "Zinc tablets", "sale_price_cents": 250})),
+            StatusCode::CREATED,
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    owner
+        .expect(
+            Method::POST,
+            "/api/v1/purchases",
+            Some(json!({"branch_id": branch, "supplier_id": supplier,
+                        "lines": [{"item_id": item, "quantity": 10, "unit_cost_cents": 100}]})),
+            StatusCode::CREATED,
+        )
+        .await;
+    owner
+        .expect(
+            Method::POST,
+            "/api/v1/sales",
+            Some(json!({"branch_id": branch, "lines": [{"item_id": item, "quantity": 2}]})),
+            StatusCode::CREATED,
+        )
+        .await;
+
+    let today = chrono::Utc::now().date_naive();
+    let page = get("/reports".into()).await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"id="sales-chart""#), "{html}");
+    assert_eq!(
+        html.matches(r#"class="bar""#).count(),
+        30,
+        "a bar per day of 30"
+    );
+    assert!(html.contains(&format!(r#"data-day="{today}""#)), "{html}");
+    assert!(
+        html.contains(r#"<p class="figure" id="report-total">5.00</p>"#),
+        "{html}"
+    );
+    assert!(html.contains("Zinc tablets"), "{html}");
+    assert!(
+        !html.contains("cdn") && !html.contains("<script"),
+        "nothing from elsewhere: {html}"
+    );
+
+    let csv = get("/reports/sales.csv".into()).await.unwrap();
+    assert_eq!(csv.status(), StatusCode::OK);
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = csv.text().await.unwrap();
+    assert!(csv.starts_with("day,sales,total_cents,total\n"), "{csv}");
+    assert!(csv.contains(&format!("{today},1,500,5.00\n")), "{csv}");
+    assert_eq!(csv.lines().count(), 31, "{csv}");
+
+    // Dates that are not dates, and a range backwards: 422, the problem beside its field.
+    for query in [
+        "/reports?from=soon",
+        "/reports?from=2026-12-05&to=2026-12-01",
+    ] {
+        let refused = get(query.into()).await.unwrap();
+        assert_eq!(
+            refused.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{query}"
+        );
+        let html = refused.text().await.unwrap();
+        assert!(html.contains(r#"id="from-error""#), "{query}: {html}");
+    }
+    app.finish().await;
+}
