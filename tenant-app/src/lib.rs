@@ -149,7 +149,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async {
             ApiError::new(
                 ErrorCode::RouteNotFound,
-                "There is no such endpoint. See /api/openapi.json on the main site.",
+                "There is no page or endpoint at this address. API clients: see /api/openapi.json on the main site.",
             )
         })
         .with_state(state)

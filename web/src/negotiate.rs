@@ -89,7 +89,7 @@ fn title(code: ErrorCode, status: StatusCode) -> &'static str {
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;background:#f5f6f8;\
-color:#1d2330}main{max-width:32rem;margin:12vh auto;padding:1.5rem;background:#fff;\
+color:#1d2330}main{max-width:32rem;margin:12vh auto;box-sizing:border-box;width:calc(100% - 2rem);padding:1.5rem;background:#fff;\
 border-radius:8px;box-shadow:0 1px 3px #0002}h1{font-size:1.4rem;margin-top:0}\
 a{color:#1a4fd6}code{color:#4a5263}";
 
