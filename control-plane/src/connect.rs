@@ -82,8 +82,17 @@ pub enum ConnectError {
          and sslrootcert"
     )]
     Tls { server: String, detail: String },
-    #[error("cannot connect to the database: {0}")]
+    #[error("cannot connect to the database: {}", describe_postgres_error(.0))]
     Postgres(#[from] tokio_postgres::Error),
+}
+
+/// tokio-postgres prints a server's refusal as just "db error"; the server's sentence (which
+/// names the role and database, never a password) says why.
+fn describe_postgres_error(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => error.to_string(),
+    }
 }
 
 impl ConnectError {

@@ -104,15 +104,22 @@ pub fn connect_options(url: &SecretString) -> StoreResult<PgConnectOptions> {
 /// A pool on `options`; a TLS failure names the server (sqlx's own error does not).
 async fn connect_pool(pool: PgPoolOptions, options: PgConnectOptions) -> StoreResult<PgPool> {
     let server = format!("{}:{}", options.get_host(), options.get_port());
-    pool.connect_with(options)
-        .await
-        .map_err(|error| match error {
-            sqlx::Error::Tls(detail) => StoreError::Connect(ConnectError::Tls {
-                server,
-                detail: detail.to_string(),
-            }),
-            other => other.into(),
-        })
+    pool.connect_with(options).await.map_err(|error| {
+        // sqlx reports a failed handshake as `Tls`, a refused certificate as `Io` around
+        // rustls's error.
+        let detail = match &error {
+            sqlx::Error::Tls(detail) => Some(detail.to_string()),
+            sqlx::Error::Io(io) => io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .map(ToString::to_string),
+            _ => None,
+        };
+        match detail {
+            Some(detail) => StoreError::Connect(ConnectError::Tls { server, detail }),
+            None => error.into(),
+        }
+    })
 }
 
 /// Creates `database` on the server behind `admin_url` unless it exists.

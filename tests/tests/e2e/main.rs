@@ -26,4 +26,5 @@ mod signup;
 mod tenant_admin;
 mod tenant_app;
 mod tidy;
+mod tls;
 mod usage;
