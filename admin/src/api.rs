@@ -90,6 +90,10 @@ pub async fn add_host(
                 ErrorCode::InvalidUrl,
                 "The admin URL is not a PostgreSQL URL like postgres://user:password@host:5432/postgres.",
             ),
+            StoreError::Connect(error) if error.is_configuration() => ApiError::new(
+                ErrorCode::InvalidUrl,
+                format!("The admin URL's TLS settings are not usable: {error}."),
+            ),
             StoreError::Database(_) => ApiError::new(
                 ErrorCode::InvalidHostName,
                 "The host name must be 1–63 lowercase letters, digits, `-` or `_`.",

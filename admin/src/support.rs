@@ -42,6 +42,9 @@ pub enum SupportError {
     /// A refused or failed query or connection (a write in a read-only session lands here).
     #[error("tenant database: {0}")]
     Database(#[from] tokio_postgres::Error),
+    /// The URL's TLS settings are unusable, or TLS with the tenant's server failed.
+    #[error("tenant database: {0}")]
+    Connect(ConnectError),
 }
 
 impl SupportError {
@@ -126,6 +129,7 @@ impl SupportSession {
                 ConnectError::Sealing(error) => SupportError::Sealing(error),
                 ConnectError::BadUrl => SupportError::BadUrl,
                 ConnectError::Postgres(error) => SupportError::Database(error),
+                other => SupportError::Connect(other),
             })?;
         // Taking the snapshot at once (the SELECT) fixes the transaction as read-only for good.
         client

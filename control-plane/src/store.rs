@@ -8,9 +8,10 @@ use std::str::FromStr as _;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret as _, SecretString};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use uuid::Uuid;
 
+use crate::connect::{ConnectError, SslMode, TlsSettings};
 use crate::sealing::{Keyring, Purpose, Sealed};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -45,6 +46,9 @@ pub enum StoreError {
     },
     #[error("the database URL is not a valid PostgreSQL URL")]
     InvalidUrl,
+    /// The URL's TLS settings are unusable, or TLS with the server failed (names the server).
+    #[error(transparent)]
+    Connect(#[from] crate::connect::ConnectError),
     #[error("the control-plane database is unreachable: {0}")]
     Unavailable(sqlx::Error),
     #[error("control-plane query failed: {0}")]
@@ -72,25 +76,62 @@ impl From<sqlx::Error> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Parses a PostgreSQL URL without ever echoing it.
+/// Parses a PostgreSQL URL without ever echoing it. Its `sslmode` and `sslrootcert` mean what
+/// they mean to every other connection Silo makes ([`crate::connect::TlsSettings`]): sqlx's own
+/// reading differs for `require` with a root certificate (it would not verify), so the mode in
+/// force and the CA file are set here explicitly.
 pub fn connect_options(url: &SecretString) -> StoreResult<PgConnectOptions> {
-    PgConnectOptions::from_str(url.expose_secret())
-        .map(|options| {
-            // Defence in depth: a transaction left open by a bug is ended by the server instead
-            // of holding row locks (and every rollout worker behind them) forever.
-            options.options([("idle_in_transaction_session_timeout", "60s")])
-        })
-        .map_err(|_| StoreError::InvalidUrl)
+    let tls = TlsSettings::of_url(url)?;
+    let root_cert = tls.root_cert_path()?;
+    let options = PgConnectOptions::from_str(url.expose_secret())
+        .map_err(|_| StoreError::InvalidUrl)?
+        // Defence in depth: a transaction left open by a bug is ended by the server instead
+        // of holding row locks (and every rollout worker behind them) forever.
+        .options([("idle_in_transaction_session_timeout", "60s")])
+        .ssl_mode(match tls.effective_mode() {
+            SslMode::Disable => PgSslMode::Disable,
+            SslMode::Prefer => PgSslMode::Prefer,
+            SslMode::Require => PgSslMode::Require,
+            SslMode::VerifyCa => PgSslMode::VerifyCa,
+            SslMode::VerifyFull => PgSslMode::VerifyFull,
+        });
+    Ok(match root_cert {
+        Some(path) => options.ssl_root_cert(path),
+        None => options,
+    })
+}
+
+/// A pool on `options`; a TLS failure names the server (sqlx's own error does not).
+async fn connect_pool(pool: PgPoolOptions, options: PgConnectOptions) -> StoreResult<PgPool> {
+    let server = format!("{}:{}", options.get_host(), options.get_port());
+    pool.connect_with(options).await.map_err(|error| {
+        // sqlx reports a failed handshake as `Tls`, a refused certificate as `Io` around
+        // rustls's error.
+        let detail = match &error {
+            sqlx::Error::Tls(detail) => Some(detail.to_string()),
+            sqlx::Error::Io(io) => io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .map(ToString::to_string),
+            _ => None,
+        };
+        match detail {
+            Some(detail) => StoreError::Connect(ConnectError::Tls { server, detail }),
+            None => error.into(),
+        }
+    })
 }
 
 /// Creates `database` on the server behind `admin_url` unless it exists.
 pub async fn ensure_database(admin_url: &SecretString, database: &str) -> StoreResult<()> {
     let options = connect_options(admin_url)?.database("postgres");
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options)
-        .await?;
+    let pool = connect_pool(
+        PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10)),
+        options,
+    )
+    .await?;
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
             .bind(database)
@@ -147,11 +188,13 @@ impl Store {
         if let Some(database) = options.get_database() {
             ensure_database(url, database).await?;
         }
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
-            .await?;
+        let pool = connect_pool(
+            PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(5)),
+            options,
+        )
+        .await?;
         Ok(Self { pool })
     }
 

@@ -2,9 +2,8 @@
 //! credential rotation, offboarding and the usage sampler: the error type, connections, names
 //! and URLs of tenant databases and roles, and creating a role without its password in clear.
 
-use std::time::Duration;
-
 use control_plane::Store;
+use control_plane::connect::{self, ConnectError, ConnectOptions};
 use control_plane::store::{StoreError, quote_identifier};
 use rand::distr::{Alphanumeric, SampleString as _};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -28,6 +27,8 @@ pub enum ProvisionError {
     Sealing(#[from] control_plane::sealing::SealingError),
     #[error("database error: {}", describe_database_error(.0))]
     Database(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     #[error("tenant migration failed: {0}")]
     Migration(#[from] migrator::MigrateError),
     #[error(transparent)]
@@ -37,10 +38,11 @@ pub enum ProvisionError {
 impl ProvisionError {
     /// Whether trying again could help.
     pub(crate) fn is_retryable(&self) -> bool {
-        !matches!(
-            self,
-            ProvisionError::NoCapacity | ProvisionError::BadHostUrl
-        )
+        match self {
+            ProvisionError::NoCapacity | ProvisionError::BadHostUrl => false,
+            ProvisionError::Connect(error) => !error.is_configuration(),
+            _ => true,
+        }
     }
 
     /// What the person who signed up is told.
@@ -124,17 +126,9 @@ pub(crate) fn tenant_database_url(
     with_database(&SecretString::from(String::from(url)), database)
 }
 
-pub(crate) async fn connect(url: &SecretString) -> Result<Client, tokio_postgres::Error> {
-    let mut config: tokio_postgres::Config = url.expose_secret().parse()?;
-    config.connect_timeout(Duration::from_secs(10));
-    config.application_name("silo-provisioner");
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, "provisioner connection closed");
-        }
-    });
-    Ok(client)
+/// A connection as the provisioner, honouring the URL's `sslmode` and `sslrootcert`.
+pub(crate) async fn connect(url: &SecretString) -> Result<Client, ConnectError> {
+    connect::connect_url(url, ConnectOptions::named("silo-provisioner")).await
 }
 
 /// Creates the tenant's login role, or resets its password to the sealed one on a retry. The
@@ -144,8 +138,11 @@ pub(crate) async fn ensure_role(
     role: &str,
     tenant_url: &SecretString,
 ) -> Result<(), ProvisionError> {
-    let config: tokio_postgres::Config = tenant_url.expose_secret().parse()?;
-    let password = config.get_password().ok_or(ProvisionError::BadHostUrl)?;
+    let target = connect::Target::parse(tenant_url).map_err(|_| ProvisionError::BadHostUrl)?;
+    let password = target
+        .config
+        .get_password()
+        .ok_or(ProvisionError::BadHostUrl)?;
     let verifier = postgres_protocol::password::scram_sha_256(password);
     let exists = admin
         .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])

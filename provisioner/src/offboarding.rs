@@ -18,7 +18,7 @@ use control_plane::settings::OffboardingSettings;
 use control_plane::store::{StoreError, quote_identifier};
 use control_plane::tenants::{TenantExport, TenantRecord};
 use control_plane::{Keyring, Purpose, Store};
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::SecretString;
 use tokio_postgres::config::Host;
 use uuid::Uuid;
 
@@ -36,6 +36,8 @@ pub enum OffboardError {
     Sealing(#[from] control_plane::sealing::SealingError),
     #[error("database error: {0}")]
     Database(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Connect(#[from] control_plane::connect::ConnectError),
     #[error(transparent)]
     Tool(#[from] control_plane::embedded_postgres::EmbeddedError),
     #[error("{0}")]
@@ -376,7 +378,8 @@ async fn run_tool(
     args: &[&str],
 ) -> Result<(), OffboardError> {
     let program = control_plane::embedded_postgres::find_tool(tool)?;
-    let config: tokio_postgres::Config = admin_url.expose_secret().parse()?;
+    let target = control_plane::connect::Target::parse(admin_url)?;
+    let config = &target.config;
     let mut command = tokio::process::Command::new(program);
     command
         .args(args)
@@ -402,6 +405,11 @@ async fn run_tool(
     }
     if let Some(password) = config.get_password() {
         command.env("PGPASSWORD", String::from_utf8_lossy(password).as_ref());
+    }
+    // The same TLS as every other connection: PGSSLMODE, and PGSSLROOTCERT when verifying.
+    command.env_remove("PGSSLROOTCERT");
+    for (name, value) in target.tls.libpq_environment()? {
+        command.env(name, value);
     }
     let output = command.output().await?;
     if output.status.success() {

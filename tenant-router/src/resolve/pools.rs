@@ -99,15 +99,19 @@ impl RouterState {
             connect_timeout: settings.connect_timeout,
             ..ConnectOptions::named("silo-router")
         };
-        let config = connect::config(&url, options).map_err(|_| {
-            tracing::error!(tenant = %tenant.slug, "the tenant's connection string does not parse");
+        let target = connect::config(&url, options).map_err(|error| {
+            tracing::error!(tenant = %tenant.slug, %error, "the tenant's connection string is not usable");
             tenant_unavailable()
         })?;
-        let host = self.host(tenant, &config).await?;
+        let tls = target.tls.connector().map_err(|error| {
+            tracing::error!(tenant = %tenant.slug, %error, "cannot set up TLS to the tenant's database");
+            tenant_unavailable()
+        })?;
+        let host = self.host(tenant, &target).await?;
         let manager = BudgetedManager {
             inner: deadpool_postgres::Manager::from_config(
-                config,
-                tokio_postgres::NoTls,
+                target.config,
+                tls,
                 ManagerConfig {
                     recycling_method: RecyclingMethod::Custom(RESET_SESSION.to_owned()),
                 },
@@ -132,7 +136,7 @@ impl RouterState {
     async fn host(
         &self,
         tenant: &ResolvedTenant,
-        config: &tokio_postgres::Config,
+        target: &connect::Target,
     ) -> Result<Arc<HostState>, ApiError> {
         let inner = &self.inner;
         let host_id = tenant.host_id.unwrap_or_default();
@@ -150,7 +154,7 @@ impl RouterState {
         let settings = &inner.settings;
         let limit = match settings.connection_budget {
             Some(limit) => limit,
-            None => match usable_connections(config).await {
+            None => match usable_connections(target).await {
                 Ok(usable) => share_of(usable, settings.budget_share),
                 Err(error) => {
                     tracing::warn!(tenant = %tenant.slug, %error, "cannot reach the tenant's database host");
@@ -171,9 +175,8 @@ impl RouterState {
 }
 
 /// The connections a server accepts from non-superusers.
-async fn usable_connections(config: &tokio_postgres::Config) -> Result<u32, tokio_postgres::Error> {
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-    let connection = tokio::spawn(connection);
+async fn usable_connections(target: &connect::Target) -> Result<u32, connect::ConnectError> {
+    let client = target.connect().await?;
     let row = client
         .query_one(
             "SELECT current_setting('max_connections')::int \
@@ -182,7 +185,6 @@ async fn usable_connections(config: &tokio_postgres::Config) -> Result<u32, toki
         )
         .await;
     drop(client);
-    let _ = connection.await;
     let usable: i32 = row?.get(0);
     Ok(u32::try_from(usable).unwrap_or(1))
 }

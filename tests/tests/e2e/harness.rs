@@ -110,6 +110,118 @@ pub async fn restart_private_cluster(name: &'static str, max_connections: u32) -
         .expect("cluster start does not panic")
 }
 
+/// A private cluster that speaks only TLS (`ssl = on`, `hostssl`-only `pg_hba.conf`), with a CA
+/// and a server certificate (for `localhost` and `127.0.0.1`) made here with rcgen, and a second
+/// CA that signed nothing, to be the wrong one.
+pub struct TlsCluster {
+    pub cluster: &'static EmbeddedPostgres,
+    /// The PEM file of the CA that signed the server's certificate.
+    pub ca_file: PathBuf,
+    /// The PEM file of a CA that did not.
+    pub wrong_ca_file: PathBuf,
+}
+
+impl TlsCluster {
+    /// Starts `cluster-<name>` fresh and switches it to TLS only (blocking).
+    pub fn start(name: &str) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+
+        let cluster = private_cluster(name, 200);
+        let dir = test_root().join(format!("cluster-{name}"));
+        let pgdata = dir.join("postgres");
+        let make_ca = |common_name: &str| {
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, common_name);
+            let key = KeyPair::generate().unwrap();
+            let certificate = params.self_signed(&key).unwrap();
+            (certificate.pem(), Issuer::new(params, key))
+        };
+        let (ca_pem, issuer) = make_ca("Silo test CA");
+        let (wrong_ca_pem, _) = make_ca("Some other CA");
+        let server_key = KeyPair::generate().unwrap();
+        let server_certificate =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .unwrap()
+                .signed_by(&server_key, &issuer)
+                .unwrap();
+        let ca_file = dir.join("ca.pem");
+        let wrong_ca_file = dir.join("wrong-ca.pem");
+        std::fs::write(&ca_file, ca_pem).unwrap();
+        std::fs::write(&wrong_ca_file, wrong_ca_pem).unwrap();
+
+        // The server reads its certificate and key from its data folder, as its own user;
+        // the key must be private to that user.
+        let owner = std::fs::metadata(&pgdata).unwrap();
+        let server_files = [
+            ("server.crt", server_certificate.pem()),
+            ("server.key", server_key.serialize_pem()),
+            (
+                "pg_hba.conf",
+                "hostssl all all 127.0.0.1/32 scram-sha-256\n".to_owned(),
+            ),
+        ];
+        for (file, contents) in server_files {
+            let path = pgdata.join(file);
+            std::fs::write(&path, contents).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::os::unix::fs::chown(&path, Some(owner.uid()), Some(owner.gid())).unwrap();
+        }
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(pgdata.join("postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(&mut conf, b"ssl = on\n").unwrap();
+        drop(conf);
+
+        // Reload over a plain connection (still allowed until the reload), then wait until
+        // plain text is refused.
+        let plain = cluster.superuser_url("postgres");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            connect(&plain)
+                .await
+                .unwrap()
+                .execute("SELECT pg_reload_conf()", &[])
+                .await
+                .unwrap();
+            let plain = SecretString::from(format!("{}?sslmode=disable", plain.expose_secret()));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while connect(&plain).await.is_ok() {
+                assert!(
+                    Instant::now() < deadline,
+                    "the cluster still takes plain text"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        Self {
+            cluster,
+            ca_file,
+            wrong_ca_file,
+        }
+    }
+
+    /// `sslmode=verify-full&sslrootcert=<ca file>` (or the given mode and CA).
+    pub fn parameters(&self, mode: &str, ca_file: &std::path::Path) -> String {
+        format!("sslmode={mode}&sslrootcert={}", ca_file.display())
+    }
+
+    /// The superuser URL of `database` with `parameters` appended.
+    pub fn url(&self, database: &str, parameters: &str) -> SecretString {
+        SecretString::from(format!(
+            "{}?{parameters}",
+            self.cluster.superuser_url(database).expose_secret()
+        ))
+    }
+}
+
 pub fn superuser_url(database: &str) -> SecretString {
     cluster().superuser_url(database)
 }
@@ -121,9 +233,15 @@ pub async fn superuser_client(database: &str) -> tokio_postgres::Client {
         .expect("superuser connects")
 }
 
+/// A plain tokio-postgres client on `url`, with the URL's `sslmode` and `sslrootcert` applied as
+/// Silo applies them.
 pub async fn connect(url: &SecretString) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, connection) =
-        tokio_postgres::connect(url.expose_secret(), tokio_postgres::NoTls).await?;
+    let target = control_plane::connect::Target::parse(url).expect("test URLs parse");
+    let tls = target
+        .tls
+        .connector()
+        .expect("test TLS settings are usable");
+    let (client, connection) = target.config.connect(tls).await?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
@@ -210,6 +328,8 @@ pub struct TestOptions {
     pub migrations: Option<migrator::MigrationSet>,
     /// Where the control-plane database lives (default: the shared cluster).
     pub control_plane: Option<&'static EmbeddedPostgres>,
+    /// Query parameters for the control-plane URL (and so the default host's), e.g. TLS ones.
+    pub url_parameters: Option<String>,
     /// Changes to the settings before the app starts.
     pub configure: Option<fn(&mut Settings)>,
     /// Stripe's API base and secret key: a local server of the test's own.
@@ -226,6 +346,7 @@ impl Default for TestOptions {
             database: None,
             migrations: None,
             control_plane: None,
+            url_parameters: None,
             configure: None,
             stripe: None,
         }
@@ -288,6 +409,12 @@ impl TestApp {
         let mut settings = test_settings(&database, &keys);
         if let Some(cluster) = options.control_plane {
             settings.database_url = Some(cluster.superuser_url(&database));
+        }
+        if let (Some(parameters), Some(url)) = (&options.url_parameters, &settings.database_url) {
+            settings.database_url = Some(SecretString::from(format!(
+                "{}?{parameters}",
+                url.expose_secret()
+            )));
         }
         if let Some((base, key)) = options.stripe {
             settings.billing.stripe_api_base = base;

@@ -28,4 +28,5 @@ mod signup;
 mod tenant_admin;
 mod tenant_app;
 mod tidy;
+mod tls;
 mod usage;

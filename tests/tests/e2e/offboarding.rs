@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use control_plane::model::TenantStatus;
-use control_plane::tenants::TenantRecord;
+use control_plane::tenants::{TenantExport, TenantRecord};
 use provisioner::offboarding::{OffboardError, export, restore};
 use reqwest::StatusCode;
 
@@ -31,6 +31,44 @@ async fn wait_until(
         assert!(Instant::now() < deadline, "{slug} never {what}: {tenant:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// This test's export folder.
+pub(crate) fn export_dir(app: &TestApp) -> std::path::PathBuf {
+    crate::harness::test_root()
+        .join("exports")
+        .join(&app.database)
+}
+
+/// An on-demand export of the tenant into [`export_dir`].
+pub(crate) async fn export_on_demand(app: &TestApp, tenant: &TenantRecord) -> TenantExport {
+    export(
+        &app.store,
+        &app.keyring,
+        tenant,
+        "on_demand",
+        &export_dir(app),
+        None,
+    )
+    .await
+    .unwrap()
+}
+
+/// Restores `backup` over the tenant as an operator; the restored schema version.
+pub(crate) async fn restore_export(
+    app: &TestApp,
+    tenant: &TenantRecord,
+    backup: &TenantExport,
+) -> i32 {
+    restore(
+        &app.store,
+        &app.keyring,
+        tenant,
+        Path::new(&backup.path),
+        "test:operator",
+    )
+    .await
+    .unwrap()
 }
 
 async fn exists_on_cluster(kind: &str, name: &str) -> bool {
@@ -176,12 +214,8 @@ async fn export_and_restore_round_trip_and_a_bad_archive_changes_nothing() {
         .batch_execute("INSERT INTO branches (code, name) VALUES ('KEEP', 'Kept branch')")
         .await
         .unwrap();
-    let dir = crate::harness::test_root()
-        .join("exports")
-        .join(&app.database);
-    let backup = export(&app.store, &app.keyring, &tenant, "on_demand", &dir, None)
-        .await
-        .unwrap();
+    let backup = export_on_demand(&app, &tenant).await;
+    let dir = export_dir(&app);
     assert_eq!(
         app.store.exports_of(tenant.id).await.unwrap()[0].reason,
         "on_demand"
@@ -219,15 +253,7 @@ async fn export_and_restore_round_trip_and_a_bad_archive_changes_nothing() {
     assert_eq!(codes(connect(&url).await.unwrap()).await, ["LATER"]);
 
     // The real archive: the data is back as it was, owned by the tenant's role, served again.
-    let version = restore(
-        &app.store,
-        &app.keyring,
-        &tenant,
-        Path::new(&backup.path),
-        "test:operator",
-    )
-    .await
-    .unwrap();
+    let version = restore_export(&app, &tenant, &backup).await;
     assert_eq!(version, tenant_schema::latest_version());
     // Its old connections were ended; a fresh one, as the tenant's own role, sees the backup.
     assert_eq!(codes(connect(&url).await.unwrap()).await, ["KEEP"]);

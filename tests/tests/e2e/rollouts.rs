@@ -16,7 +16,7 @@ use crate::harness::{TestApp, TestOptions, cluster_b, connect};
 
 /// The embedded schema plus V3 (a new table) and V4 (which refuses tenants holding a branch
 /// coded BROKEN, and sleeps a little so an engine can be killed mid-stage).
-fn extra_migrations() -> MigrationSet {
+pub(crate) fn extra_migrations() -> MigrationSet {
     MigrationSet::with_extra(&[
         (
             "V3__loyalty_cards",
@@ -33,7 +33,7 @@ fn extra_migrations() -> MigrationSet {
     .unwrap()
 }
 
-fn spec(target: i32, stages: &[i32], failure_limit: FailureLimit) -> RolloutSpec {
+pub(crate) fn spec(target: i32, stages: &[i32], failure_limit: FailureLimit) -> RolloutSpec {
     RolloutSpec {
         target_version: target,
         stages: stages.to_vec(),
@@ -46,7 +46,7 @@ fn spec(target: i32, stages: &[i32], failure_limit: FailureLimit) -> RolloutSpec
     }
 }
 
-async fn wait_for_state(app: &TestApp, id: Uuid, wanted: RolloutState) {
+pub(crate) async fn wait_for_state(app: &TestApp, id: Uuid, wanted: RolloutState) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let rollout = app.store.rollout(id).await.unwrap();
@@ -62,7 +62,7 @@ async fn wait_for_state(app: &TestApp, id: Uuid, wanted: RolloutState) {
 }
 
 /// (applied version, history rows, distinct versions) read from the tenant's own database.
-async fn tenant_history(app: &TestApp, slug: &str) -> (i32, i64, i64) {
+pub(crate) async fn tenant_history(app: &TestApp, slug: &str) -> (i32, i64, i64) {
     let client = connect(&app.tenant_url(slug).await).await.unwrap();
     let version = migrator::applied_version(&client).await.unwrap();
     let row = client
