@@ -22,23 +22,12 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use web::{ApiError, ErrorCode};
 
-use crate::TenantConnection;
 use crate::common::{Body, Fields};
+use crate::{ResolvedOnly, TenantConnection};
 use tenant_router::RouterState;
 
 /// How long a session token is valid.
 const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
-/// A hash of a random password nobody knows, verified when the email is unknown so that an
-/// unknown email takes as long to refuse as a wrong password.
-fn dummy_hash() -> String {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY
-        .get_or_init(|| {
-            let random = uuid::Uuid::new_v4().to_string();
-            control_plane::passwords::hash(&SecretString::from(random))
-        })
-        .clone()
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -251,23 +240,26 @@ where
             .and_then(|value| value.strip_prefix("Bearer "))
             .map(|token| SecretString::from(token.trim().to_owned()))
             .ok_or_else(unauthenticated)?;
-        let connection = TenantConnection::from_request_parts(parts, state).await?;
+        // The credentials are checked before a tenant connection is taken, so a request with a
+        // forged or stale token never holds one.
+        let ResolvedOnly(tenant) = ResolvedOnly::from_request_parts(parts, state).await?;
         let router = RouterState::from_ref(state);
         if token
             .expose_secret()
             .starts_with(control_plane::api_keys::KEY_PREFIX)
         {
-            let caller = api_key_caller(&router, &connection, &token).await?;
+            let caller = api_key_caller(&router, &tenant, &token).await?;
             return Ok(Self {
-                connection,
+                connection: TenantConnection::open(&router, tenant).await?,
                 caller: Caller::ApiKey(caller),
                 router,
             });
         }
-        let claims = open_token(&router, &connection, &token).ok_or_else(unauthenticated)?;
+        let claims = open_token(&router, tenant.id, &token).ok_or_else(unauthenticated)?;
         if claims.expires_at <= unix_now() {
             return Err(unauthenticated());
         }
+        let connection = TenantConnection::open(&router, tenant).await?;
         let row = connection
             .client
             .query_opt(
@@ -299,7 +291,7 @@ fn invalid_api_key() -> ApiError {
 /// (else 403 `module_not_enabled`).
 async fn api_key_caller(
     router: &RouterState,
-    connection: &TenantConnection,
+    tenant: &tenant_router::seam::ResolvedTenant,
     token: &SecretString,
 ) -> Result<KeyCaller, ApiError> {
     let presented = PresentedKey::parse(token.expose_secret()).ok_or_else(invalid_api_key)?;
@@ -307,12 +299,12 @@ async fn api_key_caller(
         .api_key(&presented.prefix)
         .await?
         .filter(|stored| stored.accepts(&presented))
-        .filter(|stored| stored.key.tenant_id == connection.tenant.id)
+        .filter(|stored| stored.key.tenant_id == tenant.id)
         .ok_or_else(invalid_api_key)?;
     let role = Role::parse(&stored.key.role)
         .filter(|role| *role < Role::Owner)
         .ok_or_else(ApiError::internal)?;
-    if !connection.tenant.entitlements.has(API_ACCESS_MODULE) {
+    if !tenant.entitlements.has(API_ACCESS_MODULE) {
         return Err(module_not_enabled(router, API_ACCESS_MODULE).await);
     }
     router.note_api_key_used(stored.key.id).await;
@@ -345,11 +337,7 @@ fn mint_token(router: &RouterState, connection: &TenantConnection, claims: &Clai
     )
 }
 
-fn open_token(
-    router: &RouterState,
-    connection: &TenantConnection,
-    token: &SecretString,
-) -> Option<Claims> {
+fn open_token(router: &RouterState, tenant_id: uuid::Uuid, token: &SecretString) -> Option<Claims> {
     let mut parts = token.expose_secret().splitn(3, '.');
     if parts.next()? != "st" {
         return None;
@@ -358,11 +346,7 @@ fn open_token(
     let blob = URL_SAFE_NO_PAD.decode(parts.next()?).ok()?;
     let plaintext = router
         .keyring()
-        .open(
-            Purpose::TenantSession,
-            connection.tenant.id,
-            &Sealed { key_id, blob },
-        )
+        .open(Purpose::TenantSession, tenant_id, &Sealed { key_id, blob })
         .ok()?;
     serde_json::from_str(plaintext.expose_secret()).ok()
 }
@@ -384,12 +368,12 @@ pub struct LoginAnswer {
 pub async fn login(
     State(router): State<RouterState>,
     client: Option<Extension<ConnectInfo<SocketAddr>>>,
-    connection: TenantConnection,
+    ResolvedOnly(tenant): ResolvedOnly,
     Body(request): Body<LoginRequest>,
 ) -> Result<(StatusCode, Json<LoginAnswer>), ApiError> {
     if let Some(Extension(ConnectInfo(address))) = client {
         router
-            .check_login_rate(connection.tenant.id, address.ip())
+            .check_login_rate(tenant.id, address.ip())
             .map_err(|seconds| {
                 ApiError::new(
                     ErrorCode::RateLimited,
@@ -402,6 +386,9 @@ pub async fn login(
     fields.text("email", &request.email, 320);
     fields.text("password", request.password.expose_secret(), 1024);
     fields.finish()?;
+    // The connection is taken only for the lookup and again for the update, never while the
+    // password is checked (which may wait for a hashing slot).
+    let connection = TenantConnection::open(&router, tenant.clone()).await?;
     let row = connection
         .client
         .query_opt(
@@ -411,16 +398,11 @@ pub async fn login(
         )
         .await
         .map_err(crate::common::db_error)?;
+    drop(connection);
     let hash = row
         .as_ref()
         .map(|row| row.get::<_, String>("password_hash"));
-    let password = request.password;
-    let verified = tokio::task::spawn_blocking(move || {
-        let hash = hash.unwrap_or_else(dummy_hash);
-        control_plane::passwords::verify(&password, &hash)
-    })
-    .await
-    .unwrap_or(false);
+    let verified = control_plane::passwords::verify_async(request.password, hash).await?;
     let (Some(row), true) = (row, verified) else {
         return Err(ApiError::new(
             ErrorCode::InvalidCredentials,
@@ -428,6 +410,7 @@ pub async fn login(
         ));
     };
     let user = session_user(&row).ok_or_else(ApiError::internal)?;
+    let connection = TenantConnection::open(&router, tenant).await?;
     connection
         .client
         .execute(

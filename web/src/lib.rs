@@ -1,9 +1,11 @@
 //! What every HTTP surface of Silo shares: [`ApiError`] and its [`ErrorCode`] table, JSON body
-//! extraction with our error shape, the per-key rate limit, and the security headers.
+//! extraction with our error shape, the per-key rate limit, the security headers, and the
+//! edge's checks on every request (`edge`: whole bodies first, size, time, NUL characters).
 //!
 //! Boundary: the domain crates (`control-plane`, `provisioner`, `migrator`) know nothing of HTTP;
 //! their errors become HTTP answers here, through explicit `From` impls that pick the meaning.
 
+pub mod edge;
 pub mod error;
 pub mod headers;
 pub mod json;

@@ -12,6 +12,7 @@ mod admin;
 mod api_keys;
 mod billing;
 mod console;
+mod edges;
 mod hosts;
 mod isolation;
 mod migrator_cli;
