@@ -490,13 +490,14 @@ pub async fn set_module(
     body: Result<Json<ModuleChange>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<control_plane::plans::Entitlements>, ApiError> {
     let Json(change) = body.map_err(web::json_rejection)?;
+    // A past expiry is allowed (the add-on is then simply not in force); a far one is a mistake.
     if let Some(at) = change.expires_at
-        && !subscriptions::within_reach(at, chrono::Utc::now())
+        && at - chrono::Utc::now() > subscriptions::max_ahead()
     {
         return Err(ApiError::validation(
             [(
                 "expires_at".to_owned(),
-                "must be in the future and at most 5 years ahead".to_owned(),
+                "must be at most 5 years ahead".to_owned(),
             )]
             .into_iter()
             .collect(),
