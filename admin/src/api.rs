@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use control_plane::hosts::DatabaseHost;
 use control_plane::model::TenantStatus;
 use control_plane::store::StoreError;
-use control_plane::subscriptions::{Action, TrialExtension};
+use control_plane::subscriptions::{self, Action, TrialExtension};
 use control_plane::tenants::TenantRecord;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -233,10 +233,10 @@ pub async fn cancel_tenant(
     }
     let grace = match request.grace.as_deref() {
         None => state.lifecycle.offboarding_grace,
-        Some(text) => humantime::parse_duration(text).map_err(|_| {
+        Some(text) => subscriptions::parse_grace(text).ok_or_else(|| {
             ApiError::new(
                 ErrorCode::InvalidGrace,
-                format!("`{text}` is not a duration like 30days, 12h or 0s."),
+                format!("`{text}` is not a duration of at most 5 years like 30days, 12h or 0s."),
             )
         })?,
     };
@@ -324,22 +324,36 @@ pub async fn extend_trial(
         request,
         r#"{"by": "7days"} or {"until": "2030-01-01T00:00:00Z"}"#,
     )?;
-    let invalid =
-        |message: String| ApiError::validation([("by".to_owned(), message)].into_iter().collect());
+    let invalid = |field: &str, message: String| {
+        ApiError::validation([(field.to_owned(), message)].into_iter().collect())
+    };
     let tenant = state.tenant(&slug).await?;
     let now = chrono::Utc::now();
     let extension = match (request.by.as_deref(), request.until) {
         (Some(text), None) => {
-            let by = humantime::parse_duration(text)
-                .ok()
-                .and_then(|by| chrono::Duration::from_std(by).ok())
-                .filter(|by| *by > chrono::Duration::zero())
-                .ok_or_else(|| invalid(format!("`{text}` is not a duration like 7days or 36h.")))?;
+            let by = subscriptions::parse_span(text).ok_or_else(|| {
+                invalid(
+                    "by",
+                    format!("`{text}` is not a duration of at most 5 years like 7days or 36h."),
+                )
+            })?;
             TrialExtension::By(by)
         }
-        (None, Some(until)) if until > now => TrialExtension::Until(until),
-        (None, Some(_)) => return Err(invalid("`until` must be in the future.".to_owned())),
-        _ => return Err(invalid("Send exactly one of `by` and `until`.".to_owned())),
+        (None, Some(until)) if subscriptions::within_reach(until, now) => {
+            TrialExtension::Until(until)
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "until",
+                "`until` must be in the future and at most 5 years ahead.".to_owned(),
+            ));
+        }
+        _ => {
+            return Err(invalid(
+                "by",
+                "Send exactly one of `by` and `until`.".to_owned(),
+            ));
+        }
     };
     let subscription = state
         .store
@@ -480,6 +494,19 @@ pub async fn set_module(
     body: Result<Json<ModuleChange>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<control_plane::plans::Entitlements>, ApiError> {
     let Json(change) = body.map_err(web::json_rejection)?;
+    // A past expiry is allowed (the add-on is then simply not in force); a far one is a mistake.
+    if let Some(at) = change.expires_at
+        && at - chrono::Utc::now() > subscriptions::max_ahead()
+    {
+        return Err(ApiError::validation(
+            [(
+                "expires_at".to_owned(),
+                "must be at most 5 years ahead".to_owned(),
+            )]
+            .into_iter()
+            .collect(),
+        ));
+    }
     let tenant = state.tenant(&slug).await?;
     state
         .store

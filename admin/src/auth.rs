@@ -48,6 +48,8 @@ pub enum CreateAdminError {
     WeakPassword,
     #[error(transparent)]
     Store(#[from] control_plane::store::StoreError),
+    #[error(transparent)]
+    Busy(#[from] control_plane::passwords::Busy),
 }
 
 fn totp_for(secret: Vec<u8>, email: &str) -> Option<TOTP> {
@@ -84,7 +86,7 @@ pub async fn create_admin(
     let totp = totp_for(secret_bytes, &email).expect("a generated 160-bit secret is valid");
     let totp_secret = SecretString::from(totp.get_secret_base32());
     let sealed = keyring.seal(Purpose::AdminTotpSecret, id, &totp_secret);
-    let hash = control_plane::passwords::hash_async(password).await;
+    let hash = control_plane::passwords::hash_async(password).await?;
     store.create_admin(id, &email, &hash, &sealed).await?;
     Ok(Enrollment {
         admin_id: id,
@@ -162,15 +164,8 @@ pub async fn login(
     }
     let admin = state.store.admin_by_email(request.email.trim()).await?;
     // Unknown emails cost the same argon2 work as known ones, so timing reveals nothing.
-    let phc = admin.as_ref().map_or_else(
-        || state.dummy_hash.clone(),
-        |admin| admin.password_hash.clone(),
-    );
-    let password = request.password;
-    let password_ok =
-        tokio::task::spawn_blocking(move || control_plane::passwords::verify(&password, &phc))
-            .await
-            .map_err(|_| ApiError::internal())?;
+    let phc = admin.as_ref().map(|admin| admin.password_hash.clone());
+    let password_ok = control_plane::passwords::verify_async(request.password, phc).await?;
     let Some(admin) = admin.filter(|_| password_ok) else {
         return Err(invalid_credentials());
     };

@@ -37,8 +37,6 @@ pub struct AdminState {
     pub lifecycle: control_plane::subscriptions::Lifecycle,
     /// The migrations this build knows (rollout targets are limited to them).
     pub migrations: migrator::MigrationSet,
-    /// An argon2 hash checked for unknown emails, so they cost as much as known ones.
-    dummy_hash: String,
 }
 
 impl AdminState {
@@ -61,7 +59,6 @@ impl AdminState {
         lifecycle: control_plane::subscriptions::Lifecycle,
         migrations: migrator::MigrationSet,
     ) -> Self {
-        let dummy = secrecy::SecretString::from("not a real password, only for timing");
         Self {
             store,
             keyring,
@@ -70,7 +67,6 @@ impl AdminState {
             session_lifetime: Duration::from_secs(12 * 3600),
             lifecycle,
             migrations,
-            dummy_hash: control_plane::passwords::hash(&dummy),
         }
     }
 }

@@ -97,7 +97,7 @@ async fn create_signup(
         )
         .retry_after(300));
     }
-    let password_hash = passwords::hash_async(request.admin_password).await;
+    let password_hash = passwords::hash_async(request.admin_password).await?;
     let tenant_id = state
         .store
         .create_tenant_and_enqueue(NewTenant {

@@ -20,6 +20,7 @@ pub struct Settings {
     /// The apex domain; tenants live on `<slug>.<base_domain>`.
     pub base_domain: String,
     pub http_addr: SocketAddr,
+    pub http: HttpSettings,
     pub data_dir: PathBuf,
     pub provisioning: ProvisioningSettings,
     pub router: RouterSettings,
@@ -29,6 +30,34 @@ pub struct Settings {
     /// Signups one client address may make per minute (a burst of this many, then refilled
     /// evenly). The peer address is used; proxies' forwarding headers are not trusted.
     pub signups_per_client_per_minute: u32,
+}
+
+/// How long and how many: the HTTP server's limits, so a slow or idle socket ends on time.
+/// The defaults suit a reverse proxy in front (whose own keep-alive is shorter than ours).
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// How long a client may take to send a request's headers (a slow-loris socket is closed).
+    pub header_read_timeout: Duration,
+    /// How long a request's body may take to arrive (408 `request_timeout` after).
+    pub body_read_timeout: Duration,
+    /// How long a request may take from its headers to its answer (503 `timed_out` after).
+    pub request_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request before it is closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(75),
+            max_connections: 10_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -140,6 +169,7 @@ impl Default for Settings {
             master_keys: None,
             base_domain: "localhost".to_owned(),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            http: HttpSettings::default(),
             data_dir: PathBuf::from(".silo"),
             provisioning: ProvisioningSettings {
                 concurrency: 4,
@@ -208,6 +238,8 @@ struct FileSettings {
     http_addr: Option<SocketAddr>,
     signups_per_client_per_minute: Option<u32>,
     #[serde(default)]
+    http: FileHttp,
+    #[serde(default)]
     provisioning: FileProvisioning,
     #[serde(default)]
     router: FileRouter,
@@ -217,6 +249,20 @@ struct FileSettings {
     billing: FileBilling,
     #[serde(default)]
     usage: FileUsage,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHttp {
+    #[serde(default, with = "humantime_serde")]
+    header_read_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    body_read_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    request_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    idle_timeout: Option<Duration>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -316,6 +362,7 @@ impl Settings {
             settings.apply_file(file);
             settings
                 .check_router()
+                .and_then(|()| settings.check_http())
                 .map_err(|message| SettingsError::File {
                     path: path.clone(),
                     message,
@@ -339,6 +386,21 @@ impl Settings {
         Ok(())
     }
 
+    /// The HTTP limits a file can get wrong in ways their types do not catch.
+    fn check_http(&self) -> Result<(), String> {
+        let h = &self.http;
+        let timeouts = [
+            h.header_read_timeout,
+            h.body_read_timeout,
+            h.request_timeout,
+            h.idle_timeout,
+        ];
+        if timeouts.contains(&Duration::ZERO) || h.max_connections == 0 {
+            return Err("http timeouts and http.max_connections must be above 0".to_owned());
+        }
+        Ok(())
+    }
+
     fn apply_file(&mut self, file: FileSettings) {
         if file.database_url.is_some() {
             self.database_url = file.database_url;
@@ -355,6 +417,12 @@ impl Settings {
         if let Some(per_minute) = file.signups_per_client_per_minute {
             self.signups_per_client_per_minute = per_minute;
         }
+        let (h, f) = (&mut self.http, &file.http);
+        h.header_read_timeout = f.header_read_timeout.unwrap_or(h.header_read_timeout);
+        h.body_read_timeout = f.body_read_timeout.unwrap_or(h.body_read_timeout);
+        h.request_timeout = f.request_timeout.unwrap_or(h.request_timeout);
+        h.idle_timeout = f.idle_timeout.unwrap_or(h.idle_timeout);
+        h.max_connections = f.max_connections.unwrap_or(h.max_connections);
         let p = &mut self.provisioning;
         p.concurrency = file.provisioning.concurrency.unwrap_or(p.concurrency);
         p.max_attempts = file.provisioning.max_attempts.unwrap_or(p.max_attempts);
@@ -569,17 +637,25 @@ mod file_tests {
         assert_eq!(settings.router.budget_share, 0.5);
         assert_eq!(settings.router.tenant_requests_per_second, 200);
         assert!(!settings.router.trust_forwarded_host);
+        assert_eq!(settings.http.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(settings.http.max_connections, 10_000);
 
         std::fs::create_dir_all(&dir).unwrap();
         for bad in [
             "[router]\nbudget_share = 0.0\n",
             "[router]\nbudget_share = 1.5\n",
             "[router]\nconnection_budget = 0\n",
+            "[http]\nheader_read_timeout = \"0s\"\n",
+            "[http]\nmax_connections = 0\n",
         ] {
             let file = dir.join("bad.toml");
             std::fs::write(&file, bad).unwrap();
             let error = Settings::load(&dir, Some(&file), |_| None).unwrap_err();
-            assert!(error.to_string().contains("router."), "{bad}: {error}");
+            let error = error.to_string();
+            assert!(
+                error.contains("router.") || error.contains("http"),
+                "{bad}: {error}"
+            );
         }
         // An empty Stripe secret in the file is none at all (anyone could sign with it).
         let file = dir.join("empty.toml");

@@ -119,8 +119,18 @@ impl Application {
                 apex,
                 tenant,
             )
-            // Cross-site refusals are errors like any other, so they too become pages for
-            // browsers: the same-origin check runs inside the negotiation.
+            // The edge reads each body whole (bounded in size and time) before the host is
+            // dispatched, so no handler or extractor of any surface runs on half a request.
+            .layer(axum::middleware::from_fn_with_state(
+                web::edge::EdgeLimits {
+                    max_body_bytes: web::edge::MAX_BODY_BYTES,
+                    body_read_timeout: options.settings.http.body_read_timeout,
+                    request_timeout: options.settings.http.request_timeout,
+                },
+                web::edge::guard_request,
+            ))
+            // A cross-site request is refused before its body is read. Refusals are errors like
+            // any other, so they too become pages for browsers: both run inside the negotiation.
             .layer(axum::middleware::from_fn_with_state(
                 web::same_origin::SameOrigin {
                     trust_forwarded_host: options.settings.router.trust_forwarded_host,
@@ -131,15 +141,10 @@ impl Application {
             .layer(axum::middleware::from_fn(web::headers::security_headers))
             .layer(tower_http_trace());
             let stop = stopped();
-            background.tasks.spawn(async move {
-                axum::serve(
-                    listener,
-                    app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-                )
-                .with_graceful_shutdown(stop)
-                .await
-                .map_err(anyhow::Error::from)
-            });
+            let http = options.settings.http.clone();
+            background
+                .tasks
+                .spawn(crate::http_server::serve(listener, app, http, stop));
             let meter = router_state.clone();
             background.every(options.settings.usage.flush_interval, move || {
                 let meter = meter.clone();

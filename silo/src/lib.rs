@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod dispatch;
 pub mod hosts;
+mod http_server;
 pub mod migrator_cli;
 pub mod openapi;
 pub mod tenants;

@@ -77,13 +77,13 @@ use Side::{Admin, Public, Tenant, TenantPublic};
 pub const OPERATIONS: &[Op] = &[
     // ---- apex, public ----
     op(Public, "GET", "/healthz", "Liveness: the control-plane database answers.", false, 200, &[E::Unavailable]),
-    op(Public, "POST", "/api/v1/signups", "Sign up: a new workspace is provisioned in the background.", true, 202, &[E::InvalidSubdomain, E::ReservedSubdomain, E::InvalidCompanyName, E::InvalidEmail, E::WeakPassword, E::SubdomainTaken, E::RateLimited, E::NoCapacity, E::Unavailable]),
+    op(Public, "POST", "/api/v1/signups", "Sign up: a new workspace is provisioned in the background.", true, 202, &[E::InvalidSubdomain, E::ReservedSubdomain, E::InvalidCompanyName, E::InvalidEmail, E::WeakPassword, E::SubdomainTaken, E::RateLimited, E::NoCapacity, E::Unavailable, E::Busy]),
     op(Public, "GET", "/api/v1/signups/{tenant_id}", "Where a signup's provisioning stands.", false, 200, &[E::SignupNotFound, E::Unavailable]),
     op(Public, "POST", "/api/v1/webhooks/stripe", "Stripe events (signature verified; each event once; order-safe).", false, 200, &[E::InvalidSignature, E::InvalidEvent, E::StripeNotConfigured, E::Unavailable]),
     op(Public, "POST", "/api/v1/api-keys/validate", "Validate a tenant API key for another service.", true, 200, &[E::InvalidApiKey, E::RateLimited, E::Unavailable]),
     op(Public, "GET", "/api/openapi.json", "This document.", false, 200, &[]),
     // ---- apex, super-admin ----
-    op(Public, "POST", "/api/v1/admin/sessions", "Log in with password and TOTP code.", true, 201, &[E::InvalidCredentials, E::RateLimited]),
+    op(Public, "POST", "/api/v1/admin/sessions", "Log in with password and TOTP code.", true, 201, &[E::InvalidCredentials, E::RateLimited, E::Busy]),
     op(Admin, "DELETE", "/api/v1/admin/sessions/current", "Log out.", false, 204, &[]),
     op(Admin, "GET", "/api/v1/admin/hosts", "Database hosts with their load.", false, 200, &[]),
     op(Admin, "POST", "/api/v1/admin/hosts", "Register a database host (its admin URL is sealed, never echoed).", true, 201, &[E::InvalidUrl, E::InvalidCapacity, E::InvalidHostName, E::Conflict, E::HostUnreachable]),
@@ -107,19 +107,19 @@ pub const OPERATIONS: &[Op] = &[
     op(Admin, "POST", "/api/v1/admin/domains/{domain}/verify", "Mark a custom domain verified.", false, 200, &[E::NotFound]),
     // ---- tenant host ----
     op(TenantPublic, "GET", "/api/v1/health", "The tenant's schema version, read from its own database.", false, 200, &[]),
-    op(TenantPublic, "POST", "/api/v1/sessions", "Sign in with email and password.", true, 201, &[E::InvalidCredentials, E::RateLimited]),
-    op(TenantPublic, "POST", "/api/v1/auth/login", "Sign in (same as /api/v1/sessions).", true, 201, &[E::InvalidCredentials, E::RateLimited]),
+    op(TenantPublic, "POST", "/api/v1/sessions", "Sign in with email and password.", true, 201, &[E::InvalidCredentials, E::RateLimited, E::Busy]),
+    op(TenantPublic, "POST", "/api/v1/auth/login", "Sign in (same as /api/v1/sessions).", true, 201, &[E::InvalidCredentials, E::RateLimited, E::Busy]),
     op(Tenant, "GET", "/api/v1/me", "The signed-in user (or API key).", false, 200, &[]),
     op(Tenant, "GET", "/api/v1/plan", "Plan, add-ons, modules and usage against limits.", false, 200, &[E::InsufficientRole]),
     op(Tenant, "GET", "/api/v1/usage", "Usage against limits, requests per day, database size.", false, 200, &[E::InsufficientRole]),
     op(Tenant, "GET", "/api/v1/billing", "Where the subscription stands.", false, 200, &[E::InsufficientRole]),
     op(Tenant, "POST", "/api/v1/billing/checkout", "A Stripe Checkout session for a plan.", true, 201, &[E::InsufficientRole, E::ValidationFailed, E::AlreadySubscribed, E::StripeNotConfigured, E::StripeUnavailable]),
     op(Tenant, "GET", "/api/v1/users", "Users.", false, 200, &[E::InsufficientRole]),
-    op(Tenant, "POST", "/api/v1/users", "Add a user with a role.", true, 201, &[E::InsufficientRole, E::ValidationFailed, E::AlreadyExists, E::PlanLimitReached]),
+    op(Tenant, "POST", "/api/v1/users", "Add a user with a role.", true, 201, &[E::InsufficientRole, E::ValidationFailed, E::AlreadyExists, E::PlanLimitReached, E::Busy]),
     op(Tenant, "PATCH", "/api/v1/users/{id}", "Change a user's name, role or activity.", true, 200, &[E::InsufficientRole, E::ValidationFailed, E::NotFound, E::LastOwner, E::PlanLimitReached]),
     op(Tenant, "DELETE", "/api/v1/users/{id}", "Remove (deactivate) a user; their sessions end at once.", false, 204, &[E::InsufficientRole, E::NotFound, E::LastOwner]),
     op(Tenant, "POST", "/api/v1/users/invitations", "Invite a user: a sealed, single-use link valid for 7 days.", true, 201, &[E::InsufficientRole, E::ValidationFailed, E::AlreadyExists, E::PlanLimitReached]),
-    op(TenantPublic, "POST", "/api/v1/invitations/accept", "Accept an invitation: the user is created with its role.", true, 201, &[E::InvalidInvitation, E::ValidationFailed, E::AlreadyExists, E::PlanLimitReached, E::RateLimited]),
+    op(TenantPublic, "POST", "/api/v1/invitations/accept", "Accept an invitation: the user is created with its role.", true, 201, &[E::InvalidInvitation, E::ValidationFailed, E::AlreadyExists, E::PlanLimitReached, E::RateLimited, E::Busy]),
     op(TenantPublic, "GET", "/api/v1/branding", "White-label settings (public, for the app's sign-in page).", false, 200, &[E::RateLimited]),
     op(Tenant, "PUT", "/api/v1/branding", "Set the white-label settings.", true, 200, &[E::InsufficientRole, E::ValidationFailed, E::ModuleNotEnabled]),
     op(Tenant, "GET", "/api/v1/branches", "Branches.", false, 200, &[]),
@@ -189,6 +189,16 @@ const TENANT_AUTH_ERRORS: &[ErrorCode] = &[E::Unauthenticated, E::RateLimited];
 
 const BODY_ERRORS: &[ErrorCode] = &[E::MalformedJson, E::UnsupportedMediaType, E::InvalidRequest];
 
+/// What the HTTP edge may answer to any request, before or around its operation: a body too
+/// large or too slow, a NUL character in the path, query or body (`validation_failed` naming
+/// the field), a request past the request timeout.
+const EDGE_ERRORS: &[ErrorCode] = &[
+    E::PayloadTooLarge,
+    E::RequestTimeout,
+    E::ValidationFailed,
+    E::TimedOut,
+];
+
 /// Every code `op` may answer, grouped by status.
 pub fn responses_of(op: &Op) -> BTreeMap<u16, Vec<&'static str>> {
     let mut by_status: BTreeMap<u16, Vec<&'static str>> = BTreeMap::new();
@@ -204,6 +214,7 @@ pub fn responses_of(op: &Op) -> BTreeMap<u16, Vec<&'static str>> {
         .chain(side_errors(op.side))
         .chain(auth)
         .chain(body)
+        .chain(EDGE_ERRORS)
     {
         let codes = by_status.entry(code.status().as_u16()).or_default();
         if !codes.contains(&code.as_str()) {

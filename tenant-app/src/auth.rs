@@ -8,6 +8,7 @@
 //! module (checked on every request, so a downgrade stops keys at once).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{ConnectInfo, FromRef, FromRequestParts, State};
@@ -22,23 +23,13 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use web::{ApiError, ErrorCode};
 
-use crate::TenantConnection;
 use crate::common::{Body, Fields};
+use crate::{ResolvedOnly, TenantConnection};
 use tenant_router::RouterState;
+use tenant_router::seam::ResolvedTenant;
 
 /// How long a session token is valid.
 const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
-/// A hash of a random password nobody knows, verified when the email is unknown so that an
-/// unknown email takes as long to refuse as a wrong password.
-fn dummy_hash() -> String {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY
-        .get_or_init(|| {
-            let random = uuid::Uuid::new_v4().to_string();
-            control_plane::passwords::hash(&SecretString::from(random))
-        })
-        .clone()
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -251,20 +242,22 @@ where
             .and_then(|value| value.strip_prefix("Bearer "))
             .map(|token| SecretString::from(token.trim().to_owned()))
             .ok_or_else(unauthenticated)?;
-        let connection = TenantConnection::from_request_parts(parts, state).await?;
+        // The credentials are checked before a tenant connection is taken, so a request with a
+        // forged or stale token never holds one.
+        let ResolvedOnly(tenant) = ResolvedOnly::from_request_parts(parts, state).await?;
         let router = RouterState::from_ref(state);
         if token
             .expose_secret()
             .starts_with(control_plane::api_keys::KEY_PREFIX)
         {
-            let caller = api_key_caller(&router, &connection, &token).await?;
+            let caller = api_key_caller(&router, &tenant, &token).await?;
             return Ok(Self {
-                connection,
+                connection: TenantConnection::open(&router, tenant).await?,
                 caller: Caller::ApiKey(caller),
                 router,
             });
         }
-        let user = session_token_user(&router, &connection, &token).await?;
+        let (connection, user) = session(&router, tenant, &token).await?;
         Ok(Self {
             connection,
             caller: Caller::User(user),
@@ -285,9 +278,9 @@ impl Authed {
         RouterState: FromRef<S>,
         S: Send + Sync,
     {
-        let connection = TenantConnection::from_request_parts(parts, state).await?;
+        let ResolvedOnly(tenant) = ResolvedOnly::from_request_parts(parts, state).await?;
         let router = RouterState::from_ref(state);
-        let user = session_token_user(&router, &connection, token).await?;
+        let (connection, user) = session(&router, tenant, token).await?;
         Ok(Self {
             connection,
             caller: Caller::User(user),
@@ -296,16 +289,19 @@ impl Authed {
     }
 }
 
-/// The active user a session token of this tenant names.
-async fn session_token_user(
+/// The active user a session token of this tenant names, and a connection to the tenant's
+/// database. The token is opened first (no database needed), so a forged or stale one never
+/// holds a connection.
+async fn session(
     router: &RouterState,
-    connection: &TenantConnection,
+    tenant: Arc<ResolvedTenant>,
     token: &SecretString,
-) -> Result<SessionUser, ApiError> {
-    let claims = open_token(router, connection, token).ok_or_else(unauthenticated)?;
+) -> Result<(TenantConnection, SessionUser), ApiError> {
+    let claims = open_token(router, tenant.id, token).ok_or_else(unauthenticated)?;
     if claims.expires_at <= unix_now() {
         return Err(unauthenticated());
     }
+    let connection = TenantConnection::open(router, tenant).await?;
     let row = connection
         .client
         .query_opt(
@@ -315,7 +311,8 @@ async fn session_token_user(
         .await
         .map_err(crate::common::db_error)?
         .ok_or_else(unauthenticated)?;
-    session_user(&row).ok_or_else(ApiError::internal)
+    let user = session_user(&row).ok_or_else(ApiError::internal)?;
+    Ok((connection, user))
 }
 
 /// The active user with this email (any case), if any.
@@ -350,7 +347,7 @@ fn invalid_api_key() -> ApiError {
 /// (else 403 `module_not_enabled`).
 async fn api_key_caller(
     router: &RouterState,
-    connection: &TenantConnection,
+    tenant: &tenant_router::seam::ResolvedTenant,
     token: &SecretString,
 ) -> Result<KeyCaller, ApiError> {
     let presented = PresentedKey::parse(token.expose_secret()).ok_or_else(invalid_api_key)?;
@@ -358,12 +355,12 @@ async fn api_key_caller(
         .api_key(&presented.prefix)
         .await?
         .filter(|stored| stored.accepts(&presented))
-        .filter(|stored| stored.key.tenant_id == connection.tenant.id)
+        .filter(|stored| stored.key.tenant_id == tenant.id)
         .ok_or_else(invalid_api_key)?;
     let role = Role::parse(&stored.key.role)
         .filter(|role| *role < Role::Owner)
         .ok_or_else(ApiError::internal)?;
-    if !connection.tenant.entitlements.has(API_ACCESS_MODULE) {
+    if !tenant.entitlements.has(API_ACCESS_MODULE) {
         return Err(module_not_enabled(router, API_ACCESS_MODULE).await);
     }
     router.note_api_key_used(stored.key.id).await;
@@ -384,11 +381,11 @@ fn session_user(row: &tokio_postgres::Row) -> Option<SessionUser> {
 }
 
 /// `st.<key id>.<nonce ‖ ciphertext ‖ tag>`, both parts base64url.
-fn mint_token(router: &RouterState, connection: &TenantConnection, claims: &Claims) -> String {
+fn mint_token(router: &RouterState, tenant_id: uuid::Uuid, claims: &Claims) -> String {
     let plaintext = SecretString::from(serde_json::to_string(claims).unwrap_or_default());
     let sealed = router
         .keyring()
-        .seal(Purpose::TenantSession, connection.tenant.id, &plaintext);
+        .seal(Purpose::TenantSession, tenant_id, &plaintext);
     format!(
         "st.{}.{}",
         URL_SAFE_NO_PAD.encode(sealed.key_id.as_bytes()),
@@ -396,11 +393,7 @@ fn mint_token(router: &RouterState, connection: &TenantConnection, claims: &Clai
     )
 }
 
-fn open_token(
-    router: &RouterState,
-    connection: &TenantConnection,
-    token: &SecretString,
-) -> Option<Claims> {
+fn open_token(router: &RouterState, tenant_id: uuid::Uuid, token: &SecretString) -> Option<Claims> {
     let mut parts = token.expose_secret().splitn(3, '.');
     if parts.next()? != "st" {
         return None;
@@ -409,11 +402,7 @@ fn open_token(
     let blob = URL_SAFE_NO_PAD.decode(parts.next()?).ok()?;
     let plaintext = router
         .keyring()
-        .open(
-            Purpose::TenantSession,
-            connection.tenant.id,
-            &Sealed { key_id, blob },
-        )
+        .open(Purpose::TenantSession, tenant_id, &Sealed { key_id, blob })
         .ok()?;
     serde_json::from_str(plaintext.expose_secret()).ok()
 }
@@ -435,19 +424,12 @@ pub struct LoginAnswer {
 pub async fn login(
     State(router): State<RouterState>,
     client: Option<Extension<ConnectInfo<SocketAddr>>>,
-    connection: TenantConnection,
+    ResolvedOnly(tenant): ResolvedOnly,
     Body(request): Body<LoginRequest>,
 ) -> Result<(StatusCode, Json<LoginAnswer>), ApiError> {
     let client = client.map(|Extension(ConnectInfo(address))| address.ip());
-    let user = check_sign_in(
-        &router,
-        client,
-        &connection,
-        &request.email,
-        request.password,
-    )
-    .await?;
-    let (token, lifetime) = new_session(&router, &connection, user.id);
+    let user = check_sign_in(&router, client, &tenant, &request.email, request.password).await?;
+    let (token, lifetime) = new_session(&router, tenant.id, user.id);
     Ok((
         StatusCode::CREATED,
         Json(LoginAnswer {
@@ -461,7 +443,7 @@ pub async fn login(
 /// A new session token for `user_id` and its lifetime in seconds.
 pub(crate) fn new_session(
     router: &RouterState,
-    connection: &TenantConnection,
+    tenant_id: uuid::Uuid,
     user_id: i64,
 ) -> (String, u64) {
     let claims = Claims {
@@ -469,7 +451,7 @@ pub(crate) fn new_session(
         expires_at: unix_now() + SESSION_LIFETIME.as_secs(),
     };
     (
-        mint_token(router, connection, &claims),
+        mint_token(router, tenant_id, &claims),
         SESSION_LIFETIME.as_secs(),
     )
 }
@@ -479,13 +461,13 @@ pub(crate) fn new_session(
 pub(crate) async fn check_sign_in(
     router: &RouterState,
     client: Option<std::net::IpAddr>,
-    connection: &TenantConnection,
+    tenant: &Arc<ResolvedTenant>,
     email: &str,
     password: SecretString,
 ) -> Result<SessionUser, ApiError> {
     if let Some(address) = client {
         router
-            .check_login_rate(connection.tenant.id, address)
+            .check_login_rate(tenant.id, address)
             .map_err(|seconds| {
                 ApiError::new(
                     ErrorCode::RateLimited,
@@ -498,6 +480,9 @@ pub(crate) async fn check_sign_in(
     fields.text("email", email, 320);
     fields.text("password", password.expose_secret(), 1024);
     fields.finish()?;
+    // The connection is taken only for the lookup and again for the update, never while the
+    // password is checked (which may wait for a hashing slot).
+    let connection = TenantConnection::open(router, tenant.clone()).await?;
     let row = connection
         .client
         .query_opt(
@@ -507,15 +492,11 @@ pub(crate) async fn check_sign_in(
         )
         .await
         .map_err(crate::common::db_error)?;
+    drop(connection);
     let hash = row
         .as_ref()
         .map(|row| row.get::<_, String>("password_hash"));
-    let verified = tokio::task::spawn_blocking(move || {
-        let hash = hash.unwrap_or_else(dummy_hash);
-        control_plane::passwords::verify(&password, &hash)
-    })
-    .await
-    .unwrap_or(false);
+    let verified = control_plane::passwords::verify_async(password, hash).await?;
     let (Some(row), true) = (row, verified) else {
         return Err(ApiError::new(
             ErrorCode::InvalidCredentials,
@@ -523,6 +504,7 @@ pub(crate) async fn check_sign_in(
         ));
     };
     let user = session_user(&row).ok_or_else(ApiError::internal)?;
+    let connection = TenantConnection::open(router, tenant.clone()).await?;
     connection
         .client
         .execute(

@@ -232,7 +232,7 @@ pub async fn accept_invitation(
         }
     }
     fields.finish()?;
-    let hash = control_plane::passwords::hash_async(acceptance.password).await;
+    let hash = control_plane::passwords::hash_async(acceptance.password).await?;
     let display_name = acceptance
         .display_name
         .map(|name| name.trim().to_owned())

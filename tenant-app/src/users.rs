@@ -100,7 +100,7 @@ pub async fn create_user(
     authed
         .check_limit("users", limit, "SELECT count(*) FROM users WHERE is_active")
         .await?;
-    let hash = control_plane::passwords::hash_async(new.password).await;
+    let hash = control_plane::passwords::hash_async(new.password).await?;
     let row = authed
         .client()
         .query_one(

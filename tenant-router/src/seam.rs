@@ -133,7 +133,15 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let ResolvedOnly(tenant) = ResolvedOnly::from_request_parts(parts, state).await?;
-        let state = RouterState::from_ref(state);
+        Self::open(&RouterState::from_ref(state), tenant).await
+    }
+}
+
+impl TenantConnection {
+    /// A connection for a tenant already resolved (and rate-limited) by [`ResolvedOnly`]: for a
+    /// handler that takes the connection only once it has checked what needs no database, so
+    /// a request that fails those checks never holds one.
+    pub async fn open(state: &RouterState, tenant: Arc<ResolvedTenant>) -> Result<Self, ApiError> {
         let client = state.connection(&tenant).await?;
         Ok(Self { tenant, client })
     }

@@ -76,6 +76,8 @@ error_codes! {
     SignupNotFound = ("signup_not_found", NOT_FOUND, "unknown status URL"),
     /// The Host names no tenant.
     TenantNotFound = ("tenant_not_found", NOT_FOUND, "the Host names no tenant"),
+    /// The request's body did not arrive within the body-read timeout.
+    RequestTimeout = ("request_timeout", REQUEST_TIMEOUT, "the request's body did not arrive within the body-read timeout"),
     /// A record with the same unique value exists.
     AlreadyExists = ("already_exists", CONFLICT, "a record with the same unique value exists"),
     /// The workspace already has a paid subscription.
@@ -96,6 +98,8 @@ error_codes! {
     WrongStatus = ("wrong_status", CONFLICT, "the tenant's state does not allow this"),
     /// The tenant was cancelled.
     TenantCancelled = ("tenant_cancelled", GONE, "the tenant was cancelled"),
+    /// The body is larger than the server accepts.
+    PayloadTooLarge = ("payload_too_large", PAYLOAD_TOO_LARGE, "the body is larger than the server accepts"),
     /// The body is not sent as application/json.
     UnsupportedMediaType = ("unsupported_media_type", UNSUPPORTED_MEDIA_TYPE, "the body is not sent as application/json"),
     /// A sale asks for more than the branch holds.
@@ -144,6 +148,8 @@ error_codes! {
     HostUnreachable = ("host_unreachable", BAD_GATEWAY, "the database host could not be reached with its admin URL"),
     /// Stripe refused or could not be reached.
     StripeUnavailable = ("stripe_unavailable", BAD_GATEWAY, "Stripe refused or could not be reached"),
+    /// Password checks are at capacity; see Retry-After.
+    Busy = ("busy", SERVICE_UNAVAILABLE, "password checks are at capacity; see Retry-After"),
     /// The host is at the router's connection budget.
     Capacity = ("capacity", SERVICE_UNAVAILABLE, "the host is at the router's connection budget"),
     /// No database host has room.
@@ -152,6 +158,8 @@ error_codes! {
     StripeNotConfigured = ("stripe_not_configured", SERVICE_UNAVAILABLE, "Stripe is not configured here"),
     /// The tenant is still being set up; see Retry-After.
     TenantProvisioning = ("tenant_provisioning", SERVICE_UNAVAILABLE, "the tenant is still being set up; see Retry-After"),
+    /// The request ran past the server's request timeout.
+    TimedOut = ("timed_out", SERVICE_UNAVAILABLE, "the request ran past the server's request timeout"),
     /// The tenant's database cannot be reached.
     TenantUnavailable = ("tenant_unavailable", SERVICE_UNAVAILABLE, "the tenant's database cannot be reached"),
     /// The control-plane database cannot be reached.
@@ -324,6 +332,16 @@ impl From<control_plane::store::StoreError> for ApiError {
                 ApiError::internal()
             }
         }
+    }
+}
+
+impl From<control_plane::passwords::Busy> for ApiError {
+    fn from(_: control_plane::passwords::Busy) -> Self {
+        ApiError::new(
+            ErrorCode::Busy,
+            "Too many password checks are running right now. Try again in a moment.",
+        )
+        .retry_after(1)
     }
 }
 

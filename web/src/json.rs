@@ -15,6 +15,12 @@ pub fn json_rejection(rejection: JsonRejection) -> ApiError {
             ErrorCode::UnsupportedMediaType,
             "Send the request body as JSON with `Content-Type: application/json`.",
         ),
+        rejection if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                "The request body is larger than this server accepts. Send less at once.",
+            )
+        }
         JsonRejection::JsonDataError(_) => ApiError::new(
             ErrorCode::InvalidRequest,
             "The JSON body is missing a field or has a field of the wrong type; see the API documentation.",

@@ -125,10 +125,10 @@ impl ConsoleAction {
                                     format!("`{raw}` is not a date like 2030-01-31."),
                                 )
                             })?;
-                        if at <= Utc::now() {
+                        if !control_plane::subscriptions::within_reach(at, Utc::now()) {
                             return Err(field_error(
                                 "expires",
-                                "The expiry must be in the future.",
+                                "The expiry must be in the future and at most 5 years ahead.",
                             ));
                         }
                         Some(at)
@@ -146,12 +146,15 @@ impl ConsoleAction {
             "offboard" => {
                 let grace = match given(&form.grace) {
                     None => lifecycle.offboarding_grace,
-                    Some(raw) => humantime::parse_duration(raw).map_err(|_| {
-                        field_error(
-                            "grace",
-                            format!("`{raw}` is not a duration like 30days, 12h or 0s."),
-                        )
-                    })?,
+                    Some(raw) => control_plane::subscriptions::parse_grace(raw)
+                        .ok_or_else(|| {
+                            field_error(
+                                "grace",
+                                format!(
+                                    "`{raw}` is not a duration of at most 5 years like 30days, 12h or 0s."
+                                ),
+                            )
+                        })?,
                 };
                 Self::Offboard { grace }
             }

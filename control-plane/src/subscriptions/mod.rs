@@ -109,10 +109,40 @@ pub struct Subscription {
 
 impl Subscription {
     /// Where the trial would end if extended by `by`: from its current end, or from `now` if
-    /// it has lapsed (or never had one).
+    /// it has lapsed (or never had one). Past the calendar's end it stops there, never panics.
     pub fn trial_extended_by(&self, by: chrono::Duration, now: DateTime<Utc>) -> DateTime<Utc> {
-        self.trial_ends_at.filter(|ends| *ends > now).unwrap_or(now) + by
+        let from = self.trial_ends_at.filter(|ends| *ends > now).unwrap_or(now);
+        from.checked_add_signed(by)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
+}
+
+/// The furthest ahead an operator may set a trial's end, an add-on's expiry or a grace period
+/// (five years): further is a typing mistake, and far enough out it overflows date arithmetic.
+pub fn max_ahead() -> chrono::Duration {
+    chrono::Duration::days(5 * 366)
+}
+
+/// A duration an operator typed (`7days`, `36h`), if it parses and is above zero and at most
+/// [`max_ahead`].
+pub fn parse_span(text: &str) -> Option<chrono::Duration> {
+    humantime::parse_duration(text.trim())
+        .ok()
+        .and_then(|span| chrono::Duration::from_std(span).ok())
+        .filter(|span| *span > chrono::Duration::zero() && *span <= max_ahead())
+}
+
+/// A grace period an operator typed (`30days`, `0s`), if it parses and is at most
+/// [`max_ahead`].
+pub fn parse_grace(text: &str) -> Option<std::time::Duration> {
+    humantime::parse_duration(text.trim())
+        .ok()
+        .filter(|grace| chrono::Duration::from_std(*grace).is_ok_and(|grace| grace <= max_ahead()))
+}
+
+/// Whether `at` is after `now` and at most [`max_ahead`] from it.
+pub fn within_reach(at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    at > now && at - now <= max_ahead()
 }
 
 /// How [`Store::extend_trial`] extends a trial.

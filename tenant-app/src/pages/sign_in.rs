@@ -98,10 +98,10 @@ pub async fn submit(
     State(state): State<AppState>,
     client: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
-    connection: TenantConnection,
+    ResolvedOnly(tenant): ResolvedOnly,
     form: Result<Form<SignInForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let branding = EffectiveBranding::of(&connection.tenant);
+    let branding = EffectiveBranding::of(&tenant);
     let Form(form) = form.unwrap_or_else(|_| {
         Form(SignInForm {
             email: String::new(),
@@ -112,13 +112,13 @@ pub async fn submit(
     let signed_in = auth::check_sign_in(
         &state.router,
         client,
-        &connection,
+        &tenant,
         &form.email,
         SecretString::from(form.password),
     )
     .await;
     match signed_in {
-        Ok(user) => start_session(&state, &connection, &user, &headers),
+        Ok(user) => start_session(&state, tenant.id, &user, &headers),
         Err(error) => {
             let fields = error.fields.clone().unwrap_or_default();
             let attempt = Attempt {
@@ -146,11 +146,11 @@ pub async fn submit(
 /// Signs `user` in: the session cookie, then the dashboard.
 fn start_session(
     state: &AppState,
-    connection: &TenantConnection,
+    tenant_id: uuid::Uuid,
     user: &SessionUser,
     headers: &HeaderMap,
 ) -> Response {
-    let (token, lifetime) = auth::new_session(&state.router, connection, user.id);
+    let (token, lifetime) = auth::new_session(&state.router, tenant_id, user.id);
     let mut response = Redirect::to("/").into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
@@ -194,7 +194,7 @@ pub async fn follow_link(
         .use_links_of(LinkPurpose::SignupLanding, tenant_id, &email)
         .await?;
     tracing::info!(user = user.id, "signed in through a one-time link");
-    let mut response = start_session(&state, &connection, &user, &headers);
+    let mut response = start_session(&state, tenant_id, &user, &headers);
     // The URL held a token: say nothing of it to anyone.
     response.headers_mut().insert(
         header::REFERRER_POLICY,

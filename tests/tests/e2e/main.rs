@@ -13,6 +13,7 @@ mod api_keys;
 mod app_pages;
 mod billing;
 mod console;
+mod edges;
 mod hosts;
 mod isolation;
 mod landing;
