@@ -93,16 +93,16 @@ pub struct NewPurchase {
 
 #[derive(Debug, Deserialize)]
 pub struct SaleLineInput {
-    item_id: i64,
-    quantity: f64,
+    pub item_id: i64,
+    pub quantity: f64,
     /// Defaults to the item's sale price.
-    unit_price_cents: Option<i64>,
+    pub unit_price_cents: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct NewSale {
-    branch_id: i64,
-    lines: Vec<SaleLineInput>,
+    pub branch_id: i64,
+    pub lines: Vec<SaleLineInput>,
 }
 
 #[derive(Debug, Serialize)]
@@ -115,17 +115,17 @@ pub struct Line {
 /// A purchase or a sale with its lines.
 #[derive(Debug, Serialize)]
 pub struct Movement {
-    id: i64,
-    branch_id: i64,
+    pub id: i64,
+    pub branch_id: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    supplier_id: Option<i64>,
+    pub supplier_id: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    reference: Option<String>,
-    status: String,
-    total_cents: i64,
-    by_user: Option<i64>,
-    at: DateTime<Utc>,
-    lines: Vec<Line>,
+    pub reference: Option<String>,
+    pub status: String,
+    pub total_cents: i64,
+    pub by_user: Option<i64>,
+    pub at: DateTime<Utc>,
+    pub lines: Vec<Line>,
 }
 
 const MAX_LINES: usize = 500;

@@ -46,7 +46,8 @@ impl Problems {
         self.fields.is_empty() && self.general.is_none()
     }
 
-    fn of_field(&self, field: &str) -> Option<&str> {
+    /// The problem with `field`, if any.
+    pub fn problem(&self, field: &str) -> Option<&str> {
         self.fields.get(field).map(String::as_str)
     }
 
@@ -105,7 +106,7 @@ impl<'a> Input<'a> {
     /// The label, the input (marked invalid and described by its error when it has one, and
     /// focused when it is `focus`), and the error beside it.
     pub fn render(&self, problems: &Problems, focus: Option<&str>) -> Markup {
-        let problem = problems.of_field(self.name);
+        let problem = problems.problem(self.name);
         let error_id = format!("{}-error", self.name);
         let hint_id = format!("{}-hint", self.name);
         let described = match (problem.is_some(), self.hint.is_some()) {

@@ -11,6 +11,7 @@ mod dashboard;
 mod form;
 mod items;
 mod reports;
+mod sales;
 mod sign_in;
 
 use axum::Router;
@@ -45,6 +46,7 @@ pub fn routes() -> Router<AppState> {
         .route("/items/new", get(items::new).post(items::create))
         .route("/items/{id}", get(items::edit).post(items::update))
         .route("/items/{id}/deactivate", post(items::deactivate))
+        .route("/sales/new", get(sales::new).post(sales::submit))
         .route("/reports", get(reports::sales))
         .route("/reports/sales.csv", get(reports::sales_csv))
         .route("/assets/app.css", get(stylesheet))
@@ -182,6 +184,12 @@ const NAV: &[NavEntry] = &[
         label: "Items",
         least: Role::ReadOnly,
         module: Some("inventory"),
+    },
+    NavEntry {
+        href: "/sales/new",
+        label: "New sale",
+        least: Role::Staff,
+        module: Some("sales"),
     },
     NavEntry {
         href: "/reports",

@@ -12,6 +12,45 @@ use crate::session::Session;
 
 const PASSWORD: &str = "violet tram oyster gravel";
 
+/// The tenant's main branch and a new item priced 2.50 with `stock` received into it.
+async fn stocked_item(owner: &Session<'_>, sku: &str, name: &str, stock: u32) -> (i64, i64) {
+    let branch = owner
+        .expect(Method::GET, "/api/v1/branches", None, StatusCode::OK)
+        .await["data"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let supplier = owner
+        .expect(
+            Method::POST,
+            "/api/v1/suppliers",
+            Some(json!({"name": "Wholesale"})),
+            StatusCode::CREATED,
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let item = owner
+        .expect(
+            Method::POST,
+            "/api/v1/items",
+            Some(json!({"sku": sku, "name": name, "sale_price_cents": 250})),
+            StatusCode::CREATED,
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    owner
+        .expect(
+            Method::POST,
+            "/api/v1/purchases",
+            Some(json!({"branch_id": branch, "supplier_id": supplier,
+                        "lines": [{"item_id": item, "quantity": stock, "unit_cost_cents": 100}]})),
+            StatusCode::CREATED,
+        )
+        .await;
+    (branch, item)
+}
+
 async fn sign_in_in_browser(browser: &Browser, base: &str, email: &str) {
     browser.client.goto(base).await.unwrap();
     browser.fill("#email", email).await;
@@ -267,39 +306,7 @@ async fn the_report_page_charts_sales_offers_csv_and_prompts_an_upgrade_where_th
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let branches = owner
-        .expect(Method::GET, "/api/v1/branches", None, StatusCode::OK)
-        .await;
-    let branch = branches["data"][0]["id"].as_i64().unwrap();
-    let supplier = owner
-        .expect(
-            Method::POST,
-            "/api/v1/suppliers",
-            Some(json!({"name": "Wholesale"})),
-            StatusCode::CREATED,
-        )
-        .await["id"]
-        .as_i64()
-        .unwrap();
-    let item = owner
-        .expect(
-            Method::POST,
-            "/api/v1/items",
-            Some(json!({"sku": "ZINC", "name": "Zinc tablets", "sale_price_cents": 250})),
-            StatusCode::CREATED,
-        )
-        .await["id"]
-        .as_i64()
-        .unwrap();
-    owner
-        .expect(
-            Method::POST,
-            "/api/v1/purchases",
-            Some(json!({"branch_id": branch, "supplier_id": supplier,
-                        "lines": [{"item_id": item, "quantity": 10, "unit_cost_cents": 100}]})),
-            StatusCode::CREATED,
-        )
-        .await;
+    let (branch, item) = stocked_item(&owner, "ZINC", "Zinc tablets", 10).await;
     owner
         .expect(
             Method::POST,
@@ -352,5 +359,124 @@ async fn the_report_page_charts_sales_offers_csv_and_prompts_an_upgrade_where_th
         let html = refused.text().await.unwrap();
         assert!(html.contains(r#"id="from-error""#), "{query}: {html}");
     }
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quick_sale_prices_lines_refuses_too_little_stock_on_its_line_and_records_once_right() {
+    let app = TestApp::spawn().await;
+    app.active_tenant("till").await;
+    let owner = Session::owner(&app, "till").await;
+    let (branch, zinc) = stocked_item(&owner, "ZINC", "Zinc tablets", 3).await;
+    owner
+        .expect(
+            Method::POST,
+            "/api/v1/items",
+            Some(json!({"sku": "ZSYR", "name": "Zinc syrup", "sale_price_cents": 250})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let host = app.tenant_host("till");
+    let post = |fields: Vec<(&'static str, String)>| {
+        let mut fields = fields;
+        fields.push(("branch_id", branch.to_string()));
+        app.request(Method::POST, &host, "/sales/new")
+            .header(COOKIE, format!("silo_session={}", owner.token))
+            .header("origin", format!("http://{host}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(fields).unwrap())
+            .send()
+    };
+    let sales = || async {
+        owner
+            .expect(Method::GET, "/api/v1/sales", None, StatusCode::OK)
+            .await["data"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+
+    // Check: the SKU (any case) finds the item and prices the line; an unknown and an ambiguous
+    // name say so on their own lines.
+    let checked = post(vec![
+        ("item_0", "zinc".into()),
+        ("quantity_0", "2".into()),
+        ("item_1", "aspirin".into()),
+        ("quantity_1", "1".into()),
+        ("item_2", "zin".into()),
+        ("quantity_2", "1".into()),
+        ("action", "check".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(checked.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = checked.text().await.unwrap();
+    assert!(
+        html.contains("Zinc tablets") && html.contains(r#"<strong id="total">5.00</strong>"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"id="item_1-error">No active item"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"id="item_2-error">Several items match (Zinc syrup, Zinc tablets)"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"value="aspirin""#),
+        "the typed lines are kept: {html}"
+    );
+
+    // More than the branch holds: the problem on the line, nothing recorded.
+    let oversold = post(vec![
+        ("item_0", "ZINC".into()),
+        ("quantity_0", "5".into()),
+        ("action", "record".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(oversold.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = oversold.text().await.unwrap();
+    assert!(
+        html.contains(r#"id="quantity_0-error">Not enough stock: only 3 at this branch"#),
+        "{html}"
+    );
+    assert_eq!(sales().await, 0);
+
+    // Within stock: recorded once, the screen says so with the total.
+    let recorded = post(vec![
+        ("item_0", "ZINC".into()),
+        ("quantity_0", "2".into()),
+        ("action", "record".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(recorded.status(), StatusCode::SEE_OTHER);
+    let location = recorded.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with("/sales/new?recorded=") && location.ends_with("&total=500"),
+        "{location}"
+    );
+    let html = app
+        .request(Method::GET, &host, &location)
+        .header(COOKIE, format!("silo_session={}", owner.token))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("recorded: 5.00."), "{html}");
+    assert_eq!(sales().await, 1);
+    let stock = owner
+        .expect(
+            Method::GET,
+            &format!("/api/v1/stock?item_id={zinc}"),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(stock["data"][0]["quantity"], json!(1.0), "{stock}");
     app.finish().await;
 }

@@ -1,0 +1,411 @@
+//! The quick sale screen: a branch and a few lines of "item (name, SKU or barcode) ×
+//! quantity". "Check" finds each item, prices the lines, keeps a running total and says on the
+//! line when the branch has too little stock; "Record sale" records it through the API's own
+//! sale handler (stock checked under lock, all or nothing). Works without any script.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Form, Query};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+use web::{ApiError, ErrorCode};
+
+use super::form::Problems;
+use super::{Frame, Signed, money};
+use crate::auth::Role;
+use crate::common::{Body, db_error};
+use crate::trade::{self, NewSale, SaleLineInput};
+
+const CURRENT: &str = "/sales/new";
+/// Lines on the screen.
+const LINES: usize = 6;
+
+/// The sale form as typed: `branch_id`, `item_0`…, `quantity_0`…, and which button.
+#[derive(Debug, Default, Deserialize)]
+pub struct SaleForm {
+    #[serde(default)]
+    branch_id: String,
+    #[serde(default)]
+    action: String,
+    #[serde(flatten)]
+    rest: BTreeMap<String, String>,
+}
+
+impl SaleForm {
+    fn line(&self, index: usize) -> (&str, &str) {
+        let get = |name: String| self.rest.get(&name).map(String::as_str).unwrap_or("");
+        (
+            get(format!("item_{index}")),
+            get(format!("quantity_{index}")),
+        )
+    }
+}
+
+/// A line as understood: the item found, its price, the stock at the branch.
+struct Priced {
+    item_id: i64,
+    name: String,
+    unit_cents: i64,
+    quantity: f64,
+    stock: f64,
+}
+
+struct Branch {
+    id: i64,
+    name: String,
+}
+
+async fn branches(client: &tokio_postgres::Client) -> Result<Vec<Branch>, ApiError> {
+    Ok(client
+        .query(
+            "SELECT id, name FROM branches WHERE is_active ORDER BY id",
+            &[],
+        )
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(|row| Branch {
+            id: row.get(0),
+            name: row.get(1),
+        })
+        .collect())
+}
+
+/// Finds the item a person typed: exactly its SKU or barcode, else the one active item whose
+/// name contains it.
+async fn find_item(
+    client: &tokio_postgres::Client,
+    typed: &str,
+    branch_id: i64,
+) -> Result<Result<(i64, String, i64, f64), String>, ApiError> {
+    let columns = "i.id, i.name, i.sale_price_cents, coalesce(s.quantity, 0)::float8 \
+                   FROM items i LEFT JOIN stock_levels s ON s.item_id = i.id AND s.branch_id = $2";
+    let exact = client
+        .query(
+            &format!(
+                "SELECT {columns} WHERE i.is_active \
+                 AND (lower(i.sku) = lower($1) OR i.barcode = $1) LIMIT 1"
+            ),
+            &[&typed, &branch_id],
+        )
+        .await
+        .map_err(db_error)?;
+    let rows = if exact.is_empty() {
+        let pattern = format!(
+            "%{}%",
+            typed
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        client
+            .query(
+                &format!(
+                    "SELECT {columns} WHERE i.is_active AND i.name ILIKE $1 ORDER BY i.name LIMIT 4"
+                ),
+                &[&pattern, &branch_id],
+            )
+            .await
+            .map_err(db_error)?
+    } else {
+        exact
+    };
+    Ok(match rows.as_slice() {
+        [] => Err("No active item has this name, SKU or barcode".to_owned()),
+        [row] => Ok((row.get(0), row.get(1), row.get(2), row.get(3))),
+        several => Err(format!(
+            "Several items match ({}{}): type more of the name, or the SKU",
+            several
+                .iter()
+                .take(3)
+                .map(|row| row.get::<_, String>(1))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if several.len() > 3 { ", …" } else { "" }
+        )),
+    })
+}
+
+/// Reads and prices every filled line; problems by line (`item_N`, `quantity_N`).
+async fn price(
+    client: &tokio_postgres::Client,
+    form: &SaleForm,
+    branch_id: i64,
+    problems: &mut Problems,
+) -> Result<BTreeMap<usize, Priced>, ApiError> {
+    let mut priced = BTreeMap::new();
+    for index in 0..LINES {
+        let (typed, quantity) = form.line(index);
+        if typed.trim().is_empty() && quantity.trim().is_empty() {
+            continue;
+        }
+        let quantity = match quantity.trim().parse::<f64>() {
+            Ok(quantity) if quantity.is_finite() && quantity > 0.0 && quantity < 1e9 => quantity,
+            _ => {
+                problems.add(
+                    &format!("quantity_{index}"),
+                    "Quantity must be a number above 0",
+                );
+                continue;
+            }
+        };
+        if typed.trim().is_empty() {
+            problems.add(&format!("item_{index}"), "Item is needed for this quantity");
+            continue;
+        }
+        match find_item(client, typed.trim(), branch_id).await? {
+            Ok((item_id, name, unit_cents, stock)) => {
+                if stock + 1e-9 < quantity {
+                    problems.add(
+                        &format!("quantity_{index}"),
+                        &format!("Not enough stock: only {stock} at this branch"),
+                    );
+                }
+                priced.insert(
+                    index,
+                    Priced {
+                        item_id,
+                        name,
+                        unit_cents,
+                        quantity,
+                        stock,
+                    },
+                );
+            }
+            Err(problem) => problems.add(&format!("item_{index}"), &problem),
+        }
+    }
+    if priced.is_empty() && problems.is_empty() {
+        problems.general = Some("Add at least one line: an item and a quantity.".to_owned());
+    }
+    Ok(priced)
+}
+
+fn line_total(line: &Priced) -> i64 {
+    (line.quantity * line.unit_cents as f64).round() as i64
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Recorded {
+    recorded: Option<i64>,
+    total: Option<i64>,
+}
+
+/// The branches to sell from, once the plan has sales and the user may sell; else the page's
+/// refusal.
+async fn allowed(signed: &Signed, frame: &Frame) -> Result<Vec<Branch>, Response> {
+    signed
+        .0
+        .require_module("sales")
+        .await
+        .and_then(|()| signed.0.require(Role::Staff))
+        .map_err(|error| frame.refusal("New sale", CURRENT, error))?;
+    branches(signed.0.client())
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
+/// `GET /sales/new`.
+pub async fn new(signed: Signed, query: Result<Query<Recorded>, QueryRejection>) -> Response {
+    let frame = signed.frame();
+    let Query(recorded) = query.unwrap_or_default();
+    let branches = match allowed(&signed, &frame).await {
+        Ok(branches) => branches,
+        Err(response) => return response,
+    };
+    let notice = recorded.recorded.map(|id| {
+        format!(
+            "Sale #{id} recorded: {}.",
+            money(recorded.total.unwrap_or(0))
+        )
+    });
+    frame.render(
+        "New sale",
+        CURRENT,
+        sale_form(
+            &branches,
+            &SaleForm::default(),
+            &BTreeMap::new(),
+            &Problems::default(),
+            notice,
+        ),
+    )
+}
+
+/// `POST /sales/new`: check (price the lines) or record.
+pub async fn submit(signed: Signed, form: Result<Form<SaleForm>, FormRejection>) -> Response {
+    let frame = signed.frame();
+    let form = form.map(|Form(form)| form).unwrap_or_default();
+    let branches = match allowed(&signed, &frame).await {
+        Ok(branches) => branches,
+        Err(response) => return response,
+    };
+    let mut problems = Problems::default();
+    let branch_id = form
+        .branch_id
+        .parse::<i64>()
+        .ok()
+        .filter(|id| branches.iter().any(|b| b.id == *id));
+    let Some(branch_id) = branch_id else {
+        problems.add("branch_id", "must be one of the branches");
+        return again(&frame, &branches, &form, &BTreeMap::new(), &problems);
+    };
+    let priced = match price(signed.0.client(), &form, branch_id, &mut problems).await {
+        Ok(priced) => priced,
+        Err(error) => return error.into_response(),
+    };
+    if form.action != "record" || !problems.is_empty() {
+        return again(&frame, &branches, &form, &priced, &problems);
+    }
+    let lines: Vec<(usize, SaleLineInput)> = priced
+        .iter()
+        .map(|(index, line)| {
+            (
+                *index,
+                SaleLineInput {
+                    item_id: line.item_id,
+                    quantity: line.quantity,
+                    unit_price_cents: None,
+                },
+            )
+        })
+        .collect();
+    let sent: Vec<usize> = lines.iter().map(|(index, _)| *index).collect();
+    let sale = NewSale {
+        branch_id,
+        lines: lines.into_iter().map(|(_, line)| line).collect(),
+    };
+    match trade::create_sale(signed.0, Body(sale)).await {
+        Ok((_, Json(sale))) => Redirect::to(&format!(
+            "/sales/new?recorded={}&total={}",
+            sale.id, sale.total_cents
+        ))
+        .into_response(),
+        Err(error)
+            if matches!(
+                error.code,
+                ErrorCode::InsufficientStock | ErrorCode::ValidationFailed
+            ) =>
+        {
+            // The API names `lines[i].…` of the lines sent; put each problem on its screen line.
+            let mut problems = Problems::default();
+            for (field, problem) in error.fields.iter().flatten() {
+                let screen = field
+                    .strip_prefix("lines[")
+                    .and_then(|rest| rest.split_once("]."))
+                    .and_then(|(sent_index, what)| {
+                        let index = sent.get(sent_index.parse::<usize>().ok()?)?;
+                        Some(match what {
+                            "item_id" => format!("item_{index}"),
+                            _ => format!("quantity_{index}"),
+                        })
+                    });
+                let problem = if error.code == ErrorCode::InsufficientStock {
+                    format!("Not enough stock: {problem}")
+                } else {
+                    format!("This {problem}")
+                };
+                match screen {
+                    Some(name) => problems.add(&name, &problem),
+                    None => problems.general = Some(error.message.clone()),
+                }
+            }
+            problems
+                .general
+                .get_or_insert_with(|| error.message.clone());
+            again(&frame, &branches, &form, &priced, &problems)
+        }
+        Err(error) => frame.refusal("New sale", CURRENT, error),
+    }
+}
+
+fn again(
+    frame: &Frame,
+    branches: &[Branch],
+    form: &SaleForm,
+    priced: &BTreeMap<usize, Priced>,
+    problems: &Problems,
+) -> Response {
+    let mut response = frame.render(
+        "New sale",
+        CURRENT,
+        sale_form(branches, form, priced, problems, None),
+    );
+    if !problems.is_empty() {
+        *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    response
+}
+
+fn sale_form(
+    branches: &[Branch],
+    form: &SaleForm,
+    priced: &BTreeMap<usize, Priced>,
+    problems: &Problems,
+    notice: Option<String>,
+) -> Markup {
+    let total: i64 = priced.values().map(line_total).sum();
+    let order: Vec<String> = std::iter::once("branch_id".to_owned())
+        .chain((0..LINES).flat_map(|index| [format!("item_{index}"), format!("quantity_{index}")]))
+        .collect();
+    let order: Vec<&str> = order.iter().map(String::as_str).collect();
+    let focus = problems.first(&order).or(Some("item_0"));
+    let problem = |name: &str| problems.problem(name);
+    html! {
+        @if let Some(notice) = notice { p class="notice info" role="status" id="recorded" { (notice) } }
+        @if let Some(general) = &problems.general { p class="notice error" role="alert" id="form-problem" { (general) } }
+        form class="card sale" method="post" action="/sales/new" novalidate {
+            label for="branch_id" { "Branch" }
+            select id="branch_id" name="branch_id" aria-invalid=[problem("branch_id").map(|_| "true")] {
+                @for branch in branches {
+                    option value=(branch.id) selected[form.branch_id == branch.id.to_string()] { (branch.name) }
+                }
+            }
+            @if let Some(error) = problem("branch_id") { p class="field-error" id="branch_id-error" { "Branch " (error) "." } }
+            table class="stack lines" {
+                thead { tr {
+                    th { "Item (name, SKU or barcode)" } th class="number" { "Quantity" }
+                    th class="number" { "Price" } th class="number" { "Line total" }
+                } }
+                tbody {
+                    @for index in 0..LINES {
+                        @let (typed, quantity) = form.line(index);
+                        @let item_name = format!("item_{index}");
+                        @let quantity_name = format!("quantity_{index}");
+                        @let line = priced.get(&index);
+                        tr id={ "line-" (index) } {
+                            td data-label="Item" {
+                                label class="visually-hidden" for=(item_name) { "Item " (index + 1) }
+                                input id=(item_name) name=(item_name) value=(typed) autocomplete="off"
+                                    autofocus[focus == Some(item_name.as_str())]
+                                    aria-invalid=[problem(&item_name).map(|_| "true")];
+                                @if let Some(line) = line { div class="muted found" { (line.name) } }
+                                @if let Some(error) = problem(&item_name) { p class="field-error" id={ (item_name) "-error" } { (error) "." } }
+                            }
+                            td class="number" data-label="Quantity" {
+                                label class="visually-hidden" for=(quantity_name) { "Quantity " (index + 1) }
+                                input id=(quantity_name) name=(quantity_name) value=(quantity) inputmode="decimal" size="6"
+                                    autofocus[focus == Some(quantity_name.as_str())]
+                                    aria-invalid=[problem(&quantity_name).map(|_| "true")];
+                                @if let Some(line) = line { div class="muted" { (line.stock) " in stock" } }
+                                @if let Some(error) = problem(&quantity_name) { p class="field-error" id={ (quantity_name) "-error" } { (error) "." } }
+                            }
+                            td class="number" data-label="Price" { @if let Some(line) = line { (money(line.unit_cents)) } }
+                            td class="number" data-label="Line total" { @if let Some(line) = line { (money(line_total(line))) } }
+                        }
+                    }
+                }
+            }
+            p class="running-total" { "Total: " strong id="total" { (money(total)) } }
+            div class="actions" {
+                button type="submit" name="action" value="check" { "Check" }
+                " "
+                button class="primary" type="submit" name="action" value="record" { "Record sale" }
+            }
+        }
+    }
+}
