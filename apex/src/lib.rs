@@ -78,7 +78,17 @@ async fn create_signup(
             })?;
     }
     let Json(request) = body.map_err(json_rejection)?;
-    let valid = signup::validate(&request)?;
+    // Every field's problem at once (the form shows each beside its field); the answer's code
+    // is the first problem's, as it always was.
+    let valid = signup::validate_all(&request).map_err(|problems| {
+        let fields = problems
+            .iter()
+            .map(|problem| (problem.field().to_owned(), problem.to_string()))
+            .collect();
+        let mut error = ApiError::from(problems[0].clone());
+        error.fields = Some(fields);
+        error
+    })?;
     tracing::Span::current().record("tenant", valid.subdomain.as_str());
     // Fail fast on a taken subdomain before spending time on the password hash.
     if state

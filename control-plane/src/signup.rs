@@ -92,6 +92,16 @@ pub enum InvalidSignup {
 }
 
 impl InvalidSignup {
+    /// The signup field this refusal is about.
+    pub fn field(&self) -> &'static str {
+        match self {
+            InvalidSignup::Subdomain | InvalidSignup::ReservedSubdomain(_) => "subdomain",
+            InvalidSignup::CompanyName => "company_name",
+            InvalidSignup::Email => "admin_email",
+            InvalidSignup::ShortPassword | InvalidSignup::GuessablePassword(_) => "admin_password",
+        }
+    }
+
     /// The stable error code the HTTP surfaces answer with.
     pub fn code(&self) -> &'static str {
         match self {
@@ -163,16 +173,54 @@ pub fn check_password_strength(password: &str, known: &[&str]) -> Result<(), Str
 
 /// Validates every field of a signup; the first problem found is reported.
 pub fn validate(request: &SignupRequest) -> Result<ValidSignup, InvalidSignup> {
-    let subdomain = validate_subdomain(&request.subdomain)?;
+    validate_all(request).map_err(|mut problems| problems.remove(0))
+}
+
+/// Validates every field of a signup and reports every problem, in the form's order (subdomain,
+/// company name, email, password); never an empty list.
+pub fn validate_all(request: &SignupRequest) -> Result<ValidSignup, Vec<InvalidSignup>> {
+    let subdomain = validate_subdomain(&request.subdomain);
     let company_name = request.company_name.trim().to_owned();
-    if company_name.is_empty()
+    let company = if company_name.is_empty()
         || company_name.chars().count() > 200
         || company_name.chars().any(char::is_control)
     {
-        return Err(InvalidSignup::CompanyName);
+        Err(InvalidSignup::CompanyName)
+    } else {
+        Ok(())
+    };
+    let admin_email = validate_email(&request.admin_email);
+    let password = check_password(
+        request.admin_password.expose_secret(),
+        subdomain.as_deref().unwrap_or(""),
+        &company_name,
+        admin_email.as_deref().unwrap_or(""),
+    );
+    match (subdomain, company, admin_email, password) {
+        (Ok(subdomain), Ok(()), Ok(admin_email), Ok(())) => Ok(ValidSignup {
+            subdomain,
+            company_name,
+            admin_email,
+        }),
+        (subdomain, company, admin_email, password) => Err([
+            subdomain.err(),
+            company.err(),
+            admin_email.err(),
+            password.err(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()),
     }
-    let admin_email = validate_email(&request.admin_email)?;
-    let password = request.admin_password.expose_secret();
+}
+
+/// Long enough, and hard to guess given the signup's own words.
+fn check_password(
+    password: &str,
+    subdomain: &str,
+    company_name: &str,
+    admin_email: &str,
+) -> Result<(), InvalidSignup> {
     if password.chars().count() < MIN_PASSWORD_LENGTH || password.len() > 1024 {
         return Err(InvalidSignup::ShortPassword);
     }
@@ -180,23 +228,36 @@ pub fn validate(request: &SignupRequest) -> Result<ValidSignup, InvalidSignup> {
     // keyboard walks, and the signup's own subdomain, company and email).
     // The signup's own words count as known: whole, joined without spaces, and word by word.
     let joined: String = company_name.split_whitespace().collect();
-    let mut known: Vec<&str> = vec![subdomain.as_str(), company_name.as_str(), &joined];
+    let mut known: Vec<&str> = vec![subdomain, company_name, &joined];
     known.extend(admin_email.split(['@', '.', '-', '_', '+']));
     known.extend(company_name.split(|c: char| !c.is_alphanumeric()));
     known.retain(|word| word.chars().count() >= 3);
-    if let Err(hint) = check_password_strength(password, &known) {
-        return Err(InvalidSignup::GuessablePassword(hint));
-    }
-    Ok(ValidSignup {
-        subdomain,
-        company_name,
-        admin_email,
-    })
+    check_password_strength(password, &known).map_err(InvalidSignup::GuessablePassword)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_problem_is_reported_at_once_in_the_forms_order() {
+        let request = SignupRequest {
+            company_name: "  ".into(),
+            subdomain: "ab".into(),
+            admin_email: "nobody".into(),
+            admin_password: secrecy::SecretString::from("short"),
+        };
+        let problems = validate_all(&request).expect_err("all wrong");
+        let fields: Vec<&str> = problems.iter().map(InvalidSignup::field).collect();
+        assert_eq!(
+            fields,
+            ["subdomain", "company_name", "admin_email", "admin_password"]
+        );
+        assert_eq!(
+            validate(&request).expect_err("wrong"),
+            InvalidSignup::Subdomain
+        );
+    }
 
     #[test]
     fn subdomains() {

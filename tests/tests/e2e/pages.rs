@@ -72,7 +72,51 @@ async fn the_signup_form_creates_a_workspace_and_lands_the_owner_in_it_signed_in
     assert_eq!(health["tenant"], "corner");
     assert_eq!(health["schema_version"], tenant_schema::latest_version());
 
-    // The same subdomain again: the API's message is shown, nothing more is created.
+    // Everything wrong at once: each problem beside its field, the focus on the first, the
+    // input kept, nothing created.
+    browser.client.goto(&home).await.unwrap();
+    browser.fill("#company_name", "Copycat").await;
+    browser.fill("#subdomain", "x").await;
+    browser.fill("#admin_email", "not-an-email").await;
+    browser.fill("#admin_password", "short").await;
+    // The browser's own checks would stop a person first; submit as a script would.
+    browser
+        .client
+        .execute(
+            "document.getElementById('signup').noValidate = true",
+            vec![],
+        )
+        .await
+        .unwrap();
+    browser.click("#submit").await;
+    let subdomain = browser
+        .wait_for_text("#subdomain-error", |text| !text.is_empty())
+        .await;
+    assert!(subdomain.contains("3 to 63"), "{subdomain}");
+    let email = browser
+        .wait_for_text("#admin_email-error", |text| !text.is_empty())
+        .await;
+    assert!(email.contains("name@example.com"), "{email}");
+    let password = browser
+        .wait_for_text("#admin_password-error", |text| !text.is_empty())
+        .await;
+    assert!(password.contains("at least 10"), "{password}");
+    let focused = browser
+        .client
+        .execute("return document.activeElement.id", vec![])
+        .await
+        .unwrap();
+    assert_eq!(focused, serde_json::json!("subdomain"));
+    assert!(
+        browser
+            .client
+            .find(fantoccini::Locator::Css("#company_name-error"))
+            .await
+            .is_err(),
+        "a valid field has no error"
+    );
+
+    // The same subdomain again: the message beside the subdomain, nothing more is created.
     browser.client.goto(&home).await.unwrap();
     browser.fill("#company_name", "Copycat").await;
     browser.fill("#subdomain", "corner").await;
@@ -82,7 +126,7 @@ async fn the_signup_form_creates_a_workspace_and_lands_the_owner_in_it_signed_in
         .await;
     browser.click("#submit").await;
     let error = browser
-        .wait_for_text("#status.error", |text| !text.is_empty())
+        .wait_for_text("#subdomain-error", |text| !text.is_empty())
         .await;
     assert!(error.to_lowercase().contains("taken"), "{error}");
     assert_eq!(app.store.tenants().await.unwrap().len(), 1);
