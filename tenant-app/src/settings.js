@@ -82,6 +82,11 @@ function applyBranding(branding) {
 
 function signOut() {
   sessionStorage.removeItem(TOKEN_KEY);
+  // End the back office's browser session too (same origin, so the cross-site check passes).
+  if (document.body.dataset.session) {
+    delete document.body.dataset.session;
+    fetch('/sign-out', { method: 'POST' });
+  }
   byId('admin').hidden = true;
   byId('login').hidden = false;
   byId('sign-out').hidden = true;
@@ -289,6 +294,10 @@ if (invitation) {
   });
 }
 
+// Signed in to the back office already: start with that session.
+if (!sessionStorage.getItem(TOKEN_KEY) && document.body.dataset.session) {
+  sessionStorage.setItem(TOKEN_KEY, document.body.dataset.session);
+}
 if (sessionStorage.getItem(TOKEN_KEY)) {
   attempt('login-status', showAdmin);
 }

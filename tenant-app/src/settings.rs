@@ -5,7 +5,7 @@
 //! custom domains, API keys, integration credentials. It also accepts an invitation when the
 //! link's fragment carries one. The page reads nothing the API would not give the same caller.
 
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, PreEscaped, html};
 
@@ -17,7 +17,7 @@ const SCRIPT: &str = include_str!("settings.js");
 const STYLE: &str = "\
 body{font-family:system-ui,sans-serif;margin:0;background:#f5f6f8;color:#1d2330}\
 header{background:var(--brand);color:#fff;padding:.8rem 1.2rem;display:flex;gap:.8rem;align-items:center}\
-header img{height:32px}header h1{font-size:1.2rem;margin:0;flex:1}\
+header img{height:32px}header h1{font-size:1.2rem;margin:0;flex:1}header a{color:#fff}\
 main{max-width:60rem;margin:1rem auto;padding:0 1rem}\
 section{background:#fff;border-radius:6px;padding:.8rem 1.2rem;margin-bottom:1rem;box-shadow:0 1px 2px #0001}\
 h2{font-size:1.05rem;margin:.2rem 0 .6rem;color:var(--brand)}\
@@ -35,8 +35,11 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
 
 /// `GET /settings`.
 #[tracing::instrument(name = "settings_page", skip_all, fields(tenant = %tenant.slug))]
-pub async fn page(ResolvedOnly(tenant): ResolvedOnly) -> Response {
+pub async fn page(ResolvedOnly(tenant): ResolvedOnly, headers: HeaderMap) -> Response {
     let branding = EffectiveBranding::of(&tenant);
+    // Signed in to the back office's pages: the script starts with that session (it checks it
+    // against the API like any token) rather than asking for the password again.
+    let session = web::headers::cookie(&headers, crate::pages::SESSION_COOKIE);
     // The colour is `#rrggbb` (validated when stored, or the default), so it is safe in CSS.
     let brand_css = format!(":root{{--brand:{}}}", branding.primary_color);
     let markup = html! {
@@ -49,11 +52,12 @@ pub async fn page(ResolvedOnly(tenant): ResolvedOnly) -> Response {
                 style { (PreEscaped(STYLE)) }
                 style id="brand-style" { (PreEscaped(brand_css)) }
             }
-            body data-display-name=(branding.display_name) {
+            body data-display-name=(branding.display_name) data-session=[session] {
                 header id="brand-header" {
                     img id="brand-logo" alt="" src=[branding.logo_url.as_deref()]
                         hidden[branding.logo_url.is_none()];
                     h1 id="brand-name" { (branding.display_name) }
+                    a id="back-office" href="/" { "Back office" }
                     span id="me" {}
                     button id="sign-out" type="button" hidden { "Sign out" }
                 }

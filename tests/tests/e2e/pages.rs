@@ -33,6 +33,16 @@ async fn the_signup_form_creates_a_workspace_and_lands_the_owner_in_it_signed_in
         .wait_for_text("#plan-detail", |text| text.starts_with("Trial:"))
         .await;
 
+    // The owner's settings open with the same session: no second sign-in.
+    browser.click("nav.main a[href='/settings']").await;
+    browser
+        .wait_for_text("#plan", |text| text.contains("Starter"))
+        .await;
+    browser.click("#back-office").await;
+    browser
+        .wait_for_text("h1", |text| text == "Dashboard")
+        .await;
+
     // Signing out leads to the sign-in page; signing in there comes back to the dashboard.
     browser.click(".topbar button").await;
     browser
