@@ -140,12 +140,12 @@ pub async fn update_branch(
 
 #[derive(Debug, Serialize)]
 pub struct Supplier {
-    id: i64,
-    name: String,
-    contact_name: Option<String>,
-    email: Option<String>,
-    phone: Option<String>,
-    created_at: DateTime<Utc>,
+    pub id: i64,
+    pub name: String,
+    pub contact_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub created_at: DateTime<Utc>,
 }
 
 const SUPPLIER_COLUMNS: &str = "id, name, contact_name, email, phone, created_at";
@@ -162,16 +162,17 @@ fn supplier(row: &Row) -> Supplier {
 }
 
 /// A new supplier, or (all fields optional) a change to one.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct SupplierFields {
-    name: Option<String>,
-    contact_name: Option<String>,
-    email: Option<String>,
-    phone: Option<String>,
+    pub name: Option<String>,
+    pub contact_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
 }
 
 impl SupplierFields {
-    fn validate(&self, creating: bool) -> Result<(), ApiError> {
+    /// What is wrong with these fields (all of it, in one 422); `creating` requires the name.
+    pub fn validate(&self, creating: bool) -> Result<(), ApiError> {
         let mut fields = Fields::default();
         match &self.name {
             Some(name) => fields.text("name", name, 200),

@@ -78,17 +78,17 @@ pub async fn stock_levels(
 
 #[derive(Debug, Deserialize)]
 pub struct PurchaseLineInput {
-    item_id: i64,
-    quantity: f64,
-    unit_cost_cents: i64,
+    pub item_id: i64,
+    pub quantity: f64,
+    pub unit_cost_cents: i64,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct NewPurchase {
-    branch_id: i64,
-    supplier_id: i64,
-    reference: Option<String>,
-    lines: Vec<PurchaseLineInput>,
+    pub branch_id: i64,
+    pub supplier_id: i64,
+    pub reference: Option<String>,
+    pub lines: Vec<PurchaseLineInput>,
 }
 
 #[derive(Debug, Deserialize)]

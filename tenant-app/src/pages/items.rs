@@ -5,7 +5,6 @@
 use axum::Json;
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Form, Query};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -267,13 +266,12 @@ pub async fn create(signed: Signed, form: Result<Form<ItemForm>, FormRejection>)
     let mut problems = Problems::default();
     let fields = form.fields(true, &mut problems);
     if !problems.is_empty() {
-        let mut response = frame.render(
+        return frame.render_form(
             "New item",
             CURRENT,
             item_form("/items/new", &form, &problems, "Add item"),
+            &problems,
         );
-        *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-        return response;
     }
     match catalog::create_item(signed.0, Body(fields)).await {
         Ok((_, Json(item))) => Redirect::to(&format!("/items?saved={}", item.id)).into_response(),
@@ -329,13 +327,12 @@ pub async fn update(
     let mut problems = Problems::default();
     let fields = form.fields(false, &mut problems);
     if !problems.is_empty() {
-        let mut response = frame.render(
+        return frame.render_form(
             "Item",
             CURRENT,
             edit_content(item_id, &form, &problems, false),
+            &problems,
         );
-        *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-        return response;
     }
     match catalog::update_item(signed.0, id, Body(fields)).await {
         Ok(Json(item)) => Redirect::to(&format!("/items?saved={}", item.id)).into_response(),

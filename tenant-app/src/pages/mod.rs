@@ -10,9 +10,12 @@
 mod dashboard;
 mod form;
 mod items;
+mod lines;
+mod purchases;
 mod reports;
 mod sales;
 mod sign_in;
+mod suppliers;
 
 use axum::Router;
 use axum::extract::FromRequestParts;
@@ -47,6 +50,11 @@ pub fn routes() -> Router<AppState> {
         .route("/items/{id}", get(items::edit).post(items::update))
         .route("/items/{id}/deactivate", post(items::deactivate))
         .route("/sales/new", get(sales::new).post(sales::submit))
+        .route(
+            "/purchases/new",
+            get(purchases::new).post(purchases::submit),
+        )
+        .route("/suppliers", get(suppliers::list).post(suppliers::create))
         .route("/reports", get(reports::sales))
         .route("/reports/sales.csv", get(reports::sales_csv))
         .route("/assets/app.css", get(stylesheet))
@@ -192,6 +200,18 @@ const NAV: &[NavEntry] = &[
         module: Some("sales"),
     },
     NavEntry {
+        href: "/purchases/new",
+        label: "Receive stock",
+        least: Role::Staff,
+        module: Some("purchases"),
+    },
+    NavEntry {
+        href: "/suppliers",
+        label: "Suppliers",
+        least: Role::ReadOnly,
+        module: Some("inventory"),
+    },
+    NavEntry {
         href: "/reports",
         label: "Reports",
         least: Role::ReadOnly,
@@ -259,6 +279,21 @@ impl Frame {
                 main id="content" { h1 { (title) } (content) }
             }
         })
+    }
+
+    /// A page with a form: `422` while the form has `problems`, else as [`Frame::render`].
+    pub fn render_form(
+        &self,
+        title: &str,
+        current: &str,
+        content: Markup,
+        problems: &form::Problems,
+    ) -> Response {
+        let mut response = self.render(title, current, content);
+        if !problems.is_empty() {
+            *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+        }
+        response
     }
 
     /// A refusal of the API the page called, as this page: the plan's upgrade prompt for a

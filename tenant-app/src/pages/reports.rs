@@ -106,9 +106,7 @@ pub async fn sales(signed: Signed, query: Result<Query<RangeForm>, QueryRejectio
             frame.render("Reports", CURRENT, content)
         }
         Err((frame, problems, None)) => {
-            let mut response = frame.render("Reports", CURRENT, range_form(&form, &problems));
-            *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
-            response
+            frame.render_form("Reports", CURRENT, range_form(&form, &problems), &problems)
         }
         Err((frame, _, Some(error))) => frame.refusal("Reports", CURRENT, error),
     }
@@ -223,9 +221,7 @@ pub async fn sales_csv(
                 .into_response()
         }
         Err((frame, problems, None)) => {
-            let mut response = frame.render("Reports", CURRENT, range_form(&form, &problems));
-            *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
-            response
+            frame.render_form("Reports", CURRENT, range_form(&form, &problems), &problems)
         }
         Err((frame, _, Some(error))) => frame.refusal("Reports", CURRENT, error),
     }

@@ -8,16 +8,16 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Form, Query};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 use web::{ApiError, ErrorCode};
 
 use super::form::Problems;
+use super::lines::{Branch, branches, find_item};
 use super::{Frame, Signed, money};
 use crate::auth::Role;
-use crate::common::{Body, db_error};
+use crate::common::Body;
 use crate::trade::{self, NewSale, SaleLineInput};
 
 const CURRENT: &str = "/sales/new";
@@ -54,82 +54,6 @@ struct Priced {
     stock: f64,
 }
 
-struct Branch {
-    id: i64,
-    name: String,
-}
-
-async fn branches(client: &tokio_postgres::Client) -> Result<Vec<Branch>, ApiError> {
-    Ok(client
-        .query(
-            "SELECT id, name FROM branches WHERE is_active ORDER BY id",
-            &[],
-        )
-        .await
-        .map_err(db_error)?
-        .iter()
-        .map(|row| Branch {
-            id: row.get(0),
-            name: row.get(1),
-        })
-        .collect())
-}
-
-/// Finds the item a person typed: exactly its SKU or barcode, else the one active item whose
-/// name contains it.
-async fn find_item(
-    client: &tokio_postgres::Client,
-    typed: &str,
-    branch_id: i64,
-) -> Result<Result<(i64, String, i64, f64), String>, ApiError> {
-    let columns = "i.id, i.name, i.sale_price_cents, coalesce(s.quantity, 0)::float8 \
-                   FROM items i LEFT JOIN stock_levels s ON s.item_id = i.id AND s.branch_id = $2";
-    let exact = client
-        .query(
-            &format!(
-                "SELECT {columns} WHERE i.is_active \
-                 AND (lower(i.sku) = lower($1) OR i.barcode = $1) LIMIT 1"
-            ),
-            &[&typed, &branch_id],
-        )
-        .await
-        .map_err(db_error)?;
-    let rows = if exact.is_empty() {
-        let pattern = format!(
-            "%{}%",
-            typed
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
-        client
-            .query(
-                &format!(
-                    "SELECT {columns} WHERE i.is_active AND i.name ILIKE $1 ORDER BY i.name LIMIT 4"
-                ),
-                &[&pattern, &branch_id],
-            )
-            .await
-            .map_err(db_error)?
-    } else {
-        exact
-    };
-    Ok(match rows.as_slice() {
-        [] => Err("No active item has this name, SKU or barcode".to_owned()),
-        [row] => Ok((row.get(0), row.get(1), row.get(2), row.get(3))),
-        several => Err(format!(
-            "Several items match ({}{}): type more of the name, or the SKU",
-            several
-                .iter()
-                .take(3)
-                .map(|row| row.get::<_, String>(1))
-                .collect::<Vec<_>>()
-                .join(", "),
-            if several.len() > 3 { ", …" } else { "" }
-        )),
-    })
-}
-
 /// Reads and prices every filled line; problems by line (`item_N`, `quantity_N`).
 async fn price(
     client: &tokio_postgres::Client,
@@ -158,7 +82,8 @@ async fn price(
             continue;
         }
         match find_item(client, typed.trim(), branch_id).await? {
-            Ok((item_id, name, unit_cents, stock)) => {
+            Ok(found) => {
+                let stock = found.stock;
                 if stock + 1e-9 < quantity {
                     problems.add(
                         &format!("quantity_{index}"),
@@ -168,9 +93,9 @@ async fn price(
                 priced.insert(
                     index,
                     Priced {
-                        item_id,
-                        name,
-                        unit_cents,
+                        item_id: found.id,
+                        name: found.name,
+                        unit_cents: found.sale_price_cents,
                         quantity,
                         stock,
                     },
@@ -330,15 +255,12 @@ fn again(
     priced: &BTreeMap<usize, Priced>,
     problems: &Problems,
 ) -> Response {
-    let mut response = frame.render(
+    frame.render_form(
         "New sale",
         CURRENT,
         sale_form(branches, form, priced, problems, None),
-    );
-    if !problems.is_empty() {
-        *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-    }
-    response
+        problems,
+    )
 }
 
 fn sale_form(

@@ -480,3 +480,138 @@ async fn a_quick_sale_prices_lines_refuses_too_little_stock_on_its_line_and_reco
     assert_eq!(stock["data"][0]["quantity"], json!(1.0), "{stock}");
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_is_received_from_a_supplier_added_in_the_browser_pages() {
+    let app = TestApp::spawn().await;
+    app.active_tenant("depot").await;
+    let owner = Session::owner(&app, "depot").await;
+    let item = owner
+        .expect(
+            Method::POST,
+            "/api/v1/items",
+            Some(json!({"sku": "IBU", "name": "Ibuprofen 200 mg", "cost_price_cents": 120})),
+            StatusCode::CREATED,
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let host = app.tenant_host("depot");
+    let get = |path: String| {
+        app.request(Method::GET, &host, &path)
+            .header(COOKIE, format!("silo_session={}", owner.token))
+            .send()
+    };
+    let post = |path: &'static str, fields: Vec<(&'static str, String)>| {
+        app.request(Method::POST, &host, path)
+            .header(COOKIE, format!("silo_session={}", owner.token))
+            .header("origin", format!("http://{host}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(fields).unwrap())
+            .send()
+    };
+
+    let empty = get("/purchases/new".into())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(empty.contains(r#"id="no-suppliers""#), "{empty}");
+
+    // A supplier without a name: the problem beside it; then one with a name.
+    let nameless = post(
+        "/suppliers",
+        vec![("name", "  ".into()), ("email", "nope".into())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(nameless.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = nameless.text().await.unwrap();
+    assert!(
+        html.contains(r#"id="name-error""#) && html.contains(r#"id="email-error""#),
+        "{html}"
+    );
+    let added = post("/suppliers", vec![("name", "Wholesale Ltd".into())])
+        .await
+        .unwrap();
+    assert_eq!(added.status(), StatusCode::SEE_OTHER);
+    let suppliers = owner
+        .expect(Method::GET, "/api/v1/suppliers", None, StatusCode::OK)
+        .await;
+    let supplier = suppliers["data"][0]["id"].as_i64().unwrap();
+    assert_eq!(suppliers["data"][0]["name"], "Wholesale Ltd");
+    let branch = owner
+        .expect(Method::GET, "/api/v1/branches", None, StatusCode::OK)
+        .await["data"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let base = || {
+        vec![
+            ("supplier_id", supplier.to_string()),
+            ("branch_id", branch.to_string()),
+        ]
+    };
+
+    // Unreadable numbers: beside their fields, nothing received.
+    let mut bad = base();
+    bad.extend([
+        ("item_0", "IBU".into()),
+        ("quantity_0", "ten".into()),
+        ("item_1", "IBU".into()),
+        ("quantity_1", "2".into()),
+        ("cost_1", "1.2.3".into()),
+        ("action", "receive".into()),
+    ]);
+    let refused = post("/purchases/new", bad).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = refused.text().await.unwrap();
+    assert!(
+        html.contains(r#"id="quantity_0-error""#) && html.contains(r#"id="cost_1-error""#),
+        "{html}"
+    );
+
+    // Check prices the line at the item's cost price; Receive records it and raises stock.
+    let mut good = base();
+    good.extend([
+        ("item_0", "ibu".into()),
+        ("quantity_0", "10".into()),
+        ("action", "check".into()),
+    ]);
+    let checked = post("/purchases/new", good.clone()).await.unwrap();
+    assert_eq!(checked.status(), StatusCode::OK);
+    let html = checked.text().await.unwrap();
+    assert!(
+        html.contains("Ibuprofen 200 mg") && html.contains(r#"<strong id="total">12.00</strong>"#),
+        "{html}"
+    );
+    assert_eq!(
+        owner
+            .expect(
+                Method::GET,
+                &format!("/api/v1/stock?item_id={item}"),
+                None,
+                StatusCode::OK
+            )
+            .await["data"],
+        json!([])
+    );
+    good.retain(|(name, _)| *name != "action");
+    good.push(("action", "receive".into()));
+    let received = post("/purchases/new", good).await.unwrap();
+    assert_eq!(received.status(), StatusCode::SEE_OTHER);
+    let location = received.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.ends_with("&total=1200"), "{location}");
+    let html = get(location).await.unwrap().text().await.unwrap();
+    assert!(html.contains("received: 12.00."), "{html}");
+    let stock = owner
+        .expect(
+            Method::GET,
+            &format!("/api/v1/stock?item_id={item}"),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(stock["data"][0]["quantity"], json!(10.0), "{stock}");
+    app.finish().await;
+}
