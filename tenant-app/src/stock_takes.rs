@@ -12,13 +12,13 @@ use crate::common::{Body, Id, db_error, invalid, not_found};
 
 #[derive(Debug, Deserialize)]
 pub struct NewStockTake {
-    branch_id: i64,
+    pub branch_id: i64,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct CountInput {
-    item_id: i64,
-    counted_quantity: f64,
+    pub item_id: i64,
+    pub counted_quantity: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -31,7 +31,7 @@ pub struct Count {
 
 #[derive(Debug, Serialize)]
 pub struct StockTake {
-    id: i64,
+    pub id: i64,
     branch_id: i64,
     status: String,
     started_at: DateTime<Utc>,
@@ -116,6 +116,13 @@ pub async fn record_count(
     Id(id): Id,
     Body(count): Body<CountInput>,
 ) -> Result<Json<StockTake>, ApiError> {
+    record(&authed, id, &count).await?;
+    Ok(Json(load_stock_take(authed.client(), id).await?))
+}
+
+/// Records (or corrects) one item's count in the open stock take `id`: the API's one count and
+/// the count sheet's many go through here.
+pub async fn record(authed: &Authed, id: i64, count: &CountInput) -> Result<(), ApiError> {
     authed.require_module("stock_take").await?;
     authed.require(Role::Staff)?;
     if !(count.counted_quantity.is_finite() && (0.0..1e10).contains(&count.counted_quantity)) {
@@ -140,7 +147,7 @@ pub async fn record_count(
         load_stock_take(authed.client(), id).await?;
         return Err(not_open());
     }
-    Ok(Json(load_stock_take(authed.client(), id).await?))
+    Ok(())
 }
 
 /// `POST /api/v1/stock-takes/{id}/complete`: sets every counted item's stock to its count, in

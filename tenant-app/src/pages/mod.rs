@@ -15,6 +15,7 @@ mod purchases;
 mod reports;
 mod sales;
 mod sign_in;
+mod stock_takes;
 mod suppliers;
 
 use axum::Router;
@@ -55,6 +56,15 @@ pub fn routes() -> Router<AppState> {
             get(purchases::new).post(purchases::submit),
         )
         .route("/suppliers", get(suppliers::list).post(suppliers::create))
+        .route(
+            "/stock-takes",
+            get(stock_takes::list).post(stock_takes::start),
+        )
+        .route(
+            "/stock-takes/{id}",
+            get(stock_takes::show).post(stock_takes::save),
+        )
+        .route("/stock-takes/{id}/post", post(stock_takes::post))
         .route("/reports", get(reports::sales))
         .route("/reports/sales.csv", get(reports::sales_csv))
         .route("/assets/app.css", get(stylesheet))
@@ -210,6 +220,12 @@ const NAV: &[NavEntry] = &[
         label: "Suppliers",
         least: Role::ReadOnly,
         module: Some("inventory"),
+    },
+    NavEntry {
+        href: "/stock-takes",
+        label: "Stock takes",
+        least: Role::ReadOnly,
+        module: Some("stock_take"),
     },
     NavEntry {
         href: "/reports",

@@ -615,3 +615,104 @@ async fn stock_is_received_from_a_supplier_added_in_the_browser_pages() {
     assert_eq!(stock["data"][0]["quantity"], json!(10.0), "{stock}");
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stock_take_counts_shows_variances_and_posting_sets_stock_to_the_counts() {
+    let app = TestApp::spawn().await;
+    let accepted = app.active_tenant("counting").await;
+    let owner = Session::owner(&app, "counting").await;
+    let host = app.tenant_host("counting");
+    let get = |path: String| {
+        app.request(Method::GET, &host, &path)
+            .header(COOKIE, format!("silo_session={}", owner.token))
+            .send()
+    };
+    let post = |path: String, body: String| {
+        app.request(Method::POST, &host, &path)
+            .header(COOKIE, format!("silo_session={}", owner.token))
+            .header("origin", format!("http://{host}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    // Starter has no stock takes: the upgrade prompt, not a form.
+    let prompt = get("/stock-takes".into()).await.unwrap();
+    assert_eq!(prompt.status(), StatusCode::FORBIDDEN);
+    assert!(prompt.text().await.unwrap().contains("Not in your plan"));
+    app.store
+        .set_plan(accepted.tenant_id, "professional", "test")
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while get("/stock-takes".into()).await.unwrap().status() != StatusCode::OK {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the plan change never took effect"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (branch, item) = stocked_item(&owner, "GAUZE", "Gauze roll", 10).await;
+
+    let started = post("/stock-takes".into(), format!("branch_id={branch}"))
+        .await
+        .unwrap();
+    assert_eq!(started.status(), StatusCode::SEE_OTHER);
+    let sheet_path = started.headers()["location"].to_str().unwrap().to_owned();
+    let sheet = get(sheet_path.clone()).await.unwrap().text().await.unwrap();
+    assert!(
+        sheet.contains("Gauze roll") && sheet.contains(&format!(r#"name="count_{item}""#)),
+        "{sheet}"
+    );
+
+    // A count that is no number: beside its item, nothing saved.
+    let refused = post(sheet_path.clone(), format!("count_{item}=lots"))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = refused.text().await.unwrap();
+    assert!(
+        html.contains(&format!(r#"id="count_{item}-error""#)) && html.contains(r#"value="lots""#),
+        "{html}"
+    );
+
+    let saved = post(sheet_path.clone(), format!("count_{item}=8"))
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    let sheet = get(sheet_path.clone()).await.unwrap().text().await.unwrap();
+    assert!(
+        sheet.contains(r#"<td class="number variance" data-label="Variance">-2</td>"#),
+        "{sheet}"
+    );
+    // Not posted yet: stock unchanged.
+    let stock_path = format!("/api/v1/stock?item_id={item}");
+    let stock = || async {
+        owner
+            .expect(Method::GET, &stock_path, None, StatusCode::OK)
+            .await["data"][0]["quantity"]
+            .clone()
+    };
+    assert_eq!(stock().await, json!(10.0));
+
+    let posted = post(format!("{sheet_path}/post"), String::new())
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), StatusCode::SEE_OTHER);
+    assert_eq!(stock().await, json!(8.0));
+    let sheet = get(sheet_path.clone()).await.unwrap().text().await.unwrap();
+    assert!(
+        sheet.contains(r#"<span id="status">completed</span>"#),
+        "{sheet}"
+    );
+    assert!(
+        !sheet.contains("Save counts"),
+        "a posted stock take takes no counts: {sheet}"
+    );
+    // Posting twice changes nothing more.
+    let again = post(format!("{sheet_path}/post"), String::new())
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    assert_eq!(stock().await, json!(8.0));
+    app.finish().await;
+}
