@@ -29,6 +29,8 @@ const STYLE: &str = "
 body{font-family:system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
 header{background:#1d2330;color:#fff;padding:.6rem 1.2rem;display:flex;justify-content:space-between;align-items:center}
 header a,header button{color:#fff}
+/* A header button is outlined on the dark bar, never white on the browser's light grey. */
+header button{background:transparent;border:1px solid #fff;border-radius:4px}
 main{max-width:72rem;margin:1.5rem auto;padding:0 1rem}
 table{border-collapse:collapse;width:100%;background:#fff;margin:.5rem 0 1.5rem}
 th,td{border:1px solid #d9dde3;padding:.35rem .5rem;text-align:left;font-size:.9rem;vertical-align:top}
