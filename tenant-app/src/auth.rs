@@ -7,20 +7,20 @@
 //! owner), only on its own tenant's host, and only while the tenant has the `api_access`
 //! module (checked on every request, so a downgrade stops keys at once).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{ConnectInfo, FromRef, FromRequestParts, State};
+use axum::Json;
+use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use axum::{Extension, Json};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use control_plane::api_keys::{API_ACCESS_MODULE, PresentedKey};
 use control_plane::{Purpose, Sealed};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
+use web::client::ClientAddr;
 use web::{ApiError, ErrorCode};
 
 use crate::common::{Body, Fields};
@@ -423,11 +423,11 @@ pub struct LoginAnswer {
 /// `POST /api/v1/sessions`: sign in with the tenant user's email and password.
 pub async fn login(
     State(router): State<RouterState>,
-    client: Option<Extension<ConnectInfo<SocketAddr>>>,
+    client: Option<ClientAddr>,
     ResolvedOnly(tenant): ResolvedOnly,
     Body(request): Body<LoginRequest>,
 ) -> Result<(StatusCode, Json<LoginAnswer>), ApiError> {
-    let client = client.map(|Extension(ConnectInfo(address))| address.ip());
+    let client = client.map(|ClientAddr(address)| address);
     let user = check_sign_in(&router, client, &tenant, &request.email, request.password).await?;
     let (token, lifetime) = new_session(&router, tenant.id, user.id);
     Ok((

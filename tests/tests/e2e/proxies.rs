@@ -1,0 +1,144 @@
+//! Clients behind reverse proxies: per-address limits see the client a trusted proxy forwards
+//! for (the rightmost untrusted hop), and a forwarding header from anyone else is ignored. The
+//! test app listens on loopback, so `trusted_proxies = ["127.0.0.0/8"]` lets a test play the
+//! proxy.
+
+use control_plane::settings::Settings;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::admin::{EMAIL, PASSWORD, enrol};
+use crate::harness::{TestApp, TestOptions, error_code};
+
+fn behind_loopback_proxy(settings: &mut Settings) {
+    settings.http.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    settings.router.trust_forwarded_host = true;
+}
+
+fn behind_another_proxy(settings: &mut Settings) {
+    settings.http.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
+    settings.router.trust_forwarded_host = true;
+}
+
+/// An admin login carrying `X-Forwarded-For: forwarded_for`.
+async fn admin_login(
+    app: &TestApp,
+    forwarded_for: &str,
+    password: &str,
+    code: &str,
+) -> reqwest::Response {
+    app.request(Method::POST, &app.apex_host(), "/api/v1/admin/sessions")
+        .header("x-forwarded-for", forwarded_for)
+        .json(&json!({"email": EMAIL, "password": password, "totp_code": code}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Bad logins until one is refused as too many: how many were answered before that.
+async fn guess_until_limited(app: &TestApp, forwarded_for: impl Fn(usize) -> String) -> usize {
+    for attempt in 0..20 {
+        let response =
+            admin_login(app, &forwarded_for(attempt), "guess guess guess", "123456").await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(error_code(response).await.1, "rate_limited");
+            return attempt;
+        }
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    panic!("twenty bad logins were never limited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_one_clients_bad_logins_do_not_lock_out_another() {
+    let app = TestApp::spawn_with(TestOptions {
+        configure: Some(behind_loopback_proxy),
+        ..Default::default()
+    })
+    .await;
+    let secret = enrol(&app).await;
+    // The attacker also writes its own X-Forwarded-For; the proxy appends the real address.
+    let guessed =
+        guess_until_limited(&app, |attempt| format!("192.0.2.{attempt}, 198.51.100.1")).await;
+    assert_eq!(guessed, 10, "ten attempts a minute per client address");
+
+    // Another client behind the same proxy logs in at once.
+    let code = admin::current_code(&secret).unwrap();
+    let response = admin_login(&app, "198.51.100.2", PASSWORD, &code).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    // The attacker stays limited, whatever it claims to be left of the proxy's entry, and
+    // even through a second trusted hop.
+    for forwarded_for in ["198.51.100.2, 198.51.100.1", "198.51.100.1, 127.0.0.2"] {
+        let response = admin_login(&app, forwarded_for, "guess guess guess", "123456").await;
+        assert_eq!(
+            response.status(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "{forwarded_for}"
+        );
+    }
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_for_from_an_untrusted_peer_is_ignored() {
+    // The peer (loopback) is not among the trusted proxies: each attempt claims another
+    // address, yet the limit counts the peer.
+    let app = TestApp::spawn_with(TestOptions {
+        configure: Some(behind_another_proxy),
+        ..Default::default()
+    })
+    .await;
+    let secret = enrol(&app).await;
+    let guessed = guess_until_limited(&app, |attempt| format!("198.51.100.{attempt}")).await;
+    assert_eq!(guessed, 10);
+    let code = admin::current_code(&secret).unwrap();
+    let response = admin_login(&app, "203.0.113.77", PASSWORD, &code).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // Nor is its forwarded host: the tenant is chosen by Host.
+    app.active_tenant("shop").await;
+    let response = app
+        .request(Method::GET, &app.apex_host(), "/api/v1/health")
+        .header("x-forwarded-host", app.tenant_host("shop"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::NOT_FOUND,
+        "the apex answered, not the tenant"
+    );
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_sign_in_limits_the_forwarded_client_not_the_proxy() {
+    let app = TestApp::spawn_with(TestOptions {
+        configure: Some(behind_loopback_proxy),
+        ..Default::default()
+    })
+    .await;
+    app.active_tenant("shop").await;
+    let sign_in = |forwarded_for: &'static str, password: &'static str| {
+        app.request(Method::POST, &app.tenant_host("shop"), "/api/v1/auth/login")
+            .header("forwarded", forwarded_for)
+            .json(&json!({"email": "owner@shop.test", "password": password}))
+            .send()
+    };
+    let mut limited = false;
+    for _ in 0..30 {
+        let response = sign_in("for=\"[2001:db8::1]:4711\"", "wrong password here")
+            .await
+            .unwrap();
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "one client's guesses are limited");
+    let response = sign_in("for=198.51.100.9", "violet tram oyster gravel")
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    app.finish().await;
+}
