@@ -2,6 +2,10 @@
 //! command-line flags (applied by the binary). Secrets are `SecretString`s from the start.
 //!
 //! Invariant: `DATABASE_URL` is never read (it changes how sqlx-based crates build).
+//!
+//! Longer than 600 lines because every setting lives here three times — the typed field with
+//! its default, the file's optional field, the environment variable — and splitting them apart
+//! would scatter one setting over several files.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -163,6 +167,13 @@ pub struct RouterSettings {
     /// Requests per second one tenant may make on this router (0: unlimited); bursts of twice
     /// that are allowed.
     pub tenant_requests_per_second: u32,
+    /// Requests per second one tenant may get without a verified credential (its public pages,
+    /// sign-in, requests without credentials), apart from its signed-in users' budget; never
+    /// above the tenant's own rate (0: the tenant's rate). Bursts of twice that.
+    pub anonymous_requests_per_second: u32,
+    /// Requests per second one client address may make to one tenant without a verified
+    /// credential (failed credentials count here too). Bursts of twice that.
+    pub anonymous_requests_per_client_per_second: u32,
     /// Take the tenant from the forwarded host (`Forwarded: host=` or `X-Forwarded-Host`, as
     /// written by the outermost trusted proxy) instead of `Host`. Needs `http.trusted_proxies`;
     /// off by default, since clients can send anything.
@@ -197,6 +208,8 @@ impl Default for Settings {
                 breaker_threshold: 3,
                 breaker_cool_down: Duration::from_secs(5),
                 tenant_requests_per_second: 200,
+                anonymous_requests_per_second: 100,
+                anonymous_requests_per_client_per_second: 20,
                 trust_forwarded_host: false,
             },
             offboarding: OffboardingSettings {
@@ -360,6 +373,8 @@ struct FileRouter {
     #[serde(default, with = "humantime_serde")]
     breaker_cool_down: Option<Duration>,
     tenant_requests_per_second: Option<u32>,
+    anonymous_requests_per_second: Option<u32>,
+    anonymous_requests_per_client_per_second: Option<u32>,
     trust_forwarded_host: Option<bool>,
 }
 
@@ -493,6 +508,12 @@ impl Settings {
         r.tenant_requests_per_second = f
             .tenant_requests_per_second
             .unwrap_or(r.tenant_requests_per_second);
+        r.anonymous_requests_per_second = f
+            .anonymous_requests_per_second
+            .unwrap_or(r.anonymous_requests_per_second);
+        r.anonymous_requests_per_client_per_second = f
+            .anonymous_requests_per_client_per_second
+            .unwrap_or(r.anonymous_requests_per_client_per_second);
         r.trust_forwarded_host = f.trust_forwarded_host.unwrap_or(r.trust_forwarded_host);
         let o = &mut self.offboarding;
         if file.offboarding.export_dir.is_some() {

@@ -169,10 +169,10 @@ pub fn addressed_host<'a>(headers: &'a HeaderMap, extensions: &'a Extensions) ->
     }
 }
 
-fn client_addr(parts: &Parts) -> Option<ClientAddr> {
-    parts.extensions.get::<ClientAddr>().copied().or_else(|| {
-        parts
-            .extensions
+/// The client address of a request: [`identify_client`]'s, else the TCP peer's.
+pub fn client_addr(extensions: &Extensions) -> Option<ClientAddr> {
+    extensions.get::<ClientAddr>().copied().or_else(|| {
+        extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(peer)| ClientAddr(peer.ip().to_canonical()))
     })
@@ -183,7 +183,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         // Every request the server accepts has a peer; one without is a wiring mistake.
-        client_addr(parts).ok_or_else(ApiError::internal)
+        client_addr(&parts.extensions).ok_or_else(ApiError::internal)
     }
 }
 
@@ -194,7 +194,7 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for ClientAddr {
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(client_addr(parts))
+        Ok(client_addr(&parts.extensions))
     }
 }
 

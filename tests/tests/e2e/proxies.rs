@@ -1,10 +1,12 @@
-//! Clients behind reverse proxies: per-address limits see the client a trusted proxy forwards
-//! for (the rightmost untrusted hop), and a forwarding header from anyone else is ignored. The
-//! test app listens on loopback, so `trusted_proxies = ["127.0.0.0/8"]` lets a test play the
-//! proxy.
+//! The open internet's edges: per-address limits see the client a trusted proxy forwards for
+//! (the rightmost untrusted hop) and ignore a forwarding header from anyone else; anonymous
+//! traffic spends its own budgets, never signed-in users'; tenant roles cannot enter the
+//! host's shared databases. The test app listens on loopback, so
+//! `trusted_proxies = ["127.0.0.0/8"]` lets a test play the proxy.
 
 use control_plane::settings::Settings;
 use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
 
 use crate::admin::{EMAIL, PASSWORD, enrol};
@@ -140,5 +142,145 @@ async fn tenant_sign_in_limits_the_forwarded_client_not_the_proxy() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
+    app.finish().await;
+}
+
+fn small_budgets(settings: &mut Settings) {
+    behind_loopback_proxy(settings);
+    settings.router.tenant_requests_per_second = 50;
+    settings.router.anonymous_requests_per_second = 20;
+    settings.router.anonymous_requests_per_client_per_second = 5;
+}
+
+/// Requests from `forwarded_for` until `stop`: how many were answered 429 `rate_limited`.
+async fn flood(
+    app: &TestApp,
+    forwarded_for: &'static str,
+    credential: Option<(&'static str, &'static str)>,
+    stop: &std::sync::atomic::AtomicBool,
+) -> usize {
+    let mut limited = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let mut request = app
+            .request(Method::GET, &app.tenant_host("shop"), "/api/v1/branding")
+            .header("x-forwarded-for", forwarded_for);
+        if let Some((name, value)) = credential {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.unwrap();
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(error_code(response).await.1, "rate_limited");
+            limited += 1;
+        }
+    }
+    limited
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anonymous_flood_does_not_lock_out_a_signed_in_owner() {
+    let app = TestApp::spawn_with(TestOptions {
+        configure: Some(small_budgets),
+        ..Default::default()
+    })
+    .await;
+    app.active_tenant("shop").await;
+    let owner = crate::session::Session::owner(&app, "shop").await;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    // Anonymous requests, bogus cookies on a public route, and forged bearer tokens on a
+    // signed-in route, each from its own address, all at once.
+    let forged = async {
+        let mut limited = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let response = app
+                .request(Method::GET, &app.tenant_host("shop"), "/api/v1/me")
+                .header("x-forwarded-for", "198.51.100.3")
+                .bearer_auth("st.forged-token")
+                .send()
+                .await
+                .unwrap();
+            let (status, code) = error_code(response).await;
+            match status {
+                StatusCode::UNAUTHORIZED => assert_eq!(code, "unauthenticated"),
+                StatusCode::TOO_MANY_REQUESTS => {
+                    assert_eq!(code, "rate_limited");
+                    limited += 1;
+                }
+                other => panic!("a forged token got {other} {code}"),
+            }
+        }
+        limited
+    };
+    let owner_requests = async {
+        // Let the flood spend its budgets first.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        for _ in 0..20 {
+            let response = owner.call(Method::GET, "/api/v1/me", None).await;
+            assert_eq!(
+                response.status(),
+                StatusCode::OK,
+                "a signed-in owner was refused"
+            );
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
+    let (anonymous, cookies, forged, ()) = tokio::join!(
+        flood(&app, "198.51.100.1", None, &stop),
+        flood(
+            &app,
+            "198.51.100.2",
+            Some(("cookie", "silo_session=bogus")),
+            &stop
+        ),
+        forged,
+        owner_requests,
+    );
+    assert!(anonymous > 0, "the anonymous flood was never limited");
+    assert!(
+        cookies > 0,
+        "a bogus cookie on a public route escaped the anonymous budget"
+    );
+    assert!(forged > 0, "forged tokens were never limited");
+    app.finish().await;
+}
+
+/// `url` with its database (the path) replaced by `database`.
+fn with_database(url: &SecretString, database: &str) -> SecretString {
+    let url = url.expose_secret();
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let (server, _) = base.rsplit_once('/').unwrap();
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
+    SecretString::from(format!("{server}/{database}{query}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_roles_cannot_enter_the_maintenance_or_control_plane_database() {
+    let app = TestApp::spawn().await;
+    app.active_tenant("shop").await;
+    let tenant_url = app.tenant_url("shop").await;
+    for database in ["postgres", app.database.as_str()] {
+        let error = crate::harness::connect(&with_database(&tenant_url, database))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("the tenant's role connected to {database}"));
+        let code = error.as_db_error().map(|db| db.code().code().to_owned());
+        assert_eq!(
+            code.as_deref(),
+            Some("42501"),
+            "{database}: refused for want of the privilege, not otherwise: {error}"
+        );
+    }
+    // Its own database still opens, the tenant is served, and the control plane still works.
+    crate::harness::connect(&tenant_url)
+        .await
+        .expect("the tenant's role connects to its own database");
+    assert_eq!(
+        app.tenant_get("shop", "/api/v1/health").await.status(),
+        StatusCode::OK
+    );
+    app.active_tenant("second").await;
     app.finish().await;
 }
