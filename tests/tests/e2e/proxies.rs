@@ -284,3 +284,71 @@ async fn tenant_roles_cannot_enter_the_maintenance_or_control_plane_database() {
     app.active_tenant("second").await;
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_role_that_may_not_close_a_host_is_refused_with_the_statements_to_run() {
+    use control_plane::host_privileges::{
+        ControlPlaneIdentity, HostPrivilegesError, close_shared_databases,
+    };
+    let suffix = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let (role, database) = (format!("limited_{suffix}"), format!("shared_{suffix}"));
+    let superuser = crate::harness::superuser_client("postgres").await;
+    superuser
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN CREATEDB CREATEROLE PASSWORD 'limitedpass'"
+        ))
+        .await
+        .unwrap();
+    superuser
+        .batch_execute(&format!("CREATE DATABASE {database}"))
+        .await
+        .unwrap();
+    let public_may_connect = || async {
+        superuser
+            .query_one(
+                "SELECT has_database_privilege('public', $1, 'CONNECT')",
+                &[&database],
+            )
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+    };
+    let elsewhere = ControlPlaneIdentity {
+        database: "no_such_control_plane".to_owned(),
+        role: "no_such_role".to_owned(),
+    };
+    let superuser_url = crate::harness::superuser_url(&database);
+    let (_, server) = superuser_url.expose_secret().split_once('@').unwrap();
+    let limited_url = SecretString::from(format!("postgres://{role}:limitedpass@{server}"));
+
+    let refused = close_shared_databases(&limited_url, &elsewhere)
+        .await
+        .expect_err("a role that owns nothing cannot revoke PUBLIC's access");
+    let HostPrivilegesError::Refused { statements, .. } = &refused else {
+        panic!("refused for another reason: {refused}");
+    };
+    assert!(
+        statements.contains(&format!(
+            "REVOKE CONNECT, TEMPORARY ON DATABASE \"{database}\" FROM PUBLIC;"
+        )),
+        "{refused}"
+    );
+    assert!(public_may_connect().await, "nothing pretended to be closed");
+
+    // Run as the owner (here the superuser) it closes the database, and again changes nothing.
+    for _ in 0..2 {
+        let closed = close_shared_databases(&superuser_url, &elsewhere)
+            .await
+            .unwrap();
+        assert!(closed.contains(&database), "{closed:?}");
+        assert!(!public_may_connect().await);
+    }
+    superuser
+        .batch_execute(&format!("DROP DATABASE {database}"))
+        .await
+        .unwrap();
+    superuser
+        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .await
+        .unwrap();
+}
