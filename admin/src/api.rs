@@ -7,6 +7,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use control_plane::host_privileges::{HostPrivilegesError, close_shared_databases};
 use control_plane::hosts::DatabaseHost;
 use control_plane::model::TenantStatus;
 use control_plane::store::StoreError;
@@ -74,6 +75,26 @@ pub async fn add_host(
                 ErrorCode::InvalidCapacity,
                 "The capacity must be a positive number of tenants.",
             )
+        })?;
+    // Tenant roles are kept out of the host's shared databases before it takes any tenant.
+    let control_plane = state.store.control_plane_identity().await?;
+    close_shared_databases(&request.admin_url, &control_plane)
+        .await
+        .map_err(|error| match error {
+            HostPrivilegesError::Refused { .. } => {
+                ApiError::new(ErrorCode::HostPrivileges, error.to_string())
+            }
+            HostPrivilegesError::Connect(error) if error.is_configuration() => ApiError::new(
+                ErrorCode::InvalidUrl,
+                format!("The admin URL's TLS settings are not usable: {error}."),
+            ),
+            other => {
+                tracing::warn!(host = %request.name, error = %other, "a new host was not reachable");
+                ApiError::new(
+                    ErrorCode::HostUnreachable,
+                    "The host could not be reached with its admin URL; check it and try again.",
+                )
+            }
         })?;
     let id = state
         .store

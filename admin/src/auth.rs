@@ -6,10 +6,9 @@
 //! costs the same argon2 work for unknown emails; tokens and TOTP secrets are never logged; the
 //! database holds only SHA-256 hashes of tokens and sealed TOTP secrets.
 
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{ConnectInfo, FromRef, FromRequestParts, State};
+use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use totp_rs::{Algorithm, Secret, TOTP};
 use uuid::Uuid;
+use web::client::ClientAddr;
 use web::{ApiError, ErrorCode};
 
 use crate::AdminState;
@@ -220,7 +220,7 @@ pub async fn login(
 /// `POST /api/v1/admin/sessions`: the JSON login. Answers the token and also sets the cookie.
 pub async fn create_session(
     State(state): State<AdminState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     body: Result<Json<LoginRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(request) = body.map_err(|rejection| {
@@ -232,7 +232,7 @@ pub async fn create_session(
             ),
         )
     })?;
-    let answer = login(&state, peer.ip(), request).await?;
+    let answer = login(&state, client, request).await?;
     let cookie = session_cookie(&answer.token, state.session_lifetime);
     Ok((
         StatusCode::CREATED,

@@ -7,11 +7,10 @@
 //! Pages take the session from the `silo_admin` cookie (HttpOnly, SameSite=Strict, so other
 //! sites cannot post forms with it); without one they redirect to the login page.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Form;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use control_plane::rollouts::{
@@ -20,6 +19,7 @@ use control_plane::rollouts::{
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
 use uuid::Uuid;
+use web::client::ClientAddr;
 use web::{ApiError, ErrorCode};
 
 use crate::AdminState;
@@ -122,10 +122,10 @@ fn login_form(error: Option<&str>) -> Html<String> {
 
 pub async fn login_submit(
     State(state): State<AdminState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     Form(request): Form<LoginRequest>,
 ) -> Response {
-    match login(&state, peer.ip(), request).await {
+    match login(&state, client, request).await {
         Ok(answer) => (
             [(
                 header::SET_COOKIE,

@@ -5,13 +5,12 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use uuid::Uuid;
 
 use control_plane::model::{SignupAccepted, SignupRequest, SignupStatus, TenantStatus};
@@ -20,6 +19,7 @@ use control_plane::store::{Store, StoreError};
 use control_plane::tenants::NewTenant;
 use control_plane::{passwords, signup};
 use secrecy::{ExposeSecret as _, SecretString};
+use web::client::ClientAddr;
 use web::{ApiError, ClientRateLimiter, ErrorCode, json_rejection};
 
 mod stripe_webhook;
@@ -62,20 +62,17 @@ async fn healthz(State(state): State<ApexState>) -> Response {
 #[tracing::instrument(name = "create_signup", skip_all, fields(tenant = tracing::field::Empty))]
 async fn create_signup(
     State(state): State<ApexState>,
-    client: Option<Extension<ConnectInfo<SocketAddr>>>,
+    client: Option<ClientAddr>,
     body: Result<Json<SignupRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<SignupAccepted>), ApiError> {
-    if let Some(Extension(ConnectInfo(address))) = client {
-        state
-            .signup_limiter
-            .check(&address.ip())
-            .map_err(|seconds| {
-                ApiError::new(
-                    ErrorCode::RateLimited,
-                    format!("Too many signups from your address. Try again in {seconds} seconds."),
-                )
-                .retry_after(seconds)
-            })?;
+    if let Some(ClientAddr(address)) = client {
+        state.signup_limiter.check(&address).map_err(|seconds| {
+            ApiError::new(
+                ErrorCode::RateLimited,
+                format!("Too many signups from your address. Try again in {seconds} seconds."),
+            )
+            .retry_after(seconds)
+        })?;
     }
     let Json(request) = body.map_err(json_rejection)?;
     // Every field's problem at once (the form shows each beside its field); the answer's code
@@ -250,11 +247,11 @@ struct ValidateRequest {
 #[tracing::instrument(name = "validate_api_key", skip_all)]
 async fn validate_api_key(
     State(state): State<ApiKeyValidationState>,
-    client: Option<Extension<ConnectInfo<SocketAddr>>>,
+    client: Option<ClientAddr>,
     body: Result<Json<ValidateRequest>, JsonRejection>,
 ) -> Result<Json<control_plane::api_keys::ValidKey>, ApiError> {
-    if let Some(Extension(ConnectInfo(address))) = client {
-        state.limiter.check(&address.ip()).map_err(|seconds| {
+    if let Some(ClientAddr(address)) = client {
+        state.limiter.check(&address).map_err(|seconds| {
             ApiError::new(
                 ErrorCode::RateLimited,
                 format!(

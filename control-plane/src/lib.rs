@@ -14,6 +14,7 @@ pub mod connect;
 pub mod console;
 pub mod domains;
 pub mod embedded_postgres;
+pub mod host_privileges;
 pub mod hosts;
 pub mod integrations;
 pub mod model;

@@ -2,13 +2,18 @@
 //! command-line flags (applied by the binary). Secrets are `SecretString`s from the start.
 //!
 //! Invariant: `DATABASE_URL` is never read (it changes how sqlx-based crates build).
+//!
+//! Longer than 600 lines because every setting lives here three times — the typed field with
+//! its default, the file's optional field, the environment variable — and splitting them apart
+//! would scatter one setting over several files.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ipnet::IpNet;
 use secrecy::{ExposeSecret as _, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 /// Everything a Silo process needs to start.
 #[derive(Debug, Clone)]
@@ -28,7 +33,7 @@ pub struct Settings {
     pub billing: BillingSettings,
     pub usage: UsageSettings,
     /// Signups one client address may make per minute (a burst of this many, then refilled
-    /// evenly). The peer address is used; proxies' forwarding headers are not trusted.
+    /// evenly). The client address is the peer's, or the one forwarded by trusted proxies.
     pub signups_per_client_per_minute: u32,
 }
 
@@ -46,6 +51,10 @@ pub struct HttpSettings {
     pub idle_timeout: Duration,
     /// Connections served at once; more wait in the listen backlog.
     pub max_connections: usize,
+    /// The reverse proxies in front (CIDRs). Only a peer in one of them may say, in `Forwarded`
+    /// or `X-Forwarded-For`, whom it forwards for; the client is the rightmost address in that
+    /// chain that is not itself a trusted proxy. Empty: forwarding headers are ignored.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for HttpSettings {
@@ -56,6 +65,7 @@ impl Default for HttpSettings {
             request_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(75),
             max_connections: 10_000,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -157,8 +167,16 @@ pub struct RouterSettings {
     /// Requests per second one tenant may make on this router (0: unlimited); bursts of twice
     /// that are allowed.
     pub tenant_requests_per_second: u32,
-    /// Take the tenant from `X-Forwarded-Host` instead of `Host` (only behind a proxy that sets
-    /// it; off by default, since clients can send anything).
+    /// Requests per second one tenant may get without a verified credential (its public pages,
+    /// sign-in, requests without credentials), apart from its signed-in users' budget; never
+    /// above the tenant's own rate (0: the tenant's rate). Bursts of twice that.
+    pub anonymous_requests_per_second: u32,
+    /// Requests per second one client address may make to one tenant without a verified
+    /// credential (failed credentials count here too). Bursts of twice that.
+    pub anonymous_requests_per_client_per_second: u32,
+    /// Take the tenant from the forwarded host (`Forwarded: host=` or `X-Forwarded-Host`, as
+    /// written by the outermost trusted proxy) instead of `Host`. Needs `http.trusted_proxies`;
+    /// off by default, since clients can send anything.
     pub trust_forwarded_host: bool,
 }
 
@@ -190,6 +208,8 @@ impl Default for Settings {
                 breaker_threshold: 3,
                 breaker_cool_down: Duration::from_secs(5),
                 tenant_requests_per_second: 200,
+                anonymous_requests_per_second: 100,
+                anonymous_requests_per_client_per_second: 20,
                 trust_forwarded_host: false,
             },
             offboarding: OffboardingSettings {
@@ -263,6 +283,30 @@ struct FileHttp {
     #[serde(default, with = "humantime_serde")]
     idle_timeout: Option<Duration>,
     max_connections: Option<usize>,
+    #[serde(default, deserialize_with = "deserialize_trusted_proxies")]
+    trusted_proxies: Option<Vec<IpNet>>,
+}
+
+fn deserialize_trusted_proxies<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<IpNet>>, D::Error> {
+    let texts = Vec::<String>::deserialize(deserializer)?;
+    texts
+        .iter()
+        .map(|text| parse_trusted_proxy(text))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// A trusted proxy as written in settings: a CIDR (`10.0.0.0/8`, `fd00::/8`) or one address.
+pub fn parse_trusted_proxy(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| {
+            format!("http.trusted_proxies: `{text}` is not a CIDR like 10.0.0.0/8 or an IP address")
+        })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -329,6 +373,8 @@ struct FileRouter {
     #[serde(default, with = "humantime_serde")]
     breaker_cool_down: Option<Duration>,
     tenant_requests_per_second: Option<u32>,
+    anonymous_requests_per_second: Option<u32>,
+    anonymous_requests_per_client_per_second: Option<u32>,
     trust_forwarded_host: Option<bool>,
 }
 
@@ -349,7 +395,7 @@ impl Settings {
             Some(path) => Some(path.to_owned()),
             None => default_file.exists().then_some(default_file),
         };
-        if let Some(path) = file_path {
+        if let Some(path) = file_path.clone() {
             let text = std::fs::read_to_string(&path).map_err(|source| SettingsError::Read {
                 path: path.clone(),
                 source,
@@ -369,6 +415,15 @@ impl Settings {
                 })?;
         }
         settings.apply_environment(lookup)?;
+        // Only the file can turn the forwarded host on, so a file was read if it is on.
+        if settings.router.trust_forwarded_host && settings.http.trusted_proxies.is_empty() {
+            return Err(SettingsError::File {
+                path: file_path.unwrap_or_default(),
+                message: "router.trust_forwarded_host needs http.trusted_proxies: list the \
+                          addresses of the proxies that set the forwarded host"
+                    .to_owned(),
+            });
+        }
         Ok(settings)
     }
 
@@ -423,6 +478,9 @@ impl Settings {
         h.request_timeout = f.request_timeout.unwrap_or(h.request_timeout);
         h.idle_timeout = f.idle_timeout.unwrap_or(h.idle_timeout);
         h.max_connections = f.max_connections.unwrap_or(h.max_connections);
+        if let Some(proxies) = &f.trusted_proxies {
+            h.trusted_proxies = proxies.clone();
+        }
         let p = &mut self.provisioning;
         p.concurrency = file.provisioning.concurrency.unwrap_or(p.concurrency);
         p.max_attempts = file.provisioning.max_attempts.unwrap_or(p.max_attempts);
@@ -450,6 +508,12 @@ impl Settings {
         r.tenant_requests_per_second = f
             .tenant_requests_per_second
             .unwrap_or(r.tenant_requests_per_second);
+        r.anonymous_requests_per_second = f
+            .anonymous_requests_per_second
+            .unwrap_or(r.anonymous_requests_per_second);
+        r.anonymous_requests_per_client_per_second = f
+            .anonymous_requests_per_client_per_second
+            .unwrap_or(r.anonymous_requests_per_client_per_second);
         r.trust_forwarded_host = f.trust_forwarded_host.unwrap_or(r.trust_forwarded_host);
         let o = &mut self.offboarding;
         if file.offboarding.export_dir.is_some() {
@@ -532,6 +596,17 @@ impl Settings {
             });
         }
         self.billing.stripe_api_base = base;
+        if let Some(proxies) = non_empty("SILO_TRUSTED_PROXIES") {
+            self.http.trusted_proxies = proxies
+                .split(',')
+                .filter(|text| !text.trim().is_empty())
+                .map(parse_trusted_proxy)
+                .collect::<Result<_, _>>()
+                .map_err(|message| SettingsError::Variable {
+                    name: "SILO_TRUSTED_PROXIES",
+                    message,
+                })?;
+        }
         if let Some(addr) = non_empty("SILO_HTTP_ADDR") {
             self.http_addr = addr.parse().map_err(|_| SettingsError::Variable {
                 name: "SILO_HTTP_ADDR",
@@ -647,6 +722,9 @@ mod file_tests {
             "[router]\nconnection_budget = 0\n",
             "[http]\nheader_read_timeout = \"0s\"\n",
             "[http]\nmax_connections = 0\n",
+            "[http]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+            "[http]\ntrusted_proxies = [\"proxy.internal\"]\n",
+            "[router]\ntrust_forwarded_host = true\n",
         ] {
             let file = dir.join("bad.toml");
             std::fs::write(&file, bad).unwrap();
@@ -668,6 +746,39 @@ mod file_tests {
         assert!(settings.billing.stripe_webhook_secret.is_none());
         assert!(settings.billing.stripe_secret_key.is_none());
         assert_eq!(settings.billing.trial, Duration::from_secs(14 * 24 * 3600));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn trusted_proxies_are_cidrs_or_addresses_from_the_file_or_the_environment() {
+        let dir = std::env::temp_dir().join(format!("silo-settings-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("proxies.toml");
+        std::fs::write(
+            &file,
+            "[http]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"fd00::/8\"]\n\
+             [router]\ntrust_forwarded_host = true\n",
+        )
+        .unwrap();
+        let settings = Settings::load(&dir, Some(&file), |_| None).unwrap();
+        let written: Vec<String> = settings
+            .http
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(written, ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"]);
+
+        let from_environment = Settings::load(&dir, None, |name| {
+            (name == "SILO_TRUSTED_PROXIES").then(|| "127.0.0.0/8, ::1".to_owned())
+        })
+        .unwrap();
+        assert_eq!(from_environment.http.trusted_proxies.len(), 2);
+        let error = Settings::load(&dir, None, |name| {
+            (name == "SILO_TRUSTED_PROXIES").then(|| "10.0.0.0/8,nonsense".to_owned())
+        })
+        .unwrap_err();
+        assert!(error.to_string().contains("nonsense"), "{error}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -113,33 +113,34 @@ impl Application {
                 stripe: control_plane::stripe::StripeClient::new(&options.settings.billing),
             });
             let tenant = tenant_router::serve(tenant_app, router_state.clone());
-            let app = crate::dispatch::host_dispatch(
-                base_domain,
-                options.settings.router.trust_forwarded_host,
-                apex,
-                tenant,
-            )
-            // The edge reads each body whole (bounded in size and time) before the host is
-            // dispatched, so no handler or extractor of any surface runs on half a request.
-            .layer(axum::middleware::from_fn_with_state(
-                web::edge::EdgeLimits {
-                    max_body_bytes: web::edge::MAX_BODY_BYTES,
-                    body_read_timeout: options.settings.http.body_read_timeout,
-                    request_timeout: options.settings.http.request_timeout,
-                },
-                web::edge::guard_request,
-            ))
-            // A cross-site request is refused before its body is read. Refusals are errors like
-            // any other, so they too become pages for browsers: both run inside the negotiation.
-            .layer(axum::middleware::from_fn_with_state(
-                web::same_origin::SameOrigin {
-                    trust_forwarded_host: options.settings.router.trust_forwarded_host,
-                },
-                web::same_origin::refuse_cross_site,
-            ))
-            .layer(axum::middleware::from_fn(web::negotiate::html_errors))
-            .layer(axum::middleware::from_fn(web::headers::security_headers))
-            .layer(tower_http_trace());
+            let app = crate::dispatch::host_dispatch(base_domain, apex, tenant)
+                // The edge reads each body whole (bounded in size and time) before the host is
+                // dispatched, so no handler or extractor of any surface runs on half a request.
+                .layer(axum::middleware::from_fn_with_state(
+                    web::edge::EdgeLimits {
+                        max_body_bytes: web::edge::MAX_BODY_BYTES,
+                        body_read_timeout: options.settings.http.body_read_timeout,
+                        request_timeout: options.settings.http.request_timeout,
+                    },
+                    web::edge::guard_request,
+                ))
+                // A cross-site request is refused before its body is read. Refusals are errors like
+                // any other, so they too become pages for browsers: both run inside the negotiation.
+                .layer(axum::middleware::from_fn(
+                    web::same_origin::refuse_cross_site,
+                ))
+                .layer(axum::middleware::from_fn(web::negotiate::html_errors))
+                .layer(axum::middleware::from_fn(web::headers::security_headers))
+                // Who the client is and which host it addressed, read once through the trusted
+                // proxies, for every per-address limit and every choice of host after it.
+                .layer(axum::middleware::from_fn_with_state(
+                    web::client::TrustedProxies::new(
+                        options.settings.http.trusted_proxies.clone(),
+                        options.settings.router.trust_forwarded_host,
+                    ),
+                    web::client::identify_client,
+                ))
+                .layer(tower_http_trace());
             let stop = stopped();
             let http = options.settings.http.clone();
             background

@@ -100,6 +100,17 @@ pub async fn bootstrap(
                 "system:bootstrap",
             )
             .await?;
+        // Tenant roles must not reach this server's shared databases — the control plane's
+        // own among them, with the routers' change channel. A server whose admin role may not
+        // close them still starts (it may be an existing deployment), saying what to run.
+        let control_plane = store.control_plane_identity().await?;
+        if let Err(error) =
+            control_plane::host_privileges::close_shared_databases(&host_admin_url, &control_plane)
+                .await
+        {
+            say(&format!("warning: {error}"));
+            tracing::warn!(%error, "the default host's shared databases stay open to PUBLIC");
+        }
     }
     Ok(Bootstrapped {
         settings,

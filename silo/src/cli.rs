@@ -221,6 +221,13 @@ pub enum HostsCommand {
         #[arg(long)]
         capacity: u32,
     },
+    /// Keep tenant roles out of a host's shared databases: revoke PUBLIC's CONNECT and TEMPORARY
+    /// on `postgres`, the admin URL's database and the control-plane database if it is there
+    /// (as `hosts add` does), or print the statements to run as their owner.
+    Check {
+        /// The host's name.
+        name: String,
+    },
     /// Stop placing new tenants on a host; its tenants keep being served.
     Drain {
         /// The host's name.

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use tenant_router::{HostKind, classify_host};
 use tower::ServiceExt as _;
@@ -16,48 +15,26 @@ use web::ApiError;
 #[derive(Clone)]
 struct Dispatch {
     base_domain: Arc<str>,
-    trust_forwarded_host: bool,
     apex: Router,
     tenant: Router,
 }
 
-/// One router answering every Host. With `trust_forwarded_host` (only behind a proxy that sets
-/// it) the first `X-Forwarded-Host` value is used instead of `Host`.
-pub fn host_dispatch(
-    base_domain: Arc<str>,
-    trust_forwarded_host: bool,
-    apex: Router,
-    tenant: Router,
-) -> Router {
+/// One router answering every Host: the host the client addressed, as
+/// [`web::client::addressed_host`] reads it (the forwarded host from a trusted proxy, when
+/// `trust_forwarded_host` is on, else `Host`).
+pub fn host_dispatch(base_domain: Arc<str>, apex: Router, tenant: Router) -> Router {
     Router::new().fallback(dispatch).with_state(Dispatch {
         base_domain,
-        trust_forwarded_host,
         apex,
         tenant,
     })
 }
 
 async fn dispatch(State(routes): State<Dispatch>, mut request: Request<Body>) -> Response {
-    let forwarded = routes
-        .trust_forwarded_host
-        .then(|| request.headers().get("x-forwarded-host"))
-        .flatten()
-        .map(|value| {
-            value
-                .to_str()
-                .ok()
-                .and_then(|value| value.split(',').next())
-        });
-    let host = match forwarded {
-        Some(Some(forwarded)) => Some(forwarded.trim()),
-        // A forwarded host that is not text is refused, not replaced by Host.
-        Some(None) => return ApiError::tenant_not_found().into_response(),
-        None => request
-            .headers()
-            .get(header::HOST)
-            .and_then(|value| value.to_str().ok()),
-    };
+    let host =
+        web::client::addressed_host(request.headers(), request.extensions()).map(str::to_owned);
     let host = host
+        .as_deref()
         .or_else(|| {
             request
                 .uri()

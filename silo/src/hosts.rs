@@ -2,6 +2,8 @@
 //! audited as `cli:<login name>` by the store, in the same transaction as the change.
 
 use anyhow::Context as _;
+use control_plane::host_privileges::close_shared_databases;
+use control_plane::sealing::Purpose;
 use secrecy::SecretString;
 
 use crate::bootstrap::Bootstrapped;
@@ -17,6 +19,7 @@ pub async fn run(started: &Bootstrapped, command: HostsCommand) -> anyhow::Resul
         } => {
             let capacity = i32::try_from(capacity).context("--capacity is too large")?;
             let admin_url = SecretString::from(admin_url);
+            close_shared(started, &name, &admin_url).await?;
             let id = started
                 .store
                 .add_host(&started.keyring, &name, &admin_url, capacity, &actor())
@@ -24,6 +27,14 @@ pub async fn run(started: &Bootstrapped, command: HostsCommand) -> anyhow::Resul
                 .with_context(|| format!("cannot add host `{name}`"))?;
             println!("Added database host `{name}` ({id}) with capacity {capacity}.");
             Ok(())
+        }
+        HostsCommand::Check { name } => {
+            let host = host_named(started, &name).await?;
+            let admin_url = started
+                .keyring
+                .open(Purpose::HostAdminUrl, host.id, &host.sealed_admin_url)
+                .with_context(|| format!("cannot open host `{name}`'s admin URL"))?;
+            close_shared(started, &name, &admin_url).await
         }
         HostsCommand::Drain { name } => {
             started
@@ -46,11 +57,7 @@ pub async fn run(started: &Bootstrapped, command: HostsCommand) -> anyhow::Resul
             Ok(())
         }
         HostsCommand::Remove { name } => {
-            let host = started
-                .store
-                .host_by_name(&name)
-                .await?
-                .with_context(|| format!("there is no host named `{name}`"))?;
+            let host = host_named(started, &name).await?;
             provisioner::remove_host(&started.store, &started.keyring, &host, &actor())
                 .await
                 .with_context(|| format!("cannot remove host `{name}`"))?;
@@ -83,4 +90,32 @@ pub async fn run(started: &Bootstrapped, command: HostsCommand) -> anyhow::Resul
             Ok(())
         }
     }
+}
+
+/// Revokes PUBLIC's access to the host's shared databases, or fails with the statements to run.
+async fn close_shared(
+    started: &Bootstrapped,
+    name: &str,
+    admin_url: &SecretString,
+) -> anyhow::Result<()> {
+    let control_plane = started.store.control_plane_identity().await?;
+    let closed = close_shared_databases(admin_url, &control_plane)
+        .await
+        .with_context(|| format!("host `{name}` keeps tenant roles out of nothing yet"))?;
+    println!(
+        "Host `{name}`: PUBLIC may not connect to {} (tenant roles reach only their own databases).",
+        closed.join(", ")
+    );
+    Ok(())
+}
+
+async fn host_named(
+    started: &Bootstrapped,
+    name: &str,
+) -> anyhow::Result<control_plane::hosts::DatabaseHost> {
+    started
+        .store
+        .host_by_name(name)
+        .await?
+        .with_context(|| format!("there is no host named `{name}`"))
 }

@@ -86,7 +86,7 @@ pub const OPERATIONS: &[Op] = &[
     op(Public, "POST", "/api/v1/admin/sessions", "Log in with password and TOTP code.", true, 201, &[E::InvalidCredentials, E::RateLimited, E::Busy]),
     op(Admin, "DELETE", "/api/v1/admin/sessions/current", "Log out.", false, 204, &[]),
     op(Admin, "GET", "/api/v1/admin/hosts", "Database hosts with their load.", false, 200, &[]),
-    op(Admin, "POST", "/api/v1/admin/hosts", "Register a database host (its admin URL is sealed, never echoed).", true, 201, &[E::InvalidUrl, E::InvalidCapacity, E::InvalidHostName, E::Conflict, E::HostUnreachable]),
+    op(Admin, "POST", "/api/v1/admin/hosts", "Register a database host (its admin URL is sealed, never echoed).", true, 201, &[E::InvalidUrl, E::InvalidCapacity, E::InvalidHostName, E::Conflict, E::HostUnreachable, E::HostPrivileges]),
     op(Admin, "DELETE", "/api/v1/admin/hosts/{name}", "Remove an empty host.", false, 204, &[E::NotFound, E::Conflict]),
     op(Admin, "POST", "/api/v1/admin/hosts/{name}/drain", "Stop placing tenants on a host.", false, 200, &[E::NotFound]),
     op(Admin, "POST", "/api/v1/admin/hosts/{name}/activate", "Place tenants on a host again.", false, 200, &[E::NotFound]),

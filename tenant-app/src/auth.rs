@@ -7,26 +7,26 @@
 //! owner), only on its own tenant's host, and only while the tenant has the `api_access`
 //! module (checked on every request, so a downgrade stops keys at once).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{ConnectInfo, FromRef, FromRequestParts, State};
+use axum::Json;
+use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use axum::{Extension, Json};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use control_plane::api_keys::{API_ACCESS_MODULE, PresentedKey};
 use control_plane::{Purpose, Sealed};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
+use web::client::ClientAddr;
 use web::{ApiError, ErrorCode};
 
 use crate::common::{Body, Fields};
 use crate::{ResolvedOnly, TenantConnection};
 use tenant_router::RouterState;
-use tenant_router::seam::ResolvedTenant;
+use tenant_router::seam::{Budget, ResolvedTenant};
 
 /// How long a session token is valid.
 const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
@@ -240,29 +240,55 @@ where
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "))
-            .map(|token| SecretString::from(token.trim().to_owned()))
-            .ok_or_else(unauthenticated)?;
+            .map(|token| SecretString::from(token.trim().to_owned()));
+        let Some(token) = token else {
+            // No credential: an anonymous request, counted as one, then refused.
+            ResolvedOnly::from_request_parts(parts, state).await?;
+            return Err(unauthenticated());
+        };
         // The credentials are checked before a tenant connection is taken, so a request with a
         // forged or stale token never holds one.
-        let ResolvedOnly(tenant) = ResolvedOnly::from_request_parts(parts, state).await?;
+        let (tenant, client) = ResolvedOnly::for_credential(parts, state).await?;
         let router = RouterState::from_ref(state);
         if token
             .expose_secret()
             .starts_with(control_plane::api_keys::KEY_PREFIX)
         {
-            let caller = api_key_caller(&router, &tenant, &token).await?;
+            let checked = api_key_caller(&router, &tenant, &token).await;
+            let caller = charged(&router, &tenant, client, checked)?;
             return Ok(Self {
                 connection: TenantConnection::open(&router, tenant).await?,
                 caller: Caller::ApiKey(caller),
                 router,
             });
         }
-        let (connection, user) = session(&router, tenant, &token).await?;
+        let (connection, user) = session(&router, tenant, client, &token).await?;
         Ok(Self {
             connection,
             caller: Caller::User(user),
             router,
         })
+    }
+}
+
+/// A credential's check, charged to its budget (see `tenant_router::limits`): verified, to the
+/// tenant's authenticated budget; refused (401), to the client's anonymous budget (429 once
+/// that is spent), so a bogus credential never spends signed-in users' requests.
+fn charged<T>(
+    router: &RouterState,
+    tenant: &ResolvedTenant,
+    client: Option<std::net::IpAddr>,
+    checked: Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    match checked {
+        Ok(value) => {
+            router.check_rate(tenant, Budget::Authenticated, client)?;
+            Ok(value)
+        }
+        Err(error) if error.code == ErrorCode::Unauthenticated => {
+            Err(router.credential_refused(tenant, client, error))
+        }
+        Err(error) => Err(error),
     }
 }
 
@@ -278,9 +304,9 @@ impl Authed {
         RouterState: FromRef<S>,
         S: Send + Sync,
     {
-        let ResolvedOnly(tenant) = ResolvedOnly::from_request_parts(parts, state).await?;
+        let (tenant, client) = ResolvedOnly::for_credential(parts, state).await?;
         let router = RouterState::from_ref(state);
-        let (connection, user) = session(&router, tenant, token).await?;
+        let (connection, user) = session(&router, tenant, client, token).await?;
         Ok(Self {
             connection,
             caller: Caller::User(user),
@@ -295,12 +321,13 @@ impl Authed {
 async fn session(
     router: &RouterState,
     tenant: Arc<ResolvedTenant>,
+    client: Option<std::net::IpAddr>,
     token: &SecretString,
 ) -> Result<(TenantConnection, SessionUser), ApiError> {
-    let claims = open_token(router, tenant.id, token).ok_or_else(unauthenticated)?;
-    if claims.expires_at <= unix_now() {
-        return Err(unauthenticated());
-    }
+    let claims = open_token(router, tenant.id, token)
+        .filter(|claims| claims.expires_at > unix_now())
+        .ok_or_else(unauthenticated);
+    let claims = charged(router, &tenant, client, claims)?;
     let connection = TenantConnection::open(router, tenant).await?;
     let row = connection
         .client
@@ -423,11 +450,11 @@ pub struct LoginAnswer {
 /// `POST /api/v1/sessions`: sign in with the tenant user's email and password.
 pub async fn login(
     State(router): State<RouterState>,
-    client: Option<Extension<ConnectInfo<SocketAddr>>>,
+    client: Option<ClientAddr>,
     ResolvedOnly(tenant): ResolvedOnly,
     Body(request): Body<LoginRequest>,
 ) -> Result<(StatusCode, Json<LoginAnswer>), ApiError> {
-    let client = client.map(|Extension(ConnectInfo(address))| address.ip());
+    let client = client.map(|ClientAddr(address)| address);
     let user = check_sign_in(&router, client, &tenant, &request.email, request.password).await?;
     let (token, lifetime) = new_session(&router, tenant.id, user.id);
     Ok((

@@ -10,6 +10,7 @@
 
 pub mod budget;
 pub mod host;
+pub mod limits;
 pub mod metrics;
 pub mod metrics_http;
 pub mod resolve;

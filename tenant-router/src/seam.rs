@@ -14,7 +14,12 @@ use axum::http::request::Parts;
 use axum::routing::get;
 use axum::{Json, Router};
 use control_plane::model::TenantHealth;
+use std::net::IpAddr;
+
 use web::ApiError;
+use web::client::ClientAddr;
+
+pub use crate::limits::Budget;
 
 use crate::budget::TenantClient;
 use crate::host::{CustomDomain, TenantSlug};
@@ -99,9 +104,36 @@ async fn tenant_of(
     }
 }
 
-/// A resolved, servable tenant (rate-limited like every request) without a database
-/// connection: for what the router already knows, such as the public branding.
+/// A resolved, servable tenant without a database connection, counted against the tenant's
+/// anonymous budgets (see [`crate::limits`]): for public routes and what the router already
+/// knows, such as the branding. A route that checks credentials takes
+/// [`ResolvedOnly::for_credential`] instead and charges the authenticated budget itself.
 pub struct ResolvedOnly(pub Arc<ResolvedTenant>);
+
+impl ResolvedOnly {
+    /// The tenant of a request whose credential is about to be checked: nothing is charged yet
+    /// (a verified credential is charged by [`RouterState::check_rate`] with
+    /// [`Budget::Authenticated`], a failed one by [`RouterState::credential_refused`]), but an
+    /// address penalised for failed credentials is refused first.
+    pub async fn for_credential<S>(
+        parts: &mut Parts,
+        state: &S,
+    ) -> Result<(Arc<ResolvedTenant>, Option<IpAddr>), ApiError>
+    where
+        RouterState: FromRef<S>,
+        S: Send + Sync,
+    {
+        let state = RouterState::from_ref(state);
+        let tenant = tenant_of(&parts.extensions, &state).await?;
+        let client = client_of(parts);
+        state.check_credential_penalty(&tenant, client)?;
+        Ok((tenant, client))
+    }
+}
+
+fn client_of(parts: &Parts) -> Option<IpAddr> {
+    web::client::client_addr(&parts.extensions).map(|ClientAddr(address)| address)
+}
 
 impl<S> FromRequestParts<S> for ResolvedOnly
 where
@@ -113,7 +145,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = RouterState::from_ref(state);
         let tenant = tenant_of(&parts.extensions, &state).await?;
-        state.check_rate(&tenant)?;
+        state.check_rate(&tenant, Budget::Anonymous, client_of(parts))?;
         Ok(Self(tenant))
     }
 }

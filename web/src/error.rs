@@ -145,6 +145,7 @@ error_codes! {
     /// An unexpected failure (logged).
     Internal = ("internal", INTERNAL_SERVER_ERROR, "an unexpected failure (logged)"),
     /// The database host could not be reached with its admin URL.
+    HostPrivileges = ("host_privileges", CONFLICT, "the host's admin role cannot keep tenant roles out of its shared databases (the message lists the statements to run)"),
     HostUnreachable = ("host_unreachable", BAD_GATEWAY, "the database host could not be reached with its admin URL"),
     /// Stripe refused or could not be reached.
     StripeUnavailable = ("stripe_unavailable", BAD_GATEWAY, "Stripe refused or could not be reached"),

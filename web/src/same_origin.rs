@@ -9,31 +9,21 @@
 //! This replaces relying on `SameSite` alone, which does not hold for sibling subdomains (every
 //! tenant host is same-site with every other) nor for browsers that ignore it.
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, header};
+use axum::extract::Request;
+use axum::http::{Extensions, HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
 
 use crate::{ApiError, ErrorCode};
 
-/// Whether the `X-Forwarded-Host` header names the host the browser addressed (set only when a
-/// trusted proxy in front rewrites `Host`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SameOrigin {
-    pub trust_forwarded_host: bool,
-}
-
-/// Middleware (with [`SameOrigin`] as its state): refuses cross-site state-changing requests
-/// that carry cookies.
-pub async fn refuse_cross_site(
-    State(config): State<SameOrigin>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// Middleware: refuses cross-site state-changing requests that carry cookies. The host compared
+/// is the one the client addressed ([`crate::client::addressed_host`]: the forwarded host from a
+/// trusted proxy, else `Host`).
+pub async fn refuse_cross_site(request: Request, next: Next) -> Response {
     if is_safe(request.method()) || !request.headers().contains_key(header::COOKIE) {
         return next.run(request).await;
     }
-    if from_same_origin(request.headers(), config) {
+    if from_same_origin(request.headers(), request.extensions()) {
         next.run(request).await
     } else {
         ApiError::new(
@@ -49,27 +39,9 @@ fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// The host (with port) the browser addressed.
-fn addressed_host(headers: &HeaderMap, config: SameOrigin) -> Option<&str> {
-    let forwarded = config
-        .trust_forwarded_host
-        .then(|| headers.get("x-forwarded-host"))
-        .flatten()
-        .and_then(|value| value.to_str().ok())
-        // The proxy nearest us appends last.
-        .and_then(|value| value.rsplit(',').next())
-        .map(str::trim);
-    forwarded.or_else(|| {
-        headers
-            .get(header::HOST)
-            .and_then(|value| value.to_str().ok())
-            .map(str::trim)
-    })
-}
-
-fn from_same_origin(headers: &HeaderMap, config: SameOrigin) -> bool {
+fn from_same_origin(headers: &HeaderMap, extensions: &Extensions) -> bool {
     if let Some(origin) = headers.get(header::ORIGIN) {
-        let Some(host) = addressed_host(headers, config) else {
+        let Some(host) = crate::client::addressed_host(headers, extensions) else {
             return false;
         };
         // `null` (sandboxed frames, some redirects) and malformed values are never same-origin.
@@ -95,16 +67,15 @@ mod tests {
     use axum::routing::post;
     use tower::ServiceExt as _;
 
-    async fn status(headers: &[(&str, &str)], trust_forwarded_host: bool) -> StatusCode {
+    /// `forwarded_host`: what the client middleware found a trusted proxy forwarded.
+    async fn status(headers: &[(&str, &str)], forwarded_host: Option<&str>) -> StatusCode {
         let app = Router::new()
             .route("/act", post(|| async { "done" }).get(|| async { "page" }))
-            .layer(axum::middleware::from_fn_with_state(
-                SameOrigin {
-                    trust_forwarded_host,
-                },
-                refuse_cross_site,
-            ));
+            .layer(axum::middleware::from_fn(refuse_cross_site));
         let mut request = axum::http::Request::post("/act");
+        if let Some(host) = forwarded_host {
+            request = request.extension(crate::client::ForwardedHost(host.to_owned()));
+        }
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -119,7 +90,7 @@ mod tests {
         let host = ("host", "acme.example.test:8080");
         let cookie = ("cookie", "silo_session=x");
         let same = ("origin", "http://acme.example.test:8080");
-        assert_eq!(status(&[host, cookie, same], false).await, StatusCode::OK);
+        assert_eq!(status(&[host, cookie, same], None).await, StatusCode::OK);
         for origin in [
             "http://evil.example.test:8080",
             "http://other.example.test:8080",
@@ -128,24 +99,24 @@ mod tests {
             "acme.example.test:8080",
         ] {
             assert_eq!(
-                status(&[host, cookie, ("origin", origin)], false).await,
+                status(&[host, cookie, ("origin", origin)], None).await,
                 StatusCode::FORBIDDEN,
                 "{origin}"
             );
         }
         // No Origin: only the browser's own same-origin statement lets it through.
         assert_eq!(
-            status(&[host, cookie, ("sec-fetch-site", "same-origin")], false).await,
+            status(&[host, cookie, ("sec-fetch-site", "same-origin")], None).await,
             StatusCode::OK
         );
         assert_eq!(
-            status(&[host, cookie, ("sec-fetch-site", "same-site")], false).await,
+            status(&[host, cookie, ("sec-fetch-site", "same-site")], None).await,
             StatusCode::FORBIDDEN
         );
-        assert_eq!(status(&[host, cookie], false).await, StatusCode::FORBIDDEN);
+        assert_eq!(status(&[host, cookie], None).await, StatusCode::FORBIDDEN);
         // Without a cookie nothing ambient authenticates the request.
         assert_eq!(
-            status(&[host, ("origin", "http://evil.example.test")], false).await,
+            status(&[host, ("origin", "http://evil.example.test")], None).await,
             StatusCode::OK
         );
     }
@@ -158,7 +129,10 @@ mod tests {
             ("cookie", "silo_session=x"),
             ("origin", "https://acme.example.test"),
         ];
-        assert_eq!(status(&proxied, true).await, StatusCode::OK);
-        assert_eq!(status(&proxied, false).await, StatusCode::FORBIDDEN);
+        assert_eq!(
+            status(&proxied, Some("acme.example.test")).await,
+            StatusCode::OK
+        );
+        assert_eq!(status(&proxied, None).await, StatusCode::FORBIDDEN);
     }
 }

@@ -2,16 +2,15 @@
 //! form's POST, the one-time sign-in link the signup page sends a new owner through, and
 //! signing out.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::Form;
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Extension, Form};
 use control_plane::one_time_links::LinkPurpose;
 use maud::{Markup, html};
 use secrecy::SecretString;
 use serde::Deserialize;
+use web::client::ClientAddr;
 use web::{ApiError, ErrorCode};
 
 use super::{Signed, head, over_https, page, session_cookie};
@@ -96,7 +95,7 @@ pub struct SignInForm {
 /// refusal shows the form again with the email kept and the problem beside its field.
 pub async fn submit(
     State(state): State<AppState>,
-    client: Option<Extension<ConnectInfo<SocketAddr>>>,
+    client: Option<ClientAddr>,
     headers: HeaderMap,
     ResolvedOnly(tenant): ResolvedOnly,
     form: Result<Form<SignInForm>, axum::extract::rejection::FormRejection>,
@@ -108,7 +107,7 @@ pub async fn submit(
             password: String::new(),
         })
     });
-    let client = client.map(|Extension(ConnectInfo(address))| address.ip());
+    let client = client.map(|ClientAddr(address)| address);
     let signed_in = auth::check_sign_in(
         &state.router,
         client,

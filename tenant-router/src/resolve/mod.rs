@@ -142,8 +142,8 @@ struct Inner {
     /// After a failed read of the control plane, stale entries are served without asking it
     /// again until this passes.
     control_plane_down_until: Mutex<Option<Instant>>,
-    /// Per-tenant rate limits, one limiter per distinct rate (plans differ).
-    rate_limits: Mutex<HashMap<u32, Arc<RateLimit<Uuid>>>>,
+    /// The anonymous and authenticated request budgets (see [`crate::limits`]).
+    budgets: crate::limits::RequestBudgets,
     /// Tenant app sign-in attempts per tenant and client address.
     login_limit: RateLimit<(Uuid, std::net::IpAddr)>,
     metrics: RouterMetrics,
@@ -193,6 +193,7 @@ impl RouterState {
         let unreachable_hosts = Cache::builder()
             .time_to_live(settings.breaker_cool_down)
             .build();
+        let budgets = crate::limits::RequestBudgets::new(&settings);
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -209,7 +210,7 @@ impl RouterState {
                 epoch: AtomicU64::new(0),
                 changes: AtomicU64::new(0),
                 control_plane_down_until: Mutex::new(None),
-                rate_limits: Mutex::new(HashMap::new()),
+                budgets,
                 login_limit: RateLimit::new(LOGINS_PER_CLIENT_PER_MINUTE),
                 metrics: RouterMetrics::default(),
                 usage: crate::usage::UsageMeter::default(),
@@ -486,33 +487,65 @@ impl RouterState {
         }
     }
 
-    /// Counts one request against the tenant's rate limit: its plan's rate, capped by the
-    /// router's `tenant_requests_per_second` (0 there: no limit at all), bursts of twice that.
-    pub fn check_rate(&self, tenant: &ResolvedTenant) -> Result<(), ApiError> {
-        let cap = self.inner.settings.tenant_requests_per_second;
-        if cap == 0 {
-            return Ok(());
-        }
-        let rate = tenant
+    /// Counts one request against one of the tenant's budgets (see [`crate::limits`]): its
+    /// plan's rate, capped by the router's `tenant_requests_per_second` (0 there: no limit at
+    /// all), for verified credentials; the anonymous budgets, per tenant and per `client`, for
+    /// the rest.
+    pub fn check_rate(
+        &self,
+        tenant: &ResolvedTenant,
+        budget: crate::limits::Budget,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<(), ApiError> {
+        let plan_rate = tenant
             .entitlements
             .plan
             .requests_per_second
-            .and_then(|rate| u32::try_from(rate).ok())
-            .map_or(cap, |rate| rate.min(cap));
-        let limit = match self.inner.rate_limits.lock() {
-            Ok(mut limits) => limits
-                .entry(rate)
-                .or_insert_with(|| Arc::new(RateLimit::per_second(rate, rate.saturating_mul(2))))
-                .clone(),
-            Err(_) => return Ok(()),
+            .and_then(|rate| u32::try_from(rate).ok());
+        self.inner
+            .budgets
+            .check(tenant.id, plan_rate, budget, client)
+            .map_err(|seconds| {
+                self.inner.metrics.rate_limited.inc();
+                crate::limits::rate_limited(budget, seconds)
+            })
+    }
+
+    /// Before a credential is checked: 429 while `client` is penalised for failed ones.
+    pub fn check_credential_penalty(
+        &self,
+        tenant: &ResolvedTenant,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<(), ApiError> {
+        let Some(client) = client else {
+            return Ok(());
         };
-        limit.check(&tenant.id).map_err(|seconds| {
-            self.inner.metrics.rate_limited.inc();
-            ApiError::new(
-                ErrorCode::RateLimited,
-                "This workspace is making requests faster than its plan allows. Slow down and retry.",
-            )
-            .retry_after(seconds)
-        })
+        self.inner
+            .budgets
+            .penalty(tenant.id, client)
+            .map_err(|seconds| {
+                self.inner.metrics.rate_limited.inc();
+                crate::limits::rate_limited(crate::limits::Budget::Anonymous, seconds)
+            })
+    }
+
+    /// A credential that failed its check: charged to the client's anonymous budget. The
+    /// answer is `refusal` (401), or 429 once that budget is spent.
+    pub fn credential_refused(
+        &self,
+        tenant: &ResolvedTenant,
+        client: Option<std::net::IpAddr>,
+        refusal: ApiError,
+    ) -> ApiError {
+        let Some(client) = client else {
+            return refusal;
+        };
+        match self.inner.budgets.credential_failed(tenant.id, client) {
+            Ok(()) => refusal,
+            Err(seconds) => {
+                self.inner.metrics.rate_limited.inc();
+                crate::limits::rate_limited(crate::limits::Budget::Anonymous, seconds)
+            }
+        }
     }
 }

@@ -8,10 +8,10 @@ use serde_json::{Value, json};
 
 use crate::harness::{TestApp, cluster_b, error_code};
 
-const EMAIL: &str = "ops@silo.test";
-const PASSWORD: &str = "correct horse battery staple";
+pub const EMAIL: &str = "ops@silo.test";
+pub const PASSWORD: &str = "correct horse battery staple";
 
-async fn enrol(app: &TestApp) -> SecretString {
+pub async fn enrol(app: &TestApp) -> SecretString {
     admin::create_admin(
         &app.store,
         &app.keyring,

@@ -22,6 +22,7 @@ mod offboarding;
 mod openapi;
 mod pages;
 mod provisioning;
+mod proxies;
 mod rollouts;
 mod router;
 mod sealing;
