@@ -2,7 +2,9 @@
 //! interpolates), no assets from the internet. Login with password + TOTP; the fleet's version
 //! distribution and the rollouts; a rollout page with each stage's progress and a filterable
 //! per-tenant table that refreshes itself every second while the rollout runs; start (after a
-//! plan preview), pause, resume, abort and retry, each confirmed in the browser and audited.
+//! plan preview that shows the lint findings of the migrations to apply, and refuses to start
+//! on an error-level one unless its rule is accepted), pause, resume, abort and retry, each
+//! confirmed in the browser and audited.
 //!
 //! Pages take the session from the `silo_admin` cookie (HttpOnly, SameSite=Strict, so other
 //! sites cannot post forms with it); without one they redirect to the login page.
@@ -10,7 +12,7 @@
 use std::time::Duration;
 
 use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawForm, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use control_plane::rollouts::{
@@ -44,6 +46,9 @@ input,select{padding:.35rem;font-size:1rem}
 button{padding:.4rem .9rem;font-size:.95rem;cursor:pointer;margin:.2rem .2rem .2rem 0}
 .error{background:#ffecec;padding:.6rem;border-radius:4px}
 .notice{background:#e9f6ee;padding:.6rem;border-radius:4px}
+.warning{color:#a05a00}
+fieldset.risks{border:1px solid #a4161a;background:#fff;margin:.8rem 0}
+fieldset.risks label{font-weight:400}
 nav a{margin:0 .3rem}
 form.filters{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end}
 form.filters label{margin-top:0}
@@ -262,8 +267,42 @@ impl StartForm {
             bake,
             manual_approval: self.manual_approval.is_some(),
             verify: false,
+            accepted_risks: Vec::new(),
             created_by: actor,
         })
+    }
+}
+
+/// The lint findings of the migrations a rollout to `target` may still apply in the fleet.
+async fn pending_findings(
+    state: &AdminState,
+    target: i32,
+) -> Result<Vec<migrator::lint::Finding>, ApiError> {
+    let floor = migrator::lint::fleet_floor(&state.store).await?;
+    Ok(migrator::lint::lint(
+        state.migrations.between(floor, target),
+        &state.lint,
+    ))
+}
+
+fn findings_table(findings: &[migrator::lint::Finding]) -> Markup {
+    html! {
+        h2 { "Lint of the migrations to apply" }
+        @if findings.is_empty() {
+            p.notice id="lint-clean" { "No lint findings." }
+        } @else {
+            table id="lint-findings" {
+                tr { th { "file" } th { "line" } th { "level" } th { "rule" } th { "what and why" } }
+                @for finding in findings {
+                    tr data-rule=(finding.rule) {
+                        td { (finding.file) } td { (finding.line) }
+                        td class=(if finding.level == migrator::lint::Level::Error { "failed" } else { "warning" }) { (finding.level.as_str()) }
+                        td { code { (finding.rule) } }
+                        td { (finding.message) @if let Some(help) = &finding.help { br; em { (help) } } }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -276,6 +315,8 @@ pub async fn preview(
     let result = async {
         let spec = form.spec(&state, admin.actor())?;
         let plan = state.store.plan(&spec.stages).await?;
+        let findings = pending_findings(&state, spec.target_version).await?;
+        let error_rules = migrator::lint::error_rules(&findings);
         Ok::<_, ApiError>(html! {
             h1 { "Roll out schema version " (spec.target_version) }
             p { (plan.len()) " tenants, stages " (form.stages) ", " (form.concurrency) " at once per host, pause after "
@@ -288,7 +329,16 @@ pub async fn preview(
                     @if i > 0 { ", " } (t.slug) @if t.canary { " (canary)" } " v" (t.schema_version.map_or_else(|| "-".to_owned(), |v| v.to_string()))
                 } }
             }
+            (findings_table(&findings))
             form method="post" action="/admin/rollouts" onsubmit="return confirm('Start this rollout now?')" {
+                @if !error_rules.is_empty() {
+                    fieldset.risks id="accept-risks" {
+                        legend { "Error-level findings: the rollout starts only if you accept each risk" }
+                        @for rule in &error_rules {
+                            label { input type="checkbox" name="accept_risk" value=(rule) id=(format!("accept-{rule}")); " I accept " code { (rule) } }
+                        }
+                    }
+                }
                 input type="hidden" name="to" value=(form.to);
                 input type="hidden" name="stages" value=(form.stages);
                 input type="hidden" name="concurrency" value=(form.concurrency);
@@ -307,14 +357,34 @@ pub async fn preview(
     }
 }
 
+/// The start form: its fields, and one `accept_risk` per accepted rule (repeated keys, which
+/// only a list of pairs can hold).
+fn start_form(body: &[u8]) -> Result<(StartForm, Vec<String>), ApiError> {
+    let unreadable =
+        |_| invalid("The start form could not be read; start again from the preview.".to_owned());
+    let form: StartForm = serde_urlencoded::from_bytes(body).map_err(unreadable)?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(unreadable)?;
+    let accepted = pairs
+        .into_iter()
+        .filter(|(name, _)| name == "accept_risk")
+        .map(|(_, rule)| rule)
+        .collect();
+    Ok((form, accepted))
+}
+
 pub async fn start(
     admin: Result<Admin, ApiError>,
     State(state): State<AdminState>,
-    Form(form): Form<StartForm>,
+    RawForm(body): RawForm,
 ) -> Response {
     let Ok(admin) = admin else { return to_login() };
     let result = async {
-        let spec = form.spec(&state, admin.actor())?;
+        let (form, accepted) = start_form(&body)?;
+        let mut spec = form.spec(&state, admin.actor())?;
+        // Lint again: the fleet may have moved since the preview. A refusal changes nothing.
+        let findings = pending_findings(&state, spec.target_version).await?;
+        spec.accepted_risks = migrator::lint::check_accepted(&findings, &accepted)
+            .map_err(|refusal| invalid(format!("Not started: {refusal}.")))?;
         let id = state.store.create_rollout(&spec).await?;
         Ok::<_, ApiError>(id)
     }
@@ -431,6 +501,9 @@ pub async fn rollout_page(
             h1 { "Rollout to schema version " (rollout.target_version) }
             p { "Started by " (rollout.created_by) " at " (rollout.created_at.format("%Y-%m-%d %H:%M:%S UTC"))
                 " · stages " (rollout.stages.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")) "%" }
+            @if !rollout.accepted_risks.is_empty() {
+                p.warning id="accepted-risks" { "Accepted lint risks: " (rollout.accepted_risks.join(", ")) }
+            }
             p {
                 (action("pause", "Pause", "Pause this rollout? Tenants under way finish."))
                 (action("resume", "Resume", "Resume this rollout?"))

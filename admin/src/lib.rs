@@ -37,6 +37,8 @@ pub struct AdminState {
     pub lifecycle: control_plane::subscriptions::Lifecycle,
     /// The migrations this build knows (rollout targets are limited to them).
     pub migrations: migrator::MigrationSet,
+    /// How the plan preview lints the migrations a rollout applies (`[migrations]` settings).
+    pub lint: migrator::lint::LintConfig,
 }
 
 impl AdminState {
@@ -67,7 +69,14 @@ impl AdminState {
             session_lifetime: Duration::from_secs(12 * 3600),
             lifecycle,
             migrations,
+            lint: migrator::lint::LintConfig::default(),
         }
+    }
+
+    /// The lint the settings ask for, instead of the default rules and levels.
+    pub fn with_lint(mut self, lint: migrator::lint::LintConfig) -> Self {
+        self.lint = lint;
+        self
     }
 }
 

@@ -32,6 +32,7 @@ pub struct Settings {
     pub offboarding: OffboardingSettings,
     pub billing: BillingSettings,
     pub usage: UsageSettings,
+    pub migrations: MigrationSettings,
     /// Signups one client address may make per minute (a burst of this many, then refilled
     /// evenly). The client address is the peer's, or the one forwarded by trusted proxies.
     pub signups_per_client_per_minute: u32,
@@ -122,6 +123,16 @@ pub struct UsageSettings {
     pub flush_interval: Duration,
     /// How often a worker samples every tenant's database size and counts.
     pub sample_interval: Duration,
+}
+
+/// Tenant-schema migrations: how the lint before a rollout judges them (`[migrations]`).
+/// The names are squawk's rule names; the migrator checks them when it builds its lint.
+#[derive(Debug, Clone, Default)]
+pub struct MigrationSettings {
+    /// Rules switched off entirely.
+    pub lint_allow: Vec<String>,
+    /// Rules reported as warnings, which never stop a rollout.
+    pub lint_warn: Vec<String>,
 }
 
 /// Subscriptions and Stripe.
@@ -229,6 +240,7 @@ impl Default for Settings {
                 flush_interval: Duration::from_secs(10),
                 sample_interval: Duration::from_secs(3600),
             },
+            migrations: MigrationSettings::default(),
             signups_per_client_per_minute: 10,
         }
     }
@@ -269,6 +281,15 @@ struct FileSettings {
     billing: FileBilling,
     #[serde(default)]
     usage: FileUsage,
+    #[serde(default)]
+    migrations: FileMigrations,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMigrations {
+    lint_allow: Option<Vec<String>>,
+    lint_warn: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -521,6 +542,13 @@ impl Settings {
         }
         o.grace = file.offboarding.grace.unwrap_or(o.grace);
         o.check_interval = file.offboarding.check_interval.unwrap_or(o.check_interval);
+        let m = &mut self.migrations;
+        if let Some(allow) = file.migrations.lint_allow {
+            m.lint_allow = allow;
+        }
+        if let Some(warn) = file.migrations.lint_warn {
+            m.lint_warn = warn;
+        }
         let u = &mut self.usage;
         u.flush_interval = file.usage.flush_interval.unwrap_or(u.flush_interval);
         u.sample_interval = file.usage.sample_interval.unwrap_or(u.sample_interval);
@@ -657,7 +685,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
             dir.join("silo.toml"),
-            "base_domain = \"file.example\"\nhttp_addr = \"127.0.0.1:9000\"\n[router]\npool_idle_timeout = \"2m\"\n[offboarding]\ngrace = \"7days\"\n",
+            "base_domain = \"file.example\"\nhttp_addr = \"127.0.0.1:9000\"\n[router]\npool_idle_timeout = \"2m\"\n[offboarding]\ngrace = \"7days\"\n[migrations]\nlint_allow = [\"ban-drop-column\"]\nlint_warn = [\"renaming-column\", \"renaming-table\"]\n",
         )
         .unwrap();
         let settings =
@@ -670,6 +698,11 @@ mod tests {
             Duration::from_secs(7 * 24 * 3600)
         );
         assert_eq!(settings.export_dir(), dir.join("exports"));
+        assert_eq!(settings.migrations.lint_allow, ["ban-drop-column"]);
+        assert_eq!(
+            settings.migrations.lint_warn,
+            ["renaming-column", "renaming-table"]
+        );
         assert!(settings.database_url.is_none());
         let with_url =
             Settings::load(&dir, None, env(&[("SILO_DATABASE_URL", "postgres://x")])).unwrap();

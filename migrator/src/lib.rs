@@ -6,6 +6,7 @@
 //! advisory lock serialises them and refinery's history makes the second a no-op.
 
 pub mod drift;
+pub mod lint;
 pub mod rollout;
 
 use std::sync::Arc;

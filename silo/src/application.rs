@@ -37,6 +37,8 @@ pub struct Application {
 impl Application {
     /// Binds the HTTP listener (if serving HTTP); nothing runs until [`Application::run_until`].
     pub async fn build(options: ApplicationOptions) -> anyhow::Result<Self> {
+        // A rule name no lint rule has stops the start, naming the setting.
+        migrator::lint::LintConfig::from_settings(&options.settings.migrations)?;
         let (listener, address) = if options.serve_http {
             let listener = TcpListener::bind(options.settings.http_addr)
                 .await
@@ -90,12 +92,17 @@ impl Application {
                 billing: Arc::new(options.settings.billing.clone()),
                 lifecycle: options.settings.lifecycle(),
             });
-            let admin = admin::router(admin::AdminState::new(
-                options.store.clone(),
-                options.keyring.clone(),
-                options.settings.lifecycle(),
-                options.migrations.clone(),
-            ));
+            let admin = admin::router(
+                admin::AdminState::new(
+                    options.store.clone(),
+                    options.keyring.clone(),
+                    options.settings.lifecycle(),
+                    options.migrations.clone(),
+                )
+                .with_lint(migrator::lint::LintConfig::from_settings(
+                    &options.settings.migrations,
+                )?),
+            );
             let api_key_validation = apex::api_key_validation_router(apex::ApiKeyValidationState {
                 store: options.store.clone(),
                 limiter: Arc::new(web::ClientRateLimiter::new(

@@ -119,7 +119,7 @@ error_codes! {
     /// A field is missing or of the wrong type.
     InvalidRequest = ("invalid_request", UNPROCESSABLE_ENTITY, "a field is missing or of the wrong type"),
     /// The rollout's stages or failure limit are not valid.
-    InvalidRollout = ("invalid_rollout", UNPROCESSABLE_ENTITY, "the rollout's stages or failure limit are not valid"),
+    InvalidRollout = ("invalid_rollout", UNPROCESSABLE_ENTITY, "the rollout's stages or failure limit are not valid, or its lint risks are not accepted"),
     /// Not a tenant status.
     InvalidStatus = ("invalid_status", UNPROCESSABLE_ENTITY, "not a tenant status"),
     /// Not a DNS label of 3–63 characters.

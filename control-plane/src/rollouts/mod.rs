@@ -91,6 +91,9 @@ pub struct RolloutSpec {
     pub manual_approval: bool,
     /// Read every tenant's own history instead of trusting the control plane's version.
     pub verify: bool,
+    /// Lint rules whose error-level findings the operator accepted (checked by the caller
+    /// against the migrations the rollout applies; recorded on the rollout and its audit row).
+    pub accepted_risks: Vec<String>,
     pub created_by: String,
 }
 
@@ -108,6 +111,8 @@ pub struct RolloutRecord {
     pub verify: bool,
     pub state: RolloutState,
     pub pause_reason: Option<String>,
+    /// Lint rules accepted when it was started.
+    pub accepted_risks: Vec<String>,
     pub created_by: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub stage_started_at: chrono::DateTime<chrono::Utc>,
@@ -194,6 +199,7 @@ struct RolloutRow {
     verify: bool,
     state: String,
     pause_reason: Option<String>,
+    accepted_risks: Vec<String>,
     created_by: String,
     created_at: chrono::DateTime<chrono::Utc>,
     stage_started_at: chrono::DateTime<chrono::Utc>,
@@ -220,6 +226,7 @@ impl TryFrom<RolloutRow> for RolloutRecord {
             verify: row.verify,
             state: RolloutState::parse(&row.state)?,
             pause_reason: row.pause_reason,
+            accepted_risks: row.accepted_risks,
             created_by: row.created_by,
             created_at: row.created_at,
             stage_started_at: row.stage_started_at,

@@ -52,8 +52,8 @@ impl Store {
         let mut transaction = self.pool().begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO rollouts (id, target_version, stages, concurrency_per_host, max_failures, \
-             max_failure_percent, bake_seconds, manual_approval, created_by, verify) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             max_failure_percent, bake_seconds, manual_approval, created_by, verify, accepted_risks) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(id)
         .bind(spec.target_version)
@@ -65,6 +65,7 @@ impl Store {
         .bind(spec.manual_approval)
         .bind(&spec.created_by)
         .bind(spec.verify)
+        .bind(&spec.accepted_risks)
         .execute(&mut *transaction)
         .await;
         match inserted {
@@ -85,6 +86,7 @@ impl Store {
         .await?;
         let detail = serde_json::json!({
             "rollout": id, "target_version": spec.target_version, "stages": spec.stages,
+            "accepted_risks": spec.accepted_risks,
         });
         insert_audit(
             &mut transaction,

@@ -1,7 +1,8 @@
 //! The `migrator` command line for SREs: fleet status and drift, plans, and rollouts (start,
 //! watch, pause, resume, abort, retry), one tenant's history. It reads the same settings as
 //! `silo`. Every command takes `--json`. Exit codes: 0 success, 1 error, 2 the rollout failed
-//! (aborted, or finished with failed tenants), 3 the rollout is paused.
+//! (aborted, or finished with failed tenants) or the lint found an error-level risk, 3 the
+//! rollout is paused.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -18,14 +19,16 @@ use uuid::Uuid;
 
 use crate::bootstrap::Bootstrapped;
 
+mod lint;
 mod rollout;
+use lint::Linted;
 use rollout::rollout_command;
 
 /// migrator: roll tenant-schema migrations out across every tenant database, in stages.
 ///
 /// Reads the same settings as `silo` (data dir, SILO_DATABASE_URL, SILO_MASTER_KEYS, …).
 /// Exit codes: 0 success, 1 error, 2 the rollout failed (aborted, or finished with failed
-/// tenants), 3 the rollout is paused.
+/// tenants) or `lint` found an error-level risk, 3 the rollout is paused.
 #[derive(Debug, Parser)]
 #[command(name = "migrator", version, propagate_version = true)]
 pub struct MigratorCli {
@@ -50,10 +53,23 @@ pub enum MigratorCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Which tenants each stage of a rollout would take. Changes nothing.
+    /// Which tenants each stage of a rollout would take, and the lint findings of the
+    /// migrations it would apply. Changes nothing.
     Plan {
+        /// The schema version to plan for (default: the newest this build knows).
+        #[arg(long)]
+        to: Option<i32>,
         #[command(flatten)]
         stages: StagesArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the pending migrations (above the oldest tenant's version) for changes that hurt a
+    /// live database: locks, rewrites, renames and drops. Exit 2 on an error-level finding.
+    Lint {
+        /// Every migration this build knows, without connecting to any database (for CI).
+        #[arg(long)]
+        all: bool,
         #[arg(long)]
         json: bool,
     },
@@ -102,6 +118,10 @@ pub struct StartArgs {
     /// Run the rollout in this process (and watch it) instead of leaving it to the workers.
     #[arg(long)]
     pub local: bool,
+    /// Start although the lint found these error-level rules (comma-separated; every error
+    /// rule found must be named). Recorded on the rollout and in its audit row.
+    #[arg(long, value_delimiter = ',', value_name = "RULE,…")]
+    pub accept_risk: Vec<String>,
     /// Start without asking (required when stdin is not a terminal).
     #[arg(long)]
     pub yes: bool,
@@ -184,7 +204,7 @@ fn rollout_json(rollout: &RolloutRecord, counts: &control_plane::rollouts::Stage
     json!({"id": rollout.id, "target_version": rollout.target_version, "state": rollout.state,
            "stages": rollout.stages, "current_stage": rollout.current_stage + 1,
            "pause_reason": rollout.pause_reason, "created_by": rollout.created_by,
-           "counts": counts})
+           "accepted_risks": rollout.accepted_risks, "counts": counts})
 }
 
 fn table(header: &[&str]) -> Table {
@@ -308,11 +328,18 @@ pub async fn execute(
                 Exit::Failed
             })
         }
-        MigratorCommand::Plan { stages, json } => {
+        MigratorCommand::Plan { to, stages, json } => {
             validate_stages(&stages.stages)?;
+            let target = checked_target(to, migrations)?;
             let plan = store.plan(&stages.stages).await?;
+            let linted = Linted::pending(store, &started.settings, migrations, target).await?;
             if json {
-                writeln!(out, "{}", json!({"stages": stages.stages, "tenants": plan}))?;
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"target_version": target, "stages": stages.stages, "tenants": plan,
+                           "lint": linted.json()})
+                )?;
             } else {
                 for (index, percent) in stages.stages.iter().enumerate() {
                     let members: Vec<&str> = plan
@@ -328,8 +355,18 @@ pub async fn execute(
                         members.join(", ")
                     )?;
                 }
+                linted.write_text(out)?;
             }
             Ok(Exit::Success)
+        }
+        MigratorCommand::Lint { all, json } => {
+            let to = migrations.latest();
+            let from = if all {
+                0
+            } else {
+                migrator::lint::fleet_floor(store).await?
+            };
+            lint_and_report(&started.settings, migrations, from, to, json, out)
         }
         MigratorCommand::Tenant { slug, json } => {
             let tenant = store
@@ -413,11 +450,54 @@ pub async fn execute(
     }
 }
 
+/// The target a rollout or plan names (default: the newest known), checked against the build.
+fn checked_target(to: Option<i32>, migrations: &MigrationSet) -> anyhow::Result<i32> {
+    let target = to.unwrap_or_else(|| migrations.latest());
+    control_plane::rollout_spec::check_target(target, migrations.latest())
+        .map_err(|error| anyhow::anyhow!("--to: {error}"))?;
+    Ok(target)
+}
+
+/// Lints the migrations above `from` up to `to` and prints the findings.
+fn lint_and_report(
+    settings: &control_plane::Settings,
+    migrations: &MigrationSet,
+    from: i32,
+    to: i32,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<Exit> {
+    let linted = Linted::new(migrations, &lint::lint_config(settings)?, from, to);
+    if json {
+        writeln!(out, "{}", linted.json())?;
+    } else {
+        linted.write_text(out)?;
+    }
+    Ok(if linted.error_rules().is_empty() {
+        Exit::Success
+    } else {
+        Exit::Failed
+    })
+}
+
 /// Loads settings, starts up, runs the command and shuts down; returns the exit code.
 pub async fn run(cli: MigratorCli) -> anyhow::Result<Exit> {
     let settings = control_plane::Settings::load(&cli.data_dir, cli.config.as_deref(), |name| {
         std::env::var(name).ok()
     })?;
+    if let MigratorCommand::Lint { all: true, json } = cli.command {
+        // Linting what the build knows needs no database: CI runs it before any deploy.
+        let migrations = MigrationSet::embedded();
+        let latest = migrations.latest();
+        return lint_and_report(
+            &settings,
+            &migrations,
+            0,
+            latest,
+            json,
+            &mut std::io::stdout(),
+        );
+    }
     let started = crate::bootstrap::bootstrap(settings, &|line| eprintln!("{line}")).await?;
     let mut stdout = std::io::stdout();
     let result = execute(

@@ -84,10 +84,15 @@ async fn start(
         .map_err(|error| anyhow::anyhow!("--max-failures: {error}"))?;
     control_plane::rollout_spec::check_concurrency(args.concurrency)
         .map_err(|error| anyhow::anyhow!("--concurrency: {error}"))?;
-    let target = args.to.unwrap_or_else(|| migrations.latest());
-    control_plane::rollout_spec::check_target(target, migrations.latest())
-        .map_err(|error| anyhow::anyhow!("--to: {error}"))?;
+    let target = checked_target(args.to, migrations)?;
     let plan = store.plan(&args.stages.stages).await?;
+    // The lint decides before anyone is asked: a refusal changes nothing.
+    let linted = Linted::pending(store, &started.settings, migrations, target).await?;
+    if !args.json && !linted.findings.is_empty() {
+        linted.write_text(out)?;
+    }
+    let accepted_risks = migrator::lint::check_accepted(&linted.findings, &args.accept_risk)
+        .map_err(|refusal| anyhow::anyhow!("not started: {refusal}"))?;
     if !args.yes {
         if !std::io::stdin().is_terminal() {
             bail!("starting a rollout needs confirmation: pass --yes when not at a terminal");
@@ -111,6 +116,7 @@ async fn start(
         bake: args.bake,
         manual_approval: args.manual_approval,
         verify: args.verify,
+        accepted_risks,
         created_by: actor(),
     };
     let id = store.create_rollout(&spec).await?;

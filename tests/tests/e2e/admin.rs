@@ -365,3 +365,83 @@ async fn the_admin_api_manages_hosts_and_cancels_tenants_with_an_audit_trail() {
     );
     app.finish().await;
 }
+
+/// A dashboard page that must answer 200: its HTML.
+async fn admin_page(app: &TestApp, token: &str, path: &str) -> String {
+    let response = admin_call(app, Method::GET, path, token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{path}");
+    response.text().await.unwrap()
+}
+
+/// The dashboard's plan preview shows the lint findings of the migrations a rollout applies,
+/// and its start form refuses (creating nothing) until each error rule is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_preview_shows_lint_findings_and_start_needs_each_risk_accepted() {
+    const RULE: &str = "require-concurrent-index-creation";
+    let risky = migrator::MigrationSet::with_extra(&[(
+        "V3__items_by_name",
+        "-- Find items by name.\nCREATE INDEX items_name_idx ON items (name);\n",
+    )])
+    .unwrap();
+    let app = TestApp::spawn_with(crate::harness::TestOptions {
+        migrations: Some(risky),
+        ..Default::default()
+    })
+    .await;
+    app.active_tenant("north").await;
+    let token = admin_token(&app).await;
+    let fields = "to=3&stages=100&concurrency=1&max_failures=0&bake=0s";
+
+    let page = admin_page(&app, &token, &format!("/admin/rollouts/new?{fields}")).await;
+    assert!(page.contains("id=\"lint-findings\""), "{page}");
+    assert!(page.contains(&format!("data-rule=\"{RULE}\"")), "{page}");
+    assert!(page.contains("V3__items_by_name.sql"), "{page}");
+    assert!(
+        page.contains(&format!("name=\"accept_risk\" value=\"{RULE}\"")),
+        "{page}"
+    );
+
+    let start = |body: String| {
+        admin_call(&app, Method::POST, "/admin/rollouts", &token)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body)
+            .send()
+    };
+    for refused in [
+        fields.to_owned(),
+        format!("{fields}&accept_risk=ban-drop-column"),
+    ] {
+        let response = start(refused.clone()).await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{refused}"
+        );
+        let page = response.text().await.unwrap();
+        assert!(
+            page.contains(RULE) && page.contains("Not started"),
+            "{page}"
+        );
+    }
+    assert!(
+        app.store.rollouts().await.unwrap().is_empty(),
+        "a refused start creates no rollout"
+    );
+
+    let response = start(format!("{fields}&accept_risk={RULE}")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let rollout = app.store.rollouts().await.unwrap().remove(0);
+    assert_eq!(rollout.accepted_risks, [RULE]);
+    let page = admin_page(&app, &token, &format!("/admin/rollouts/{}", rollout.id)).await;
+    assert!(
+        page.contains("Accepted lint risks") && page.contains(RULE),
+        "{page}"
+    );
+    app.finish().await;
+}

@@ -1,6 +1,8 @@
 //! The `migrator` command line, run in-process against a real control plane and tenant
 //! databases: plan, start --local (pausing on a failure, exit code 3), status, retry, watch
-//! --local resuming to completion, tenant history, refusals that change nothing, and drift.
+//! --local resuming to completion, tenant history, refusals that change nothing, and drift;
+//! the lint before apply: findings with file and line, a refusal that starts nothing, and a
+//! rollout that records the risk it was started with.
 
 use clap::Parser as _;
 use serde_json::Value;
@@ -26,16 +28,34 @@ fn extra_migrations() -> migrator::MigrationSet {
 
 /// Runs `migrator <args>`; returns the exit and what it printed.
 async fn migrator(started: &Bootstrapped, args: &str) -> (anyhow::Result<Exit>, String) {
+    migrator_with(started, &extra_migrations(), args).await
+}
+
+/// Runs `migrator <args>` knowing `migrations`.
+async fn migrator_with(
+    started: &Bootstrapped,
+    migrations: &migrator::MigrationSet,
+    args: &str,
+) -> (anyhow::Result<Exit>, String) {
     let cli =
         MigratorCli::try_parse_from(std::iter::once("migrator").chain(args.split_whitespace()))
             .unwrap_or_else(|error| panic!("`migrator {args}` parses: {error}"));
     let mut out = Vec::new();
-    let exit = execute(started, &extra_migrations(), cli.command, &mut out).await;
+    let exit = execute(started, migrations, cli.command, &mut out).await;
     (exit, String::from_utf8(out).unwrap())
 }
 
 async fn json_of(started: &Bootstrapped, args: &str, expected: Exit) -> Value {
-    let (exit, out) = migrator(started, args).await;
+    json_with(started, &extra_migrations(), args, expected).await
+}
+
+async fn json_with(
+    started: &Bootstrapped,
+    migrations: &migrator::MigrationSet,
+    args: &str,
+    expected: Exit,
+) -> Value {
+    let (exit, out) = migrator_with(started, migrations, args).await;
     assert_eq!(exit.unwrap(), expected, "`migrator {args}` printed {out}");
     serde_json::from_str(out.lines().last().unwrap())
         .unwrap_or_else(|_| panic!("JSON from {args}: {out}"))
@@ -146,5 +166,152 @@ async fn the_sre_cli_plans_rolls_out_pauses_retries_and_reports() {
         text.contains("DRIFT west") && text.contains("\"changed\":[3]"),
         "{text}"
     );
+    app.finish().await;
+}
+
+/// A V3 that builds an index without CONCURRENTLY (writes to `items` wait for the whole build).
+fn risky_migrations() -> migrator::MigrationSet {
+    migrator::MigrationSet::with_extra(&[(
+        "V3__items_by_name",
+        "-- Find items by name.\nCREATE INDEX items_name_idx ON items (name);\n",
+    )])
+    .unwrap()
+}
+
+const INDEX_RULE: &str = "require-concurrent-index-creation";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_risky_migration_is_reported_and_starts_only_with_its_risk_accepted() {
+    let risky = risky_migrations();
+    let mut app = TestApp::spawn_with(TestOptions {
+        migrations: Some(risky.clone()),
+        ..Default::default()
+    })
+    .await;
+    for slug in ["north", "south"] {
+        app.active_tenant(slug).await;
+    }
+    app.stop().await;
+    let bootstrapped = |settings| Bootstrapped {
+        settings,
+        store: app.store.clone(),
+        keyring: app.keyring.clone(),
+        embedded: None,
+    };
+    let started = bootstrapped(test_settings(&app.database, &app.keys));
+
+    // `migrator lint` names the file, the line, the rule and its level, and exits 2.
+    let lint = json_with(&started, &risky, "lint --json", Exit::Failed).await;
+    assert_eq!(lint["from_version"], 2, "{lint}");
+    assert_eq!(lint["errors"], 1, "{lint}");
+    let finding = &lint["findings"][0];
+    assert_eq!(finding["file"], "V3__items_by_name.sql");
+    assert_eq!(finding["line"], 2);
+    assert_eq!(finding["rule"], INDEX_RULE);
+    assert_eq!(finding["level"], "error");
+    assert!(
+        finding["message"].as_str().unwrap().contains("blocked"),
+        "{finding}"
+    );
+    let (exit, text) = migrator_with(&started, &risky, "lint").await;
+    assert_eq!(exit.unwrap(), Exit::Failed);
+    assert!(
+        text.contains(&format!("V3__items_by_name.sql:2: error {INDEX_RULE}:")),
+        "{text}"
+    );
+    // The shipped migrations alone are clean.
+    let (exit, text) =
+        migrator_with(&started, &migrator::MigrationSet::embedded(), "lint --all").await;
+    assert_eq!(exit.unwrap(), Exit::Success, "{text}");
+
+    // The plan shows the findings of what it would apply.
+    let plan = json_with(&started, &risky, "plan --stages 100 --json", Exit::Success).await;
+    assert_eq!(plan["lint"]["error_rules"], serde_json::json!([INDEX_RULE]));
+    let (_, text) = migrator_with(&started, &risky, "plan --stages 100").await;
+    assert!(
+        text.contains(&format!("--accept-risk {INDEX_RULE}")),
+        "{text}"
+    );
+
+    // Start refuses without the rule accepted, with a wrong one, or with one too many.
+    for (accept, complaint) in [
+        ("", format!("--accept-risk {INDEX_RULE}")),
+        (
+            " --accept-risk ban-drop-column",
+            format!("--accept-risk {INDEX_RULE}"),
+        ),
+        (
+            &format!(" --accept-risk {INDEX_RULE},ban-drop-column"),
+            "ban-drop-column match no error-level finding".to_owned(),
+        ),
+        (" --accept-risk no-such-rule", "not a lint rule".to_owned()),
+    ] {
+        let args = format!("rollout start --stages 100 --local --yes{accept}");
+        let (exit, text) = migrator_with(&started, &risky, &args).await;
+        let error = exit.unwrap_err().to_string();
+        assert!(error.contains(&complaint), "`{args}`: {error}");
+        if !accept.contains("no-such-rule") {
+            assert!(
+                text.contains("V3__items_by_name.sql:2"),
+                "`{args}` shows the findings: {text}"
+            );
+        }
+    }
+    assert!(
+        app.store.rollouts().await.unwrap().is_empty(),
+        "a refused start creates no rollout"
+    );
+    assert_eq!(app.store.released_version().await.unwrap(), Some(2));
+
+    // Settings can make the rule a warning (then nothing needs accepting) or switch it off.
+    let mut settings = test_settings(&app.database, &app.keys);
+    settings.migrations.lint_warn = vec![INDEX_RULE.to_owned()];
+    let lenient = bootstrapped(settings);
+    let lint = json_with(&lenient, &risky, "lint --json", Exit::Success).await;
+    assert_eq!(
+        (lint["errors"].clone(), lint["warnings"].clone()),
+        (0.into(), 1.into())
+    );
+    let mut settings = test_settings(&app.database, &app.keys);
+    settings.migrations.lint_allow = vec![INDEX_RULE.to_owned()];
+    let lint = json_with(
+        &bootstrapped(settings),
+        &risky,
+        "lint --json",
+        Exit::Success,
+    )
+    .await;
+    assert_eq!(lint["findings"], serde_json::json!([]));
+    let mut settings = test_settings(&app.database, &app.keys);
+    settings.migrations.lint_allow = vec!["not-a-rule".to_owned()];
+    let (exit, _) = migrator_with(&bootstrapped(settings), &risky, "lint").await;
+    assert!(exit.unwrap_err().to_string().contains("lint_allow"));
+
+    // Accepted, it runs, and the rollout and its audit row record the accepted rule.
+    let done = json_with(
+        &started,
+        &risky,
+        &format!("rollout start --stages 100 --local --yes --json --accept-risk {INDEX_RULE}"),
+        Exit::Success,
+    )
+    .await;
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(done["accepted_risks"], serde_json::json!([INDEX_RULE]));
+    let rollout = app.store.rollouts().await.unwrap().remove(0);
+    assert_eq!(rollout.accepted_risks, [INDEX_RULE]);
+    let control = app.control_plane().await;
+    let audited: String = control
+        .query_one(
+            "SELECT detail::text FROM audit_log WHERE action = 'rollout.start' ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let audited: Value = serde_json::from_str(&audited).unwrap();
+    assert_eq!(audited["accepted_risks"], serde_json::json!([INDEX_RULE]));
+    // Nothing is pending any more: the lint is clean.
+    let lint = json_with(&started, &risky, "lint --json", Exit::Success).await;
+    assert_eq!(lint["from_version"], 3);
     app.finish().await;
 }

@@ -144,15 +144,18 @@ async fn the_signup_form_creates_a_workspace_and_lands_the_owner_in_it_signed_in
     app.finish().await;
 }
 
-/// The migration dashboard in a real browser: log in with password and TOTP, preview and start a
-/// rollout (confirming the browser's dialog), watch it complete live, find the failed tenant's
-/// error through the filter, and see the new released version.
+/// The migration dashboard in a real browser: log in with password and TOTP, preview a rollout
+/// (its lint finding shown), accept the risk and start it (confirming the browser's dialog),
+/// watch it complete live, find the failed tenant's error through the filter, and see the new
+/// released version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_migration_dashboard_starts_a_rollout_and_shows_it_live() {
+    const INDEX_RULE: &str = "require-concurrent-index-creation";
     let migrations = migrator::MigrationSet::with_extra(&[
         (
             "V3__loyalty_cards",
-            "CREATE TABLE loyalty_cards (id bigint PRIMARY KEY);",
+            "CREATE TABLE loyalty_cards (id bigint PRIMARY KEY);\n\
+             CREATE INDEX items_name_idx ON items (name);",
         ),
         (
             "V4__guarded",
@@ -227,11 +230,21 @@ async fn the_migration_dashboard_starts_a_rollout_and_shows_it_live() {
             text.contains("Stage 1 (up to 100%): 3 tenants")
         })
         .await;
+    // The preview shows V3's index without CONCURRENTLY; the start needs the risk accepted.
+    browser
+        .wait_for_text("#lint-findings", |text| {
+            text.contains("V3__loyalty_cards.sql") && text.contains(INDEX_RULE)
+        })
+        .await;
+    browser.click(&format!("#accept-{INDEX_RULE}")).await;
     browser.click("#confirm-start").await;
     browser.client.accept_alert().await.unwrap();
     // The page updates itself while the rollout runs.
     browser
         .wait_for_text("#rollout-state", |text| text == "running")
+        .await;
+    browser
+        .wait_for_text("#accepted-risks", |text| text.contains(INDEX_RULE))
         .await;
     browser
         .wait_for_text("#rollout-state", |text| text == "completed")

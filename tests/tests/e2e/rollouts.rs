@@ -42,6 +42,7 @@ pub(crate) fn spec(target: i32, stages: &[i32], failure_limit: FailureLimit) -> 
         bake: Duration::ZERO,
         manual_approval: false,
         verify: false,
+        accepted_risks: Vec::new(),
         created_by: "test:sre".to_owned(),
     }
 }

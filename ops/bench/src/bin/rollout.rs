@@ -121,6 +121,7 @@ async fn run(args: &Args, cluster: &EmbeddedPostgres) -> anyhow::Result<()> {
         bake: Duration::ZERO,
         manual_approval: false,
         verify: false,
+        accepted_risks: Vec::new(),
         created_by: "bench".to_owned(),
     };
     let id = store.create_rollout(&spec(args.concurrency)).await?;
