@@ -38,16 +38,15 @@ struct RecentPurchase {
 async fn read(
     client: &tokio_postgres::Client,
 ) -> Result<(Today, Vec<LowStock>, Vec<RecentPurchase>), ApiError> {
-    let today = client
-        .query_one(
+    // The three reads are independent: sent together, they share one round trip's wait
+    // (tokio-postgres pipelines queries polled at the same time on one connection).
+    let (today, low, purchases) = tokio::try_join!(
+        client.query_one(
             "SELECT count(*), coalesce(sum(total_cents), 0)::bigint FROM sales \
              WHERE status = 'completed' AND sold_at >= date_trunc('day', now())",
             &[],
-        )
-        .await
-        .map_err(db_error)?;
-    let low = client
-        .query(
+        ),
+        client.query(
             "SELECT i.name, i.sku, b.name AS branch, s.quantity::text AS quantity, \
                     i.reorder_level::text AS reorder_level \
              FROM stock_levels s JOIN items i ON i.id = s.item_id \
@@ -56,20 +55,17 @@ async fn read(
                AND s.quantity <= i.reorder_level \
              ORDER BY s.quantity - i.reorder_level, i.name LIMIT $1",
             &[&LISTED],
-        )
-        .await
-        .map_err(db_error)?;
-    let purchases = client
-        .query(
+        ),
+        client.query(
             "SELECT p.id, s.name AS supplier, b.name AS branch, p.reference, p.total_cents, \
                     p.received_at \
              FROM purchases p JOIN suppliers s ON s.id = p.supplier_id \
              JOIN branches b ON b.id = p.branch_id \
              ORDER BY p.id DESC LIMIT $1",
             &[&LISTED],
-        )
-        .await
-        .map_err(db_error)?;
+        ),
+    )
+    .map_err(db_error)?;
     Ok((
         Today {
             sales: today.get(0),
