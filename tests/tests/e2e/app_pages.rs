@@ -293,19 +293,9 @@ async fn the_report_page_charts_sales_offers_csv_and_prompts_an_upgrade_where_th
         .set_plan(accepted.tenant_id, "professional", "test")
         .await
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    while owner
-        .call(Method::GET, "/api/v1/reports/sales", None)
-        .await
-        .status()
-        != StatusCode::OK
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the plan change never took effect"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    owner
+        .wait_until_answered("/api/v1/reports/sales", StatusCode::OK, "the plan change")
+        .await;
     let (branch, item) = stocked_item(&owner, "ZINC", "Zinc tablets", 10).await;
     owner
         .expect(
@@ -643,14 +633,13 @@ async fn a_stock_take_counts_shows_variances_and_posting_sets_stock_to_the_count
         .set_plan(accepted.tenant_id, "professional", "test")
         .await
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    while get("/stock-takes".into()).await.unwrap().status() != StatusCode::OK {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the plan change never took effect"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    owner
+        .wait_until_answered(
+            "/api/v1/stock-takes/0",
+            StatusCode::NOT_FOUND,
+            "the plan change",
+        )
+        .await;
     let (branch, item) = stocked_item(&owner, "GAUZE", "Gauze roll", 10).await;
 
     let started = post("/stock-takes".into(), format!("branch_id={branch}"))

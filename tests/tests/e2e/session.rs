@@ -97,6 +97,19 @@ impl<'a> Session<'a> {
         panic!("{method} {path}: password hashing stayed busy for 15 s")
     }
 
+    /// Waits (up to 2 s: routers hear of changes within a second) until `GET path` answers
+    /// `status`, as it does once a plan or add-on change reaches the router.
+    pub async fn wait_until_answered(&self, path: &str, status: StatusCode, what: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while self.call(Method::GET, path, None).await.status() != status {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what} never took effect"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn error(
         &self,
         method: Method,

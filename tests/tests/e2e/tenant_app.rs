@@ -626,19 +626,9 @@ async fn plans_and_modules_are_enforced_through_the_router() {
     .await
     .unwrap();
     assert_eq!(enabled.status(), StatusCode::OK);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    while owner
-        .call(Method::GET, "/api/v1/reports/sales", None)
-        .await
-        .status()
-        != StatusCode::OK
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the add-on never took effect"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    owner
+        .wait_until_answered("/api/v1/reports/sales", StatusCode::OK, "the add-on")
+        .await;
     // An add-on that has already expired gives nothing.
     admin(
         Method::PUT,
