@@ -290,12 +290,15 @@ impl Application {
     }
 }
 
+/// How a request's span is made.
+type MakeSpan = fn(&axum::http::Request<axum::body::Body>) -> tracing::Span;
+
 /// Request tracing, with [`request_span`].
 fn tower_http_trace() -> tower_http::trace::TraceLayer<
     tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
-    fn(&axum::http::Request<axum::body::Body>) -> tracing::Span,
+    MakeSpan,
 > {
-    tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span as fn(&_) -> _)
+    tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span as MakeSpan)
 }
 
 /// A request's span names its method and path only: a query string may carry a one-time
