@@ -221,11 +221,11 @@ fn item_form(action: &str, form: &ItemForm, problems: &Problems, submit: &str) -
 /// `GET /items/new`.
 pub async fn new(signed: Signed) -> Response {
     let frame = signed.frame();
-    if let Err(error) = signed.0.require_module("inventory").await {
-        return frame.refusal("New item", CURRENT, error);
-    }
-    if let Err(error) = signed.0.require(Role::Staff) {
-        return frame.refusal("New item", CURRENT, error);
+    if let Err(response) = signed
+        .may(&frame, ("New item", CURRENT), "inventory", Role::Staff)
+        .await
+    {
+        return response;
     }
     let form = ItemForm::default();
     frame.render(

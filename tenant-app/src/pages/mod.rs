@@ -250,6 +250,22 @@ pub struct Frame {
 }
 
 impl Signed {
+    /// The checks of a page that needs `module` and at least the `least` role, refused as the
+    /// page `title` (under the navigation entry `current`) would refuse them.
+    pub async fn may(
+        &self,
+        frame: &Frame,
+        (title, current): (&str, &str),
+        module: &str,
+        least: Role,
+    ) -> Result<(), Response> {
+        self.0
+            .require_module(module)
+            .await
+            .and_then(|()| self.0.require(least))
+            .map_err(|error| frame.refusal(title, current, error))
+    }
+
     pub fn frame(&self) -> Frame {
         Frame {
             tenant: self.0.connection.tenant.clone(),

@@ -62,11 +62,8 @@ struct Choices {
 /// receive stock; else the page's refusal.
 async fn allowed(signed: &Signed, frame: &Frame) -> Result<Choices, Response> {
     signed
-        .0
-        .require_module("purchases")
-        .await
-        .and_then(|()| signed.0.require(Role::Staff))
-        .map_err(|error| frame.refusal("Receive stock", CURRENT, error))?;
+        .may(frame, ("Receive stock", CURRENT), "purchases", Role::Staff)
+        .await?;
     let client = signed.0.client();
     let suppliers = client
         .query("SELECT id, name FROM suppliers ORDER BY name, id", &[])

@@ -124,11 +124,8 @@ pub struct Recorded {
 /// refusal.
 async fn allowed(signed: &Signed, frame: &Frame) -> Result<Vec<Branch>, Response> {
     signed
-        .0
-        .require_module("sales")
-        .await
-        .and_then(|()| signed.0.require(Role::Staff))
-        .map_err(|error| frame.refusal("New sale", CURRENT, error))?;
+        .may(frame, ("New sale", CURRENT), "sales", Role::Staff)
+        .await?;
     branches(signed.0.client())
         .await
         .map_err(IntoResponse::into_response)

@@ -33,11 +33,8 @@ struct Session {
 /// The page's checks, as the page: the module and, to change anything, staff.
 async fn allowed(signed: &Signed, frame: &Frame, least: Role) -> Result<(), Response> {
     signed
-        .0
-        .require_module("stock_take")
+        .may(frame, ("Stock takes", CURRENT), "stock_take", least)
         .await
-        .and_then(|()| signed.0.require(least))
-        .map_err(|error| frame.refusal("Stock takes", CURRENT, error))
 }
 
 /// `GET /stock-takes`: recent stock takes and the form to start one.
