@@ -70,8 +70,10 @@ pub struct Input<'a> {
     pub value: &'a str,
     pub hint: Option<&'a str>,
     pub required: bool,
-    /// Extra attributes as (name, value): `inputmode`, `step`, `autocomplete`.
+    /// The keypad a phone shows (`decimal`).
     pub inputmode: Option<&'a str>,
+    /// What a browser may fill in (`username`, `current-password`).
+    pub autocomplete: Option<&'a str>,
 }
 
 impl<'a> Input<'a> {
@@ -84,6 +86,7 @@ impl<'a> Input<'a> {
             hint: None,
             required: false,
             inputmode: None,
+            autocomplete: None,
         }
     }
 
@@ -121,7 +124,7 @@ impl<'a> Input<'a> {
             }
             @if let Some(hint) = self.hint { p class="muted hint" id=(hint_id) { (hint) } }
             input id=(self.name) name=(self.name) type=(self.kind) value=(self.value)
-                required[self.required] inputmode=[self.inputmode]
+                required[self.required] inputmode=[self.inputmode] autocomplete=[self.autocomplete]
                 autofocus[focus == Some(self.name)]
                 aria-invalid=[problem.map(|_| "true")]
                 aria-describedby=[described];

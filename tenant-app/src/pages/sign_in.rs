@@ -13,6 +13,7 @@ use serde::Deserialize;
 use web::client::ClientAddr;
 use web::{ApiError, ErrorCode};
 
+use super::form::{Input, Problems};
 use super::{Signed, head, over_https, page, session_cookie};
 use crate::auth::{self, SessionUser};
 use crate::branding::EffectiveBranding;
@@ -31,7 +32,8 @@ pub async fn home(State(state): State<AppState>, request: Request) -> Response {
             {
                 Ok(ResolvedOnly(tenant)) => page(sign_in_page(
                     &EffectiveBranding::of(&tenant),
-                    &Attempt::default(),
+                    "",
+                    &Problems::default(),
                 )),
                 Err(error) => error.into_response(),
             }
@@ -40,42 +42,32 @@ pub async fn home(State(state): State<AppState>, request: Request) -> Response {
     }
 }
 
-/// What the sign-in form shows again after a failed attempt.
-#[derive(Debug, Default)]
-struct Attempt {
-    email: String,
-    /// A problem with the whole attempt (wrong password, too many tries).
-    problem: Option<String>,
-    email_error: Option<String>,
-    password_error: Option<String>,
-}
-
-fn sign_in_page(branding: &EffectiveBranding, attempt: &Attempt) -> Markup {
-    let email_error = attempt.email_error.as_deref();
-    let password_error = attempt.password_error.as_deref();
-    // Focus goes to the first field with an error, else to the email.
-    let focus_password = email_error.is_none() && password_error.is_some();
+/// The sign-in form: the email kept after a failed attempt, and its problems (a wrong password
+/// or too many tries for the whole attempt; missing fields beside them).
+fn sign_in_page(branding: &EffectiveBranding, email: &str, problems: &Problems) -> Markup {
+    // Focus goes to the first field with a problem, else to the email.
+    let focus = problems.first(&["email", "password"]).or(Some("email"));
+    let email = Input {
+        kind: "email",
+        autocomplete: Some("username"),
+        ..Input::text("email", "Email", email).required()
+    };
+    let password = Input {
+        kind: "password",
+        autocomplete: Some("current-password"),
+        ..Input::text("password", "Password", "").required()
+    };
     html! {
         (head(branding, "Sign in"))
         body {
             main class="narrow card" {
                 h1 { "Sign in to " (branding.display_name) }
-                @if let Some(problem) = &attempt.problem {
+                @if let Some(problem) = &problems.general {
                     p class="notice error" role="alert" id="sign-in-problem" { (problem) }
                 }
                 form class="stacked" method="post" action="/sign-in" novalidate {
-                    label for="email" { "Email" }
-                    input id="email" name="email" type="email" autocomplete="username" required
-                        value=(attempt.email) autofocus[!focus_password]
-                        aria-invalid=[email_error.map(|_| "true")]
-                        aria-describedby=[email_error.map(|_| "email-error")];
-                    @if let Some(error) = email_error { p class="field-error" id="email-error" { (error) } }
-                    label for="password" { "Password" }
-                    input id="password" name="password" type="password" autocomplete="current-password" required
-                        autofocus[focus_password]
-                        aria-invalid=[password_error.map(|_| "true")]
-                        aria-describedby=[password_error.map(|_| "password-error")];
-                    @if let Some(error) = password_error { p class="field-error" id="password-error" { (error) } }
+                    (email.render(problems, focus))
+                    (password.render(problems, focus))
                     button class="primary" type="submit" { "Sign in" }
                 }
             }
@@ -119,18 +111,7 @@ pub async fn submit(
     match signed_in {
         Ok(user) => start_session(&state, tenant.id, &user, &headers),
         Err(error) => {
-            let fields = error.fields.clone().unwrap_or_default();
-            let attempt = Attempt {
-                email: form.email,
-                problem: fields.is_empty().then(|| error.message.clone()),
-                email_error: fields
-                    .get("email")
-                    .map(|problem| format!("Email {problem}.")),
-                password_error: fields
-                    .get("password")
-                    .map(|problem| format!("Password {problem}.")),
-            };
-            let mut response = page(sign_in_page(&branding, &attempt));
+            let mut response = page(sign_in_page(&branding, &form.email, &Problems::of(&error)));
             *response.status_mut() = error.status();
             if let Some(seconds) = error.retry_after_seconds {
                 response
