@@ -164,12 +164,25 @@ pub async fn remove_host(
     admin: Admin,
     State(state): State<AdminState>,
     Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
+    Query(removal): Query<Removal>,
+) -> Result<Response, ApiError> {
     let host = state
         .store
         .host_by_name(&name)
         .await?
         .ok_or_else(|| not_found("host", &name))?;
+    if removal.forget {
+        let left_behind = provisioner::forget_host(&state.store, &host, &admin.actor())
+            .await
+            .map_err(|error| match error {
+                provisioner::ProvisionError::Store(store) => ApiError::from(store),
+                other => {
+                    tracing::error!(host = %name, error = %other, "forgetting a host failed");
+                    ApiError::internal()
+                }
+            })?;
+        return Ok(Json(json!({ "left_behind": left_behind })).into_response());
+    }
     provisioner::remove_host(&state.store, &state.keyring, &host, &admin.actor())
         .await
         .map_err(|error| match error {
@@ -178,11 +191,20 @@ pub async fn remove_host(
                 tracing::warn!(host = %name, error = %other, "removing a host failed");
                 ApiError::new(
                     ErrorCode::HostUnreachable,
-                    "The host's server could not be cleaned up; check that it is reachable and try again.",
+                    "The host's server could not be cleaned up; check that it is reachable and \
+                     try again, or, if it is gone for good, remove the record alone with \
+                     `?forget=true`.",
                 )
             }
         })?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `?forget=true` on a host's removal: the server is gone for good.
+#[derive(Debug, Default, Deserialize)]
+pub struct Removal {
+    #[serde(default)]
+    forget: bool,
 }
 
 /// `GET /api/v1/admin/tenants?status=&subscription=&plan=&host=&version=&q=&limit=&after=`:
@@ -317,7 +339,8 @@ pub async fn suspend_tenant(
     act_on_subscription(&admin, &state, &slug, Action::Suspend).await
 }
 
-/// `POST /api/v1/admin/tenants/{slug}/reactivate`: a suspended or past-due subscription → active.
+/// `POST /api/v1/admin/tenants/{slug}/reactivate`: a suspended subscription → the state it was
+/// suspended from (`Subscription::after`).
 pub async fn reactivate_tenant(
     admin: Admin,
     State(state): State<AdminState>,
@@ -428,8 +451,10 @@ pub async fn retry_tenant(
         .into_response())
 }
 
-/// `POST /api/v1/admin/domains/{domain}/verify`: an operator has checked the domain's TXT
-/// record (`_silo-challenge.<domain>` = its token); from now on the domain routes to its tenant.
+/// `POST /api/v1/admin/domains/{domain}/verify`: looks up the TXT record
+/// `_silo-challenge.<domain>`; the tenant whose live claim's token is published there gets the
+/// domain (routed from now on) and every other claim on it is removed. Without a matching
+/// record: 422 `domain_not_verified`, nothing changed, the domain not routed.
 pub async fn verify_domain(
     admin: Admin,
     State(state): State<AdminState>,
@@ -437,7 +462,19 @@ pub async fn verify_domain(
 ) -> Result<Json<control_plane::domains::CustomDomain>, ApiError> {
     let domain = control_plane::domains::normalise_domain(&domain)
         .ok_or_else(|| not_found("domain", &domain))?;
-    match state.store.verify_domain(&domain, &admin.actor()).await {
+    let resolver = state.domain_resolver.as_ref().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::DnsUnavailable,
+            "No DNS resolver is set up here; set [domains] resolver (SILO_DNS_RESOLVER).",
+        )
+    })?;
+    let record = format!("{}.{domain}", control_plane::domains::CHALLENGE_LABEL);
+    let published = resolver.txt(&record).await?;
+    match state
+        .store
+        .verify_domain(&domain, &published, &admin.actor())
+        .await
+    {
         Ok(verified) => Ok(Json(verified)),
         Err(StoreError::NotFound) => Err(not_found("domain", &domain)),
         Err(other) => Err(other.into()),

@@ -16,9 +16,13 @@ use axum::extract::{Path, Query, RawForm, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use control_plane::rollouts::{
-    FailureLimit, RolloutAction, RolloutRecord, RolloutSpec, RolloutState, StageCounts,
+    FailureLimit, OnFailure, RolloutAction, RolloutDirection, RolloutRecord, RolloutSpec,
+    RolloutState, StageCounts,
 };
 use maud::{DOCTYPE, Markup, PreEscaped, html};
+use migrator::reach::Reach;
+
+use crate::rollout_views::{actions, findings_table, reach_section};
 use serde::Deserialize;
 use uuid::Uuid;
 use web::client::ClientAddr;
@@ -209,6 +213,11 @@ async fn home_body(state: &AdminState) -> Result<Markup, ApiError> {
             input id="max_failures" name="max_failures" value="0" required;
             label for="bake" { "Bake time between stages" }
             input id="bake" name="bake" value="0s" required;
+            label for="on_failure" { "When a stage passes its failure limit" }
+            select id="on_failure" name="on_failure" {
+                option value="pause" selected { "pause, for me to fix and retry" }
+                option value="revert" { "move the tenants it moved back, then abort (needs revert scripts)" }
+            }
             label { input type="checkbox" name="manual_approval" value="on"; " Pause for approval after each stage" }
             p { button type="submit" id="preview" { "Preview the plan" } }
         }
@@ -239,6 +248,8 @@ pub struct StartForm {
     max_failures: String,
     bake: String,
     manual_approval: Option<String>,
+    /// `pause` (the default) or `revert`.
+    on_failure: Option<String>,
 }
 
 fn invalid(message: String) -> ApiError {
@@ -259,6 +270,12 @@ impl StartForm {
                 self.bake
             ))
         })?;
+        let on_failure_text = self.on_failure.as_deref().unwrap_or("pause");
+        let on_failure = OnFailure::parse(on_failure_text).ok_or_else(|| {
+            invalid(format!(
+                "On failure `{on_failure_text}` must be `pause` or `revert`."
+            ))
+        })?;
         Ok(RolloutSpec {
             target_version: self.to,
             stages,
@@ -267,6 +284,9 @@ impl StartForm {
             bake,
             manual_approval: self.manual_approval.is_some(),
             verify: false,
+            // Set from the fleet by the caller (`Reach`), which also checks the reverts.
+            direction: RolloutDirection::Forward,
+            on_failure,
             accepted_risks: Vec::new(),
             created_by: actor,
         })
@@ -285,27 +305,6 @@ async fn pending_findings(
     ))
 }
 
-fn findings_table(findings: &[migrator::lint::Finding]) -> Markup {
-    html! {
-        h2 { "Lint of the migrations to apply" }
-        @if findings.is_empty() {
-            p.notice id="lint-clean" { "No lint findings." }
-        } @else {
-            table id="lint-findings" {
-                tr { th { "file" } th { "line" } th { "level" } th { "rule" } th { "what and why" } }
-                @for finding in findings {
-                    tr data-rule=(finding.rule) {
-                        td { (finding.file) } td { (finding.line) }
-                        td class=(if finding.level == migrator::lint::Level::Error { "failed" } else { "warning" }) { (finding.level.as_str()) }
-                        td { code { (finding.rule) } }
-                        td { (finding.message) @if let Some(help) = &finding.help { br; em { (help) } } }
-                    }
-                }
-            }
-        }
-    }
-}
-
 pub async fn preview(
     admin: Result<Admin, ApiError>,
     State(state): State<AdminState>,
@@ -317,10 +316,19 @@ pub async fn preview(
         let plan = state.store.plan(&spec.stages).await?;
         let findings = pending_findings(&state, spec.target_version).await?;
         let error_rules = migrator::lint::error_rules(&findings);
+        let reach = Reach::of(&state.store, &state.migrations, spec.target_version).await?;
+        let can_start = reach.check(spec.on_failure).is_ok();
         Ok::<_, ApiError>(html! {
-            h1 { "Roll out schema version " (spec.target_version) }
+            @if reach.direction == RolloutDirection::Back {
+                h1 { "Roll back to schema version " (spec.target_version) }
+            } @else {
+                h1 { "Roll out schema version " (spec.target_version) }
+            }
+            (reach_section(&reach, spec.on_failure))
             p { (plan.len()) " tenants, stages " (form.stages) ", " (form.concurrency) " at once per host, pause after "
-                (form.max_failures) " failures per stage, bake " (form.bake)
+                (form.max_failures) " failures per stage"
+                @if spec.on_failure == OnFailure::Revert { " (then move back what it moved)" }
+                ", bake " (form.bake)
                 @if spec.manual_approval { ", approval after each stage" } "." }
             @for (index, percent) in spec.stages.iter().enumerate() {
                 @let members: Vec<_> = plan.iter().filter(|t| usize::try_from(t.stage).ok() == Some(index)).collect();
@@ -330,7 +338,8 @@ pub async fn preview(
                 } }
             }
             (findings_table(&findings))
-            form method="post" action="/admin/rollouts" onsubmit="return confirm('Start this rollout now?')" {
+            @if can_start {
+            form method="post" action="/admin/rollouts" onsubmit=(CONFIRM_START) {
                 @if !error_rules.is_empty() {
                     fieldset.risks id="accept-risks" {
                         legend { "Error-level findings: the rollout starts only if you accept each risk" }
@@ -345,8 +354,12 @@ pub async fn preview(
                 input type="hidden" name="max_failures" value=(form.max_failures);
                 input type="hidden" name="bake" value=(form.bake);
                 @if spec.manual_approval { input type="hidden" name="manual_approval" value="on"; }
+                input type="hidden" name="on_failure" value=(spec.on_failure.as_str());
                 button type="submit" id="confirm-start" { "Start rollout" }
                 " " a href="/admin" { "Cancel" }
+            }
+            } @else {
+                p { a href="/admin" { "Back to the dashboard" } }
             }
         })
     }
@@ -381,6 +394,13 @@ pub async fn start(
     let result = async {
         let (form, accepted) = start_form(&body)?;
         let mut spec = form.spec(&state, admin.actor())?;
+        // The fleet decides the direction now, not at the preview; a rollback needs every
+        // revert script (refused, nothing created, otherwise).
+        let reach = Reach::of(&state.store, &state.migrations, spec.target_version).await?;
+        reach.check(spec.on_failure).map_err(|refusal| {
+            ApiError::new(ErrorCode::RevertMissing, format!("Not started: {refusal}."))
+        })?;
+        spec.direction = reach.direction;
         // Lint again: the fleet may have moved since the preview. A refusal changes nothing.
         let findings = pending_findings(&state, spec.target_version).await?;
         spec.accepted_risks = migrator::lint::check_accepted(&findings, &accepted)
@@ -404,7 +424,7 @@ fn filter_of(filter: &TenantFilter) -> Option<&str> {
     filter.status.as_deref().filter(|s| {
         matches!(
             *s,
-            "pending" | "running" | "succeeded" | "failed" | "skipped"
+            "pending" | "running" | "succeeded" | "failed" | "skipped" | "reverted"
         )
     })
 }
@@ -424,11 +444,12 @@ async fn rollout_live(
     }
     let tenants = state.store.rollout_tenants(rollout.id, status).await?;
     Ok(html! {
+        (actions(rollout))
         p { "State: " strong id="rollout-state" class=(state_class(rollout.state)) { (rollout.state.as_str()) }
             @if let Some(reason) = &rollout.pause_reason { " — " span id="pause-reason" { (reason) } }
             " · stage " (rollout.current_stage + 1) " of " (rollout.stages.len()) }
         table id="stages" {
-            tr { th { "stage" } th { "progress" } th { "done" } th { "succeeded" } th { "skipped" } th { "failed" } th { "pending" } }
+            tr { th { "stage" } th { "progress" } th { "done" } th { "succeeded" } th { "skipped" } th { "failed" } th { "moved back" } th { "pending" } }
             @for (index, percent, counts) in &stages {
                 tr {
                     td { (index + 1) " (" (percent) "%)" }
@@ -436,6 +457,7 @@ async fn rollout_live(
                     td { (counts.done()) "/" (counts.total) }
                     td { (counts.succeeded) } td { (counts.skipped) }
                     td class=(if counts.failed > 0 { "failed" } else { "" }) { (counts.failed) }
+                    td { (counts.reverted) }
                     td { (counts.pending + counts.running) }
                 }
             }
@@ -458,7 +480,11 @@ async fn rollout_live(
     })
 }
 
-const LIVE_SCRIPT: &str = "
+/// The start form's confirmation (an inline handler, allowed by its hash).
+pub(crate) const CONFIRM_START: &str = "return confirm('Start this rollout now?')";
+
+/// The rollout page's live refresh (allowed by its hash in the console's policy).
+pub(crate) const LIVE_SCRIPT: &str = "
 (function(){
   const box=document.getElementById('live');
   async function tick(){
@@ -467,7 +493,7 @@ const LIVE_SCRIPT: &str = "
       if(r.ok){box.innerHTML=await r.text();}
     }catch(e){}
     const s=document.getElementById('rollout-state');
-    if(s && (s.textContent==='running'||s.textContent==='pending')){setTimeout(tick,1000);}
+    if(s && (s.textContent==='running'||s.textContent==='pending'||s.textContent==='reverting')){setTimeout(tick,1000);}
     else{document.getElementById('live-note').textContent='';}
   }
   setTimeout(tick,1000);
@@ -489,30 +515,23 @@ pub async fn rollout_page(
             "/admin/rollouts/{id}/live{}",
             status.map(|s| format!("?status={s}")).unwrap_or_default()
         );
-        let action = |name: &str, label: &str, question: &str| {
-            html! {
-                form.inline method="post" action=(format!("/admin/rollouts/{id}/{name}"))
-                    onsubmit=(format!("return confirm('{question}')")) {
-                    button type="submit" id=(format!("action-{name}")) { (label) }
-                }
-            }
-        };
         Ok::<_, ApiError>(html! {
-            h1 { "Rollout to schema version " (rollout.target_version) }
+            @if rollout.direction == RolloutDirection::Back {
+                h1 { "Rollback to schema version " (rollout.target_version) }
+            } @else {
+                h1 { "Rollout to schema version " (rollout.target_version) }
+            }
             p { "Started by " (rollout.created_by) " at " (rollout.created_at.format("%Y-%m-%d %H:%M:%S UTC"))
                 " · stages " (rollout.stages.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")) "%" }
             @if !rollout.accepted_risks.is_empty() {
                 p.warning id="accepted-risks" { "Accepted lint risks: " (rollout.accepted_risks.join(", ")) }
             }
-            p {
-                (action("pause", "Pause", "Pause this rollout? Tenants under way finish."))
-                (action("resume", "Resume", "Resume this rollout?"))
-                (action("retry", "Retry failed", "Retry the failed tenants?"))
-                (action("abort", "Abort", "Abort this rollout for good?"))
+            @if rollout.on_failure == OnFailure::Revert {
+                p id="on-failure" { "On a stage's failure limit: move the tenants it moved back, then abort." }
             }
             p { "Show: "
                 a href=(format!("/admin/rollouts/{id}")) { "all" } " · "
-                @for s in ["failed", "pending", "succeeded", "skipped"] {
+                @for s in ["failed", "pending", "succeeded", "skipped", "reverted"] {
                     a href=(format!("/admin/rollouts/{id}?status={s}")) id=(format!("filter-{s}")) { (s) } " · "
                 }
                 span id="live-note" { "updating live" }

@@ -13,6 +13,7 @@ pub mod api;
 pub mod auth;
 pub mod console;
 pub mod dashboard;
+mod rollout_views;
 pub mod support;
 
 use std::sync::Arc;
@@ -39,6 +40,9 @@ pub struct AdminState {
     pub migrations: migrator::MigrationSet,
     /// How the plan preview lints the migrations a rollout applies (`[migrations]` settings).
     pub lint: migrator::lint::LintConfig,
+    /// Where domain verification looks up TXT records (`None`: no resolver could be set up,
+    /// and verification answers `dns_unavailable`).
+    pub domain_resolver: Option<control_plane::dns::TxtResolver>,
 }
 
 impl AdminState {
@@ -70,7 +74,17 @@ impl AdminState {
             lifecycle,
             migrations,
             lint: migrator::lint::LintConfig::default(),
+            domain_resolver: None,
         }
+    }
+
+    /// Domain verification asks `resolver` for TXT records.
+    pub fn with_domain_resolver(
+        mut self,
+        resolver: Option<control_plane::dns::TxtResolver>,
+    ) -> Self {
+        self.domain_resolver = resolver;
+        self
     }
 
     /// The lint the settings ask for, instead of the default rules and levels.
@@ -168,4 +182,16 @@ pub fn router(state: AdminState) -> Router {
             post(api::verify_domain),
         )
         .with_state(state)
+        // The console's pages run only their own inline script and handler; they show operator
+        // data, so no browser or proxy keeps a copy.
+        .layer(axum::middleware::from_fn_with_state(
+            web::headers::PagePolicy::new(
+                &[dashboard::LIVE_SCRIPT],
+                &std::iter::once(dashboard::CONFIRM_START)
+                    .chain(rollout_views::confirm_handlers())
+                    .collect::<Vec<_>>(),
+                true,
+            ),
+            web::headers::page_policy,
+        ))
 }

@@ -43,6 +43,18 @@ pub fn router(state: ApexState) -> Router {
         .route("/api/v1/signups/{tenant_id}", get(signup_status))
         .route("/api/v1/webhooks/stripe", post(stripe_webhook::webhook))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            web::headers::PagePolicy::new(&[signup_page_script()], &[], false),
+            web::headers::page_policy,
+        ))
+}
+
+/// The signup page's one inline script, exactly as the browser hashes it.
+fn signup_page_script() -> &'static str {
+    SIGNUP_PAGE
+        .split_once("<script>")
+        .and_then(|(_, rest)| rest.split_once("</script>"))
+        .map_or("", |(script, _)| script)
 }
 
 const SIGNUP_PAGE: &str = include_str!("signup.html");
@@ -165,7 +177,9 @@ async fn signup_status(
         .map_err(|error| match error {
             StoreError::NotFound => ApiError::new(
                 ErrorCode::SignupNotFound,
-                "No signup has that id. Check the status URL you were given.",
+                "No signup has that id. Check the status URL you were given; a signup whose setup \
+                 failed is removed when our team cleans up, and its subdomain is then free to \
+                 sign up again.",
             ),
             other => other.into(),
         })?;

@@ -15,6 +15,7 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 use uuid::Uuid;
 
+use crate::limits::{Counted, hold_within_limit};
 use crate::store::{Store, StoreError, StoreResult, insert_audit};
 
 /// What every key starts with, so leaked keys are easy to recognise (and scan for).
@@ -219,15 +220,18 @@ async fn insert_key(
 }
 
 impl Store {
-    /// Creates a key for the tenant (audited without the secret).
+    /// Creates a key for the tenant (audited without the secret); `PlanLimitReached` when the
+    /// tenant already has `limit` keys that are not revoked.
     pub async fn create_api_key(
         &self,
         tenant_id: Uuid,
         name: &str,
         role: &str,
         actor: &str,
+        limit: Option<i32>,
     ) -> StoreResult<NewApiKey> {
         let mut transaction = self.pool().begin().await?;
+        hold_within_limit(&mut transaction, tenant_id, Counted::ApiKeys, limit).await?;
         let created = insert_key(&mut transaction, tenant_id, name, role, actor).await?;
         insert_audit(
             &mut transaction,
@@ -244,14 +248,24 @@ impl Store {
         Ok(created)
     }
 
-    /// The tenant's keys, revoked ones included, oldest first.
-    pub async fn api_keys_of(&self, tenant_id: Uuid) -> StoreResult<Vec<ApiKey>> {
+    /// One page of the tenant's keys, revoked ones included, oldest first: up to `limit + 1`
+    /// (so the caller learns whether more follow) after the key whose id is `after`.
+    pub async fn api_keys_page(
+        &self,
+        tenant_id: Uuid,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<ApiKey>> {
         let rows = sqlx::query_as::<_, StoredApiKeyRow>(concat!(
             "SELECT ",
             columns!(),
-            " FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id"
+            " FROM api_keys WHERE tenant_id = $1 AND ($2::uuid IS NULL OR (created_at, id) > \
+             (SELECT created_at, id FROM api_keys WHERE tenant_id = $1 AND id = $2)) \
+             ORDER BY created_at, id LIMIT $3"
         ))
         .bind(tenant_id)
+        .bind(after)
+        .bind(limit.saturating_add(1))
         .fetch_all(self.pool())
         .await?;
         rows.into_iter()

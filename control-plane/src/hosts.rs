@@ -202,6 +202,17 @@ impl Store {
     /// Deletes a host record that holds no tenants (its warm databases and templates must have
     /// been dropped from the server first).
     pub async fn delete_host(&self, host_id: Uuid, actor: &str) -> StoreResult<()> {
+        self.delete_host_recording(host_id, actor, None).await
+    }
+
+    /// Deletes a host's record (refused while tenants live there); when the server was not
+    /// cleaned (`left_behind`: what is still on it), the audit row says so and names it.
+    pub async fn delete_host_recording(
+        &self,
+        host_id: Uuid,
+        actor: &str,
+        left_behind: Option<&[String]>,
+    ) -> StoreResult<()> {
         let mut transaction = self.pool().begin().await?;
         let tenants: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants WHERE host_id = $1")
             .bind(host_id)
@@ -218,7 +229,10 @@ impl Store {
         let Some(name) = name else {
             return Err(StoreError::NotFound);
         };
-        let detail = serde_json::json!({"host": name});
+        let detail = match left_behind {
+            None => serde_json::json!({"host": name}),
+            Some(left) => serde_json::json!({"host": name, "forgotten": true, "left_behind": left}),
+        };
         insert_audit(&mut transaction, actor, "host.remove", None, detail).await?;
         transaction.commit().await?;
         Ok(())

@@ -9,6 +9,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::limits::{Counted, PageRequest, hold_within_limit};
 use crate::sealing::{Keyring, Purpose, Sealed};
 use crate::store::{Store, StoreError, StoreResult, insert_audit};
 
@@ -65,7 +66,8 @@ fn last4(secret: &str) -> String {
 
 impl Store {
     /// Stores (creates or replaces) one credential of the tenant, sealed; audited without the
-    /// secret. Returns what may be shown and whether it was created (not replaced).
+    /// secret. Returns what may be shown and whether it was created (not replaced). A new name
+    /// past the plan's `limit` is `PlanLimitReached`; replacing one is always allowed.
     pub async fn put_integration(
         &self,
         keyring: &Keyring,
@@ -73,9 +75,20 @@ impl Store {
         name: &str,
         secret: &SecretString,
         actor: &str,
+        limit: Option<i32>,
     ) -> StoreResult<(Integration, bool)> {
         let sealed = keyring.seal_in_context(Purpose::IntegrationSecret, tenant_id, name, secret);
         let mut transaction = self.pool().begin().await?;
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM tenant_integrations WHERE tenant_id = $1 AND name = $2)",
+        )
+        .bind(tenant_id)
+        .bind(name)
+        .fetch_one(&mut *transaction)
+        .await?;
+        if !exists {
+            hold_within_limit(&mut transaction, tenant_id, Counted::Integrations, limit).await?;
+        }
         let row = sqlx::query_as::<_, PutIntegrationRow>(
             "INSERT INTO tenant_integrations (tenant_id, name, sealed_secret, key_id, last4) \
              VALUES ($1, $2, $3, $4, $5) \
@@ -107,13 +120,19 @@ impl Store {
         Ok((row.integration, created))
     }
 
-    /// The tenant's credentials (never the secrets), by name.
-    pub async fn integrations_of(&self, tenant_id: Uuid) -> StoreResult<Vec<Integration>> {
+    /// One page of the tenant's credentials (never the secrets), by name.
+    pub async fn integrations_page(
+        &self,
+        tenant_id: Uuid,
+        page: PageRequest<'_>,
+    ) -> StoreResult<Vec<Integration>> {
         let integrations = sqlx::query_as(
             "SELECT name, last4, created_at, updated_at FROM tenant_integrations \
-             WHERE tenant_id = $1 ORDER BY name",
+             WHERE tenant_id = $1 AND ($2::text IS NULL OR name > $2) ORDER BY name LIMIT $3",
         )
         .bind(tenant_id)
+        .bind(page.after)
+        .bind(page.fetch())
         .fetch_all(self.pool())
         .await?;
         Ok(integrations)

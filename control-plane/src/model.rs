@@ -62,6 +62,10 @@ pub struct TenantChanged {
     /// Set (to the key's prefix) when the change was to one of the tenant's API keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
+    /// Set when sessions of the tenant were ended (sign-out, password reset): routers reload
+    /// its ended sessions, and nothing else of the tenant changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions_ended: Option<String>,
 }
 
 /// The provisioning job. It carries the tenant id explicitly and nothing secret: the admin

@@ -22,6 +22,8 @@ pub enum LinkPurpose {
     SignupLanding,
     /// Signs a user in once, straight from a link.
     SignIn,
+    /// Lets one user (the subject, `user:<id>`) set a new password once, from a mailed link.
+    PasswordReset,
 }
 
 impl LinkPurpose {
@@ -29,6 +31,7 @@ impl LinkPurpose {
         match self {
             Self::SignupLanding => "signup_landing",
             Self::SignIn => "sign_in",
+            Self::PasswordReset => "password_reset",
         }
     }
 }
@@ -37,6 +40,18 @@ impl LinkPurpose {
 pub const SIGNUP_LANDING_LIFETIME: Duration = Duration::from_secs(30 * 60);
 /// How long a sign-in link works.
 pub const SIGN_IN_LINK_LIFETIME: Duration = Duration::from_secs(60);
+/// How long a mailed password reset link works.
+pub const PASSWORD_RESET_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
+/// The subject of a password reset link: the user it resets, by id in the tenant's database.
+pub fn password_reset_subject(user_id: i64) -> String {
+    format!("user:{user_id}")
+}
+
+/// The user id a password reset link's subject names.
+pub fn password_reset_user(subject: &str) -> Option<i64> {
+    subject.strip_prefix("user:")?.parse().ok()
+}
 
 fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()

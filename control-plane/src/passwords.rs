@@ -4,9 +4,13 @@
 //!
 //! Invariant: hashing can never take more than `slots × 19 MiB` of memory or more than the CPUs
 //! it is given, whatever the number of concurrent sign-ins; a flood is refused, not absorbed.
+//!
+//! Hashes run on the limiter's own threads, one per slot, each at a lower scheduling priority
+//! (niceness 10): when the CPUs are contended, serving requests comes before checking passwords,
+//! so a flood of wrong passwords slows the sign-ins, not everyone else.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::Duration;
 
 use argon2::Argon2;
@@ -53,6 +57,49 @@ pub struct HashingLimiter {
     waiting: AtomicUsize,
     max_waiting: usize,
     max_wait: Duration,
+    /// The hashing threads' queue (never longer than the slots: a job is sent with its permit).
+    jobs: Mutex<mpsc::Sender<Job>>,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The niceness of the hashing threads: below the request-serving threads (0).
+const HASHING_NICENESS: i32 = 10;
+
+/// Starts `threads` hashing threads at [`HASHING_NICENESS`], taking jobs from one queue.
+fn start_hashing_threads(threads: usize) -> mpsc::Sender<Job> {
+    let (sender, receiver) = mpsc::channel::<Job>();
+    let receiver = Arc::new(Mutex::new(receiver));
+    for index in 0..threads {
+        let receiver = receiver.clone();
+        let started = std::thread::Builder::new()
+            .name(format!("silo-hash-{index}"))
+            .spawn(move || {
+                // Linux: a thread's own niceness (setpriority on its thread id). Lowering it
+                // needs no privilege; if it fails, hashing still works at normal priority.
+                if let Err(error) = rustix::process::setpriority_process(
+                    Some(rustix::thread::gettid()),
+                    HASHING_NICENESS,
+                ) {
+                    tracing::debug!(%error, "cannot lower the hashing thread's priority");
+                }
+                loop {
+                    let job = match receiver.lock() {
+                        Ok(receiver) => receiver.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        // The limiter is gone.
+                        Err(_) => return,
+                    }
+                }
+            });
+        if let Err(error) = started {
+            tracing::error!(%error, "cannot start a password hashing thread");
+        }
+    }
+    sender
 }
 
 /// Undoes one `waiting` count when the waiter stops waiting (got a slot, timed out or was
@@ -72,15 +119,22 @@ impl HashingLimiter {
             waiting: AtomicUsize::new(0),
             max_waiting,
             max_wait,
+            jobs: Mutex::new(start_hashing_threads(slots.max(1))),
         }
     }
 
-    /// The process's limiter: one slot per CPU, eight waiters per slot, two seconds' wait.
+    /// The process's limiter: one slot per CPU but one (so a flood of sign-ins always leaves a
+    /// CPU to serve everyone else; one slot on a single CPU), eight waiters per CPU, two
+    /// seconds' wait.
     pub fn global() -> &'static Self {
         static GLOBAL: OnceLock<HashingLimiter> = OnceLock::new();
         GLOBAL.get_or_init(|| {
             let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-            Self::new(cpus, cpus * 8, Duration::from_secs(2))
+            Self::new(
+                cpus.saturating_sub(1).max(1),
+                cpus * 8,
+                Duration::from_secs(2),
+            )
         })
     }
 
@@ -104,16 +158,21 @@ impl HashingLimiter {
                     .expect("the hashing semaphore is never closed")
             }
         };
-        // The permit moves into the blocking task: a request dropped mid-hash keeps its slot
-        // until the CPU work it started is done.
-        tokio::task::spawn_blocking(move || {
+        // The permit moves into the job: a request dropped mid-hash keeps its slot until the
+        // CPU work it started is done.
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
             let outcome = work();
             drop(permit);
-            outcome
-        })
-        .await
-        .map(Ok)
-        .expect("password hashing does not panic")
+            let _ = answer.send(outcome);
+        });
+        self.jobs
+            .lock()
+            .map_err(|_| Busy)?
+            .send(job)
+            .map_err(|_| Busy)?;
+        // A job whose thread is gone (it cannot start) is dropped unanswered: busy.
+        answered.await.map_err(|_| Busy)
     }
 }
 
@@ -155,6 +214,26 @@ mod tests {
     async fn an_unknown_account_never_verifies() {
         let password = SecretString::from("correct horse battery");
         assert_eq!(verify_async(password, None).await, Ok(false));
+    }
+
+    /// The niceness of the calling thread (field 19 of `/proc/thread-self/stat`; the command
+    /// name, field 2, is in parentheses and may hold spaces).
+    fn own_niceness() -> i32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        after_name.split(' ').nth(16).unwrap().parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn hashing_runs_below_the_request_threads_priority() {
+        let limiter = HashingLimiter::new(1, 1, Duration::from_secs(1));
+        let base = own_niceness();
+        let hashing = limiter.run(own_niceness).await.unwrap();
+        // (Under an already niced test run, an unprivileged thread cannot go back up to 10.)
+        assert!(
+            hashing == HASHING_NICENESS || (base >= HASHING_NICENESS && hashing == base),
+            "the hashing thread runs at niceness {hashing}, the test at {base}"
+        );
     }
 
     /// Work that holds its slot until told to finish, and reports how many ran at once.

@@ -35,6 +35,11 @@ pub struct Plan {
     pub max_items: Option<i32>,
     pub requests_per_second: Option<i32>,
     pub modules: Vec<String>,
+    /// Count limits on what the owner stores in the control plane (see `limits`).
+    pub max_custom_domains: Option<i32>,
+    pub max_api_keys: Option<i32>,
+    pub max_integrations: Option<i32>,
+    pub max_pending_invitations: Option<i32>,
 }
 
 /// A tenant's plan and its subscription's billing columns (all `None` without a subscription).

@@ -78,6 +78,12 @@ pub enum Purpose {
     /// A tenant user invitation (email, role, expiry), sealed to the tenant's id, so it is
     /// accepted on no other tenant and cannot be altered.
     TenantInvitation,
+    /// A link (with its token) carried by a queued mail job, sealed to the tenant's id, so the
+    /// job table holds no usable link in clear.
+    MailLink,
+    /// A CSV file waiting in the import queue, sealed to the tenant's id, so the control plane
+    /// holds no tenant's data in clear and a job opens no other tenant's file.
+    ItemImport,
 }
 
 impl Purpose {
@@ -90,6 +96,8 @@ impl Purpose {
             Purpose::TenantSession => "silo/tenant-session/v1",
             Purpose::IntegrationSecret => "silo/integration-secret/v1",
             Purpose::TenantInvitation => "silo/tenant-invitation/v1",
+            Purpose::MailLink => "silo/mail-link/v1",
+            Purpose::ItemImport => "silo/item-import/v1",
         }
     }
 }

@@ -33,6 +33,8 @@ pub struct Settings {
     pub billing: BillingSettings,
     pub usage: UsageSettings,
     pub migrations: MigrationSettings,
+    pub domains: DomainSettings,
+    pub mail: MailSettings,
     /// Signups one client address may make per minute (a burst of this many, then refilled
     /// evenly). The client address is the peer's, or the one forwarded by trusted proxies.
     pub signups_per_client_per_minute: u32,
@@ -52,6 +54,9 @@ pub struct HttpSettings {
     pub idle_timeout: Duration,
     /// Connections served at once; more wait in the listen backlog.
     pub max_connections: usize,
+    /// On SIGTERM, how long requests already being served may take to finish before their
+    /// connections are cut and the process goes on to stop.
+    pub shutdown_timeout: Duration,
     /// The reverse proxies in front (CIDRs). Only a peer in one of them may say, in `Forwarded`
     /// or `X-Forwarded-For`, whom it forwards for; the client is the rightmost address in that
     /// chain that is not itself a trusted proxy. Empty: forwarding headers are ignored.
@@ -66,6 +71,7 @@ impl Default for HttpSettings {
             request_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(75),
             max_connections: 10_000,
+            shutdown_timeout: Duration::from_secs(30),
             trusted_proxies: Vec::new(),
         }
     }
@@ -125,6 +131,45 @@ pub struct UsageSettings {
     pub sample_interval: Duration,
 }
 
+/// Mail (`[mail]`): how Silo's mails leave, and what their links point at.
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    /// The SMTP server (`SILO_SMTP_URL`): `smtp://user:pass@host:587?tls=required`,
+    /// `smtps://…:465`, or `smtp://127.0.0.1:2525` (plain, for a local relay). `None`: every mail
+    /// is written as an `.eml` file into [`MailSettings::outbox_dir`] and its path logged.
+    pub smtp_url: Option<SecretString>,
+    /// The From address (`SILO_MAIL_FROM`), e.g. `Acme <no-reply@acme.example>`. `None`:
+    /// `Silo <no-reply@<base domain>>`.
+    pub from: Option<String>,
+    /// Where mails go as `.eml` files without SMTP (`None`: `<data-dir>/mail`).
+    pub outbox_dir: Option<PathBuf>,
+    /// The public URL of the apex (`SILO_PUBLIC_URL`), e.g. `https://example.com`: workspace
+    /// links in mails are `<scheme>://<slug>.<host>[:port]/`. `None`: `http://<base
+    /// domain>:<the HTTP port>` (right for `silo dev`).
+    pub public_url: Option<String>,
+    /// Attempts per mail before it is given up (each failure waits longer, up to
+    /// `retry_max_backoff`).
+    pub max_attempts: u32,
+    /// The longest wait between two attempts at a mail.
+    pub retry_max_backoff: Duration,
+    /// Mails one worker process sends at once.
+    pub concurrency: usize,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        Self {
+            smtp_url: None,
+            from: None,
+            outbox_dir: None,
+            public_url: None,
+            max_attempts: 12,
+            retry_max_backoff: Duration::from_secs(10 * 60),
+            concurrency: 8,
+        }
+    }
+}
+
 /// Tenant-schema migrations: how the lint before a rollout judges them (`[migrations]`).
 /// The names are squawk's rule names; the migrator checks them when it builds its lint.
 #[derive(Debug, Clone, Default)]
@@ -133,6 +178,28 @@ pub struct MigrationSettings {
     pub lint_allow: Vec<String>,
     /// Rules reported as warnings, which never stop a rollout.
     pub lint_warn: Vec<String>,
+}
+
+/// Custom domains (`[domains]`).
+#[derive(Debug, Clone)]
+pub struct DomainSettings {
+    /// How long an unverified claim lasts; after that it blocks nobody and cannot be verified.
+    pub claim_ttl: Duration,
+    /// The nameserver verification asks for TXT records (`SILO_DNS_RESOLVER`, e.g.
+    /// `127.0.0.1:5353`); `None`: the system's resolver configuration.
+    pub resolver: Option<SocketAddr>,
+    /// How long one DNS query may take (tried twice).
+    pub lookup_timeout: Duration,
+}
+
+impl Default for DomainSettings {
+    fn default() -> Self {
+        Self {
+            claim_ttl: crate::store::DEFAULT_DOMAIN_CLAIM_TTL,
+            resolver: None,
+            lookup_timeout: Duration::from_secs(3),
+        }
+    }
 }
 
 /// Subscriptions and Stripe.
@@ -162,13 +229,16 @@ pub struct RouterSettings {
     pub pool_max_size: usize,
     /// How long a request waits for a tenant database connection.
     pub connect_timeout: Duration,
-    /// Connections this router process may hold to one database host, over all its tenants'
-    /// pools. `None`: `budget_share` of the host's `max_connections` (less the superuser
-    /// reserve), read once per host.
+    /// Connections all router processes together may hold to one database host, over all its
+    /// tenants' pools; each live router takes an equal share. `None`: `budget_share` of the
+    /// host's `max_connections` (less the superuser reserve), read once per host.
     pub connection_budget: Option<u32>,
-    /// The share of a host's `max_connections` one router process takes when no explicit
-    /// budget is set (with several router replicas, lower it so their sum stays under 1).
+    /// The share of a host's `max_connections` the routers take together when no explicit
+    /// budget is set (the rest is left to workers, rollouts and people).
     pub budget_share: f64,
+    /// How often a router records that it is alive in the control plane and counts the live
+    /// routers; one not seen for three intervals is gone and its share goes to the others.
+    pub heartbeat_interval: Duration,
     /// How long a request waits for a budget permit before it gets 503 `capacity`.
     pub budget_wait: Duration,
     /// Consecutive connection failures to a host that open its circuit breaker.
@@ -216,6 +286,7 @@ impl Default for Settings {
                 connection_budget: None,
                 budget_share: 0.5,
                 budget_wait: Duration::from_secs(2),
+                heartbeat_interval: Duration::from_secs(5),
                 breaker_threshold: 3,
                 breaker_cool_down: Duration::from_secs(5),
                 tenant_requests_per_second: 200,
@@ -241,6 +312,8 @@ impl Default for Settings {
                 sample_interval: Duration::from_secs(3600),
             },
             migrations: MigrationSettings::default(),
+            domains: DomainSettings::default(),
+            mail: MailSettings::default(),
             signups_per_client_per_minute: 10,
         }
     }
@@ -283,6 +356,33 @@ struct FileSettings {
     usage: FileUsage,
     #[serde(default)]
     migrations: FileMigrations,
+    #[serde(default)]
+    domains: FileDomains,
+    #[serde(default)]
+    mail: FileMail,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDomains {
+    #[serde(default, with = "humantime_serde")]
+    claim_ttl: Option<Duration>,
+    resolver: Option<SocketAddr>,
+    #[serde(default, with = "humantime_serde")]
+    lookup_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMail {
+    smtp_url: Option<SecretString>,
+    from: Option<String>,
+    outbox_dir: Option<PathBuf>,
+    public_url: Option<String>,
+    max_attempts: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    retry_max_backoff: Option<Duration>,
+    concurrency: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -304,6 +404,8 @@ struct FileHttp {
     #[serde(default, with = "humantime_serde")]
     idle_timeout: Option<Duration>,
     max_connections: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    shutdown_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "deserialize_trusted_proxies")]
     trusted_proxies: Option<Vec<IpNet>>,
 }
@@ -390,6 +492,8 @@ struct FileRouter {
     budget_share: Option<f64>,
     #[serde(default, with = "humantime_serde")]
     budget_wait: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    heartbeat_interval: Option<Duration>,
     breaker_threshold: Option<u32>,
     #[serde(default, with = "humantime_serde")]
     breaker_cool_down: Option<Duration>,
@@ -430,6 +534,7 @@ impl Settings {
             settings
                 .check_router()
                 .and_then(|()| settings.check_http())
+                .and_then(|()| settings.check_domains())
                 .map_err(|message| SettingsError::File {
                     path: path.clone(),
                     message,
@@ -454,10 +559,21 @@ impl Settings {
         if !(r.budget_share > 0.0 && r.budget_share <= 1.0) {
             return Err("router.budget_share must be above 0 and at most 1".to_owned());
         }
+        if r.heartbeat_interval.is_zero() {
+            return Err("router.heartbeat_interval must be above zero".to_owned());
+        }
         if r.connection_budget == Some(0) || r.pool_max_size == 0 {
             return Err(
                 "router.connection_budget and router.pool_max_size must be at least 1".to_owned(),
             );
+        }
+        Ok(())
+    }
+
+    /// The domain settings a file can get wrong in ways their types do not catch.
+    fn check_domains(&self) -> Result<(), String> {
+        if self.domains.claim_ttl.is_zero() || self.domains.lookup_timeout.is_zero() {
+            return Err("domains.claim_ttl and domains.lookup_timeout must be above 0".to_owned());
         }
         Ok(())
     }
@@ -470,6 +586,7 @@ impl Settings {
             h.body_read_timeout,
             h.request_timeout,
             h.idle_timeout,
+            h.shutdown_timeout,
         ];
         if timeouts.contains(&Duration::ZERO) || h.max_connections == 0 {
             return Err("http timeouts and http.max_connections must be above 0".to_owned());
@@ -499,6 +616,7 @@ impl Settings {
         h.request_timeout = f.request_timeout.unwrap_or(h.request_timeout);
         h.idle_timeout = f.idle_timeout.unwrap_or(h.idle_timeout);
         h.max_connections = f.max_connections.unwrap_or(h.max_connections);
+        h.shutdown_timeout = f.shutdown_timeout.unwrap_or(h.shutdown_timeout);
         if let Some(proxies) = &f.trusted_proxies {
             h.trusted_proxies = proxies.clone();
         }
@@ -524,6 +642,7 @@ impl Settings {
         r.connection_budget = f.connection_budget.or(r.connection_budget);
         r.budget_share = f.budget_share.unwrap_or(r.budget_share);
         r.budget_wait = f.budget_wait.unwrap_or(r.budget_wait);
+        r.heartbeat_interval = f.heartbeat_interval.unwrap_or(r.heartbeat_interval);
         r.breaker_threshold = f.breaker_threshold.unwrap_or(r.breaker_threshold);
         r.breaker_cool_down = f.breaker_cool_down.unwrap_or(r.breaker_cool_down);
         r.tenant_requests_per_second = f
@@ -549,6 +668,20 @@ impl Settings {
         if let Some(warn) = file.migrations.lint_warn {
             m.lint_warn = warn;
         }
+        let d = &mut self.domains;
+        d.claim_ttl = file.domains.claim_ttl.unwrap_or(d.claim_ttl);
+        d.resolver = file.domains.resolver.or(d.resolver);
+        d.lookup_timeout = file.domains.lookup_timeout.unwrap_or(d.lookup_timeout);
+        let (m, f) = (&mut self.mail, file.mail);
+        if f.smtp_url.is_some() {
+            m.smtp_url = f.smtp_url;
+        }
+        m.from = f.from.or(m.from.take());
+        m.outbox_dir = f.outbox_dir.or(m.outbox_dir.take());
+        m.public_url = f.public_url.or(m.public_url.take());
+        m.max_attempts = f.max_attempts.unwrap_or(m.max_attempts);
+        m.retry_max_backoff = f.retry_max_backoff.unwrap_or(m.retry_max_backoff);
+        m.concurrency = f.concurrency.unwrap_or(m.concurrency).max(1);
         let u = &mut self.usage;
         u.flush_interval = file.usage.flush_interval.unwrap_or(u.flush_interval);
         u.sample_interval = file.usage.sample_interval.unwrap_or(u.sample_interval);
@@ -579,6 +712,22 @@ impl Settings {
             past_due_grace: self.billing.past_due_grace,
             offboarding_grace: self.offboarding.grace,
         }
+    }
+
+    /// Where mails are written as `.eml` files when no SMTP server is set.
+    pub fn mail_outbox_dir(&self) -> PathBuf {
+        self.mail
+            .outbox_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("mail"))
+    }
+
+    /// The From address of Silo's mails.
+    pub fn mail_from(&self) -> String {
+        self.mail
+            .from
+            .clone()
+            .unwrap_or_else(|| format!("Silo <no-reply@{}>", self.base_domain))
     }
 
     /// The folder tenant exports are written to.
@@ -624,6 +773,25 @@ impl Settings {
             });
         }
         self.billing.stripe_api_base = base;
+        if let Some(url) = non_empty("SILO_SMTP_URL") {
+            self.mail.smtp_url = Some(SecretString::from(url));
+        }
+        if let Some(from) = non_empty("SILO_MAIL_FROM") {
+            self.mail.from = Some(from);
+        }
+        if let Some(url) = non_empty("SILO_PUBLIC_URL") {
+            self.mail.public_url = Some(url);
+        }
+        if let Some(url) = &self.mail.public_url {
+            let url = url.trim().trim_end_matches('/').to_owned();
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(SettingsError::Variable {
+                    name: "SILO_PUBLIC_URL",
+                    message: format!("`{url}` is not an http(s) URL like https://example.com"),
+                });
+            }
+            self.mail.public_url = Some(url);
+        }
         if let Some(proxies) = non_empty("SILO_TRUSTED_PROXIES") {
             self.http.trusted_proxies = proxies
                 .split(',')
@@ -634,6 +802,18 @@ impl Settings {
                     name: "SILO_TRUSTED_PROXIES",
                     message,
                 })?;
+        }
+        if let Some(resolver) = non_empty("SILO_DNS_RESOLVER") {
+            self.domains.resolver =
+                Some(
+                    resolver
+                        .trim()
+                        .parse()
+                        .map_err(|_| SettingsError::Variable {
+                            name: "SILO_DNS_RESOLVER",
+                            message: format!("`{resolver}` is not an address like 127.0.0.1:53"),
+                        })?,
+                );
         }
         if let Some(addr) = non_empty("SILO_HTTP_ADDR") {
             self.http_addr = addr.parse().map_err(|_| SettingsError::Variable {
@@ -747,26 +927,31 @@ mod file_tests {
         assert!(!settings.router.trust_forwarded_host);
         assert_eq!(settings.http.header_read_timeout, Duration::from_secs(10));
         assert_eq!(settings.http.max_connections, 10_000);
+        assert_eq!(
+            settings.domains.claim_ttl,
+            Duration::from_secs(7 * 24 * 3600)
+        );
+        assert_eq!(settings.domains.resolver, None);
 
         std::fs::create_dir_all(&dir).unwrap();
-        for bad in [
-            "[router]\nbudget_share = 0.0\n",
-            "[router]\nbudget_share = 1.5\n",
-            "[router]\nconnection_budget = 0\n",
-            "[http]\nheader_read_timeout = \"0s\"\n",
-            "[http]\nmax_connections = 0\n",
-            "[http]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
-            "[http]\ntrusted_proxies = [\"proxy.internal\"]\n",
-            "[router]\ntrust_forwarded_host = true\n",
+        // (file, what the refusal mentions)
+        for (bad, mentions) in [
+            ("[router]\nbudget_share = 0.0\n", "router."),
+            ("[router]\nbudget_share = 1.5\n", "router."),
+            ("[router]\nconnection_budget = 0\n", "router."),
+            ("[http]\nheader_read_timeout = \"0s\"\n", "http"),
+            ("[http]\nmax_connections = 0\n", "http"),
+            ("[domains]\nclaim_ttl = \"0s\"\n", "domains.claim_ttl"),
+            ("[domains]\nresolver = \"dns.example\"\n", "socket address"),
+            ("[http]\ntrusted_proxies = [\"10.0.0.0/33\"]\n", "http"),
+            ("[http]\ntrusted_proxies = [\"proxy.internal\"]\n", "http"),
+            ("[router]\ntrust_forwarded_host = true\n", "router."),
         ] {
             let file = dir.join("bad.toml");
             std::fs::write(&file, bad).unwrap();
             let error = Settings::load(&dir, Some(&file), |_| None).unwrap_err();
             let error = error.to_string();
-            assert!(
-                error.contains("router.") || error.contains("http"),
-                "{bad}: {error}"
-            );
+            assert!(error.contains(mentions), "{bad}: {error}");
         }
         // An empty Stripe secret in the file is none at all (anyone could sign with it).
         let file = dir.join("empty.toml");

@@ -33,12 +33,34 @@ pub enum StoreError {
     AdminExists,
     #[error("that domain is already registered")]
     DomainTaken,
+    /// No live claim's token is published at the domain's challenge record.
+    #[error(
+        "no TXT record at {record} holds the token of a live claim ({found} TXT records found)"
+    )]
+    DomainNotProven { record: String, found: usize },
+    /// Every claim on the domain expired before it was verified.
+    #[error("every claim on that domain expired before it was verified")]
+    DomainClaimExpired,
+    #[error("the plan allows {limit} {what} and the workspace has {count}")]
+    PlanLimitReached {
+        what: &'static str,
+        limit: i32,
+        count: i64,
+    },
+    #[error("an import is already queued or running for this workspace")]
+    ImportRunning,
     #[error("there is no such plan")]
     UnknownPlan,
     #[error("there is no such module")]
     UnknownModule,
     #[error("the tenant is `{0}`; that is not possible in this state")]
     WrongStatus(&'static str),
+    /// An operator's action that the rollout's state does not allow.
+    #[error("the rollout is `{state}`, so it cannot be {action}")]
+    RolloutNotAllowed {
+        state: &'static str,
+        action: &'static str,
+    },
     #[error("a `{from}` subscription cannot become `{to}`")]
     InvalidTransition {
         from: &'static str,
@@ -179,7 +201,12 @@ pub(crate) async fn insert_audit(
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: PgPool,
+    /// How long an unverified custom-domain claim lasts (`[domains] claim_ttl`).
+    domain_claim_ttl: Duration,
 }
+
+/// An unverified custom-domain claim's life unless the settings say otherwise.
+pub const DEFAULT_DOMAIN_CLAIM_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Store {
     /// Connects to the control-plane database (creating it if the server lacks it).
@@ -195,7 +222,21 @@ impl Store {
             options,
         )
         .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            domain_claim_ttl: DEFAULT_DOMAIN_CLAIM_TTL,
+        })
+    }
+
+    /// The same store, with unverified custom-domain claims lasting `ttl`.
+    pub fn with_domain_claim_ttl(mut self, ttl: Duration) -> Self {
+        self.domain_claim_ttl = ttl;
+        self
+    }
+
+    /// How long an unverified custom-domain claim lasts.
+    pub fn domain_claim_ttl(&self) -> Duration {
+        self.domain_claim_ttl
     }
 
     /// Applies the control plane's migrations and the job queue's.
@@ -214,6 +255,23 @@ impl Store {
     /// Whether the database answers.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// Whether the database answers and holds every control-plane migration this build knows,
+    /// each applied successfully: what a process needs before it takes traffic.
+    pub async fn is_ready(&self) -> bool {
+        let applied: Result<Vec<i64>, _> = sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await;
+        let Ok(applied) = applied else {
+            return false;
+        };
+        MIGRATIONS
+            .iter()
+            .filter(|migration| !migration.migration_type.is_down_migration())
+            .all(|migration| applied.binary_search(&migration.version).is_ok())
     }
 
     /// Takes the tenant's provisioning lock on a connection of its own, waiting while another

@@ -7,6 +7,7 @@ use std::time::Duration;
 use apalis::prelude::TaskBuilder;
 use uuid::Uuid;
 
+use crate::mail::{Mail, MailJob, enqueue_mail};
 use crate::model::{PROVISION_QUEUE, ProvisionTenant, TenantStatus};
 use crate::sealing::Sealed;
 use crate::store::{Store, StoreError, StoreResult, insert_audit};
@@ -177,6 +178,16 @@ impl Store {
             return Err(StoreError::NotFound);
         }
         enqueue_provisioning(&mut transaction, tenant_id).await?;
+        // The trial was off the billing clock while the tenant never worked: it starts again,
+        // as long as it was, from the retry.
+        sqlx::query(
+            "UPDATE subscriptions s SET trial_ends_at = now() + (s.trial_ends_at - t.created_at), \
+             updated_at = now() FROM tenants t \
+             WHERE s.tenant_id = $1 AND t.id = s.tenant_id AND s.status = 'trial'",
+        )
+        .bind(tenant_id)
+        .execute(&mut *transaction)
+        .await?;
         let detail = serde_json::json!({"before": "failed", "after": "provisioning"});
         let action = "tenant.retry_provisioning";
         insert_audit(&mut transaction, actor, action, Some(tenant_id), detail).await?;
@@ -294,15 +305,29 @@ impl Store {
     /// Marks the tenant active and forgets the admin password hash, which now lives in its
     /// database. The step is set in the same statement, so nobody reads `active` with an
     /// earlier step.
+    ///
+    /// The owner's welcome mail is queued in the same transaction, so it goes exactly once,
+    /// whoever activates, and only for a tenant that is really served.
     pub async fn activate(&self, tenant_id: Uuid) -> StoreResult<()> {
-        sqlx::query(
+        let mut transaction = self.pool().begin().await?;
+        let activated: Option<String> = sqlx::query_scalar(
             "UPDATE tenants SET status = 'active', provisioning_step = 'activated', \
              pending_admin_password_hash = NULL, failure_reason = NULL, \
-             activated_at = now(), updated_at = now() WHERE id = $1 AND status = 'provisioning'",
+             activated_at = now(), updated_at = now() WHERE id = $1 AND status = 'provisioning' \
+             RETURNING admin_email",
         )
         .bind(tenant_id)
-        .execute(self.pool())
+        .fetch_optional(&mut *transaction)
         .await?;
+        if let Some(admin_email) = activated {
+            let welcome = MailJob {
+                tenant_id,
+                to: admin_email,
+                mail: Mail::Welcome,
+            };
+            enqueue_mail(&mut transaction, &welcome).await?;
+        }
+        transaction.commit().await?;
         Ok(())
     }
 
@@ -415,12 +440,19 @@ impl Store {
         .bind(tenant_id)
         .execute(&mut *transaction)
         .await?;
+        // Its custom domains are released, so their real owners (or anyone) can claim them.
+        let released: Vec<String> =
+            sqlx::query_scalar("DELETE FROM tenant_domains WHERE tenant_id = $1 RETURNING domain")
+                .bind(tenant_id)
+                .fetch_all(&mut *transaction)
+                .await?;
         insert_audit(
             &mut transaction,
             actor,
             "tenant.deprovision",
             Some(tenant_id),
-            serde_json::json!({"before": "cancelled", "after": "deprovisioned", "host": host}),
+            serde_json::json!({"before": "cancelled", "after": "deprovisioned", "host": host,
+                               "released_domains": released}),
         )
         .await?;
         transaction.commit().await?;

@@ -114,7 +114,7 @@ impl LintConfig {
         }
     }
 
-    fn linter(&self) -> Linter {
+    fn linter(&self, in_transaction: bool) -> Linter {
         let parsed = |names: &BTreeSet<String>| -> Vec<Rule> {
             names.iter().filter_map(|name| name.parse().ok()).collect()
         };
@@ -129,8 +129,9 @@ impl LintConfig {
                 .filter(|rule| !include.contains(*rule)),
         );
         let mut linter = Linter::with_rules(&include, &exclude);
-        // refinery runs each migration in a transaction of its own.
-        linter.settings.assume_in_transaction = true;
+        // refinery runs each migration in a transaction of its own, unless it is marked to run
+        // outside one (then `CONCURRENTLY` is allowed and expected).
+        linter.settings.assume_in_transaction = in_transaction;
         linter
     }
 }
@@ -186,7 +187,7 @@ pub fn lint_sql(version: i32, file: &str, sql: &str, config: &LintConfig) -> Vec
             .collect();
     }
     config
-        .linter()
+        .linter(!tenant_schema::runs_outside_transaction(sql))
         .lint(&parse, sql)
         .into_iter()
         .map(|violation| {
@@ -378,6 +379,23 @@ mod tests {
                 "{statement}: {found:?}"
             );
         }
+    }
+
+    /// A migration marked to run outside a transaction may build indexes concurrently; unmarked,
+    /// the same statements are refused (PostgreSQL would refuse them inside refinery's transaction).
+    #[test]
+    fn concurrent_indexes_belong_in_a_migration_marked_to_run_outside_a_transaction() {
+        let statements = "CREATE INDEX CONCURRENTLY IF NOT EXISTS a_idx ON items (name);\n\
+                          CREATE INDEX CONCURRENTLY IF NOT EXISTS b_idx ON items (sku);";
+        let marked = format!("-- silo:no-transaction\n{statements}");
+        assert_eq!(findings(&marked, &LintConfig::default()), Vec::new());
+        let unmarked = findings(statements, &LintConfig::default());
+        assert!(
+            unmarked.iter().any(|(_, rule, level)| rule
+                == "ban-concurrent-index-creation-in-transaction"
+                && *level == Level::Error),
+            "{unmarked:?}"
+        );
     }
 
     /// Safe changes raise no error; only the concurrent index gets squawk's advice to make the

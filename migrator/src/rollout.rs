@@ -1,7 +1,9 @@
 //! The rollout engine: drives one rollout stage by stage — canaries first, tenants of each host
 //! in parallel up to the per-host concurrency, every outcome recorded — pausing when a stage's
-//! failures pass the limit, waiting out the bake time or an approval between stages, and
-//! releasing the target when the last stage is done.
+//! failures pass the limit (or, under `--on-failure revert`, moving the tenants it moved back
+//! and ending aborted), waiting out the bake time or an approval between stages, and releasing
+//! the target when the last stage is done. A rollout moves tenants forwards through migrations
+//! or back through revert scripts, the same way.
 //!
 //! Invariants: one engine drives a rollout at a time (an advisory lock on the control plane);
 //! everything it knows is in the control-plane database, so a crash anywhere resumes where it
@@ -14,13 +16,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use control_plane::rollouts::{RolloutRecord, RolloutState, RolloutWork};
+use control_plane::rollouts::{
+    OnFailure, RolloutDirection, RolloutRecord, RolloutState, RolloutWork,
+};
 use control_plane::store::StoreError;
 use control_plane::{Keyring, Store};
 use futures::StreamExt as _;
 use uuid::Uuid;
 
-use crate::{MigrationLimits, MigrationSet, migrate_to};
+use crate::{MigrationLimits, MigrationSet, migrate_to, revert_to};
 
 /// What drives rollouts: the control plane, the keys to open tenant URLs, and the migrations.
 #[derive(Debug, Clone)]
@@ -83,6 +87,10 @@ impl Engine {
     async fn drive(&self, rollout_id: Uuid) -> Result<RolloutState, StoreError> {
         loop {
             let rollout = self.store.rollout(rollout_id).await?;
+            if rollout.state == RolloutState::Reverting {
+                self.revert_moved_tenants(&rollout).await?;
+                continue;
+            }
             if rollout.state != RolloutState::Running {
                 return Ok(rollout.state);
             }
@@ -180,18 +188,106 @@ impl Engine {
         stage: i32,
         failed: i64,
     ) -> Result<(), StoreError> {
+        let (state, reason) = match rollout.on_failure {
+            OnFailure::Pause => (
+                RolloutState::Paused,
+                format!(
+                    "{failed} tenants failed in stage {}, over the limit; fix and `retry`, or `abort`",
+                    stage + 1
+                ),
+            ),
+            OnFailure::Revert => (
+                RolloutState::Reverting,
+                format!(
+                    "{failed} tenants failed in stage {}, over the limit; moving the tenants \
+                     this rollout moved back (--on-failure revert)",
+                    stage + 1
+                ),
+            ),
+        };
+        self.store
+            .transition_rollout(rollout.id, &[RolloutState::Running], state, Some(&reason))
+            .await?;
+        tracing::warn!(rollout = %rollout.id, stage, failed, state = state.as_str(), "too many failures");
+        Ok(())
+    }
+
+    /// `--on-failure revert`: moves every tenant this rollout moved back to the version it was
+    /// at before, then ends the rollout aborted (nothing released). Resumable: tenants already
+    /// moved back are `reverted`, and a tenant that cannot be is recorded `failed` with why.
+    async fn revert_moved_tenants(&self, rollout: &RolloutRecord) -> Result<(), StoreError> {
+        let moved = self.store.tenants_to_revert(rollout.id).await?;
+        let back = match rollout.direction {
+            RolloutDirection::Forward => RolloutDirection::Back,
+            RolloutDirection::Back => RolloutDirection::Forward,
+        };
+        let concurrency = usize::try_from(rollout.concurrency_per_host)
+            .unwrap_or(1)
+            .max(1);
+        let results: Vec<Result<bool, StoreError>> = futures::stream::iter(moved)
+            .map(|tenant| async move {
+                let item = &tenant.work;
+                // A failed tenant's own history says where it stopped; a succeeded one is where
+                // the control plane recorded it.
+                let outcome = match tenant.from_version {
+                    Some(before) => self.move_tenant(item, before, back, tenant.failed).await,
+                    None => Err("the version before this rollout was not recorded".to_owned()),
+                };
+                let (status, to_version, error) = match (&outcome, tenant.failed) {
+                    (Ok((_, after)), false) => ("reverted", Some(*after), None),
+                    (Ok((_, after)), true) => (
+                        "failed",
+                        Some(*after),
+                        Some(format!(
+                            "{}; moved back to version {after}",
+                            tenant.error.as_deref().unwrap_or("failed")
+                        )),
+                    ),
+                    (Err(error), _) => {
+                        tracing::warn!(rollout = %rollout.id, tenant = %item.slug, %error, "moving a tenant back failed");
+                        ("failed", None, Some(format!("moving it back failed: {error}")))
+                    }
+                };
+                self.store
+                    .finish_rollout_tenant(rollout.id, item.tenant_id, status, to_version, error.as_deref())
+                    .await?;
+                Ok(outcome.is_ok())
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let mut not_reverted = 0;
+        for result in results {
+            if !result? {
+                not_reverted += 1;
+            }
+        }
+        let counts = self.store.stage_counts(rollout.id, None).await?;
+        let mut reason = format!(
+            "{}; {} tenants moved back",
+            rollout
+                .pause_reason
+                .as_deref()
+                .unwrap_or("over the failure limit")
+                .split(';')
+                .next()
+                .unwrap_or_default(),
+            counts.reverted
+        );
+        if not_reverted > 0 {
+            reason.push_str(&format!(
+                ", {not_reverted} could not be (see their errors; fix them by hand)"
+            ));
+        }
         self.store
             .transition_rollout(
                 rollout.id,
-                &[RolloutState::Running],
-                RolloutState::Paused,
-                Some(&format!(
-                    "{failed} tenants failed in stage {}, over the limit; fix and `retry`, or `abort`",
-                    stage + 1
-                )),
+                &[RolloutState::Reverting],
+                RolloutState::Aborted,
+                Some(&reason),
             )
             .await?;
-        tracing::warn!(rollout = %rollout.id, stage, failed, "rollout paused: too many failures");
+        tracing::warn!(rollout = %rollout.id, %reason, "rollout reverted and aborted");
         Ok(())
     }
 
@@ -264,7 +360,9 @@ impl Engine {
     ) -> Result<TenantOutcome, StoreError> {
         let target = rollout.target_version;
         let verify = self.verify || rollout.verify;
-        if !verify && item.schema_version.is_some_and(|version| version >= target) {
+        let direction = rollout.direction;
+        if !verify && !direction.moves(item.schema_version, target) && item.schema_version.is_some()
+        {
             self.store
                 .finish_rollout_tenant(rollout.id, item.tenant_id, "skipped", None, None)
                 .await?;
@@ -277,11 +375,17 @@ impl Engine {
         {
             return Ok(TenantOutcome::NotStarted);
         }
-        let result = self.migrate_tenant(item, target, verify).await;
+        let result = self.move_tenant(item, target, direction, verify).await;
         match result {
-            Ok((before, after)) if before >= target => {
+            Ok((before, _)) if !direction.moves(Some(before), target) => {
                 self.store
-                    .finish_rollout_tenant(rollout.id, item.tenant_id, "skipped", Some(after), None)
+                    .finish_rollout_tenant(
+                        rollout.id,
+                        item.tenant_id,
+                        "skipped",
+                        Some(before),
+                        None,
+                    )
                     .await?;
                 Ok(TenantOutcome::Done)
             }
@@ -307,11 +411,13 @@ impl Engine {
         }
     }
 
-    /// Connects to the tenant's database and migrates it; returns (version before, after).
-    async fn migrate_tenant(
+    /// Connects to the tenant's database and moves it to `target`: forwards through the
+    /// migrations, or back through the revert scripts; returns (version before, after).
+    async fn move_tenant(
         &self,
         item: &RolloutWork,
         target: i32,
+        direction: RolloutDirection,
         verify: bool,
     ) -> Result<(i32, i32), String> {
         let mut client = crate::connect_tenant(
@@ -328,12 +434,14 @@ impl Engine {
                 .await
                 .map_err(|e| describe(&e))?,
         };
-        if before >= target {
-            return Ok((before, before));
+        let after = match direction {
+            _ if !direction.moves(Some(before), target) => return Ok((before, before)),
+            RolloutDirection::Forward => {
+                migrate_to(&mut client, &self.set, Some(target), self.limits).await
+            }
+            RolloutDirection::Back => revert_to(&mut client, &self.set, target, self.limits).await,
         }
-        let after = migrate_to(&mut client, &self.set, Some(target), self.limits)
-            .await
-            .map_err(|e| describe(&e))?;
+        .map_err(|e| describe(&e))?;
         Ok((before, after))
     }
 }

@@ -13,7 +13,8 @@ use control_plane::{Keyring, Purpose, Store};
 use uuid::Uuid;
 
 use crate::host_sql::{
-    ProvisionError, connect, ensure_role, generate_names, tenant_database_url, with_database,
+    ProvisionError, connect, generate_names, password_verifier, set_role_password,
+    tenant_database_url, with_database,
 };
 
 /// Gives the tenant's role a new password; `actor` goes into the audit log.
@@ -45,5 +46,6 @@ pub async fn rotate_credentials(
     let sealed = keyring.seal(Purpose::TenantDatabaseUrl, tenant.id, &url);
     store.replace_tenant_url(tenant.id, &sealed, actor).await?;
     let admin = connect(&with_database(&admin_url, "postgres")?).await?;
-    ensure_role(&admin, role, &url).await
+    // The tenant's recorded role: rotated whether or not it predates Silo's ownership marker.
+    set_role_password(&admin, role, &password_verifier(&url)?).await
 }

@@ -33,13 +33,21 @@ pub enum ProvisionError {
     Migration(#[from] migrator::MigrateError),
     #[error(transparent)]
     FailPoint(#[from] crate::failpoints::FailPointError),
+    /// A role or database of the generated name exists that Silo did not make for this tenant:
+    /// it is never taken over (granted, re-passworded or recorded as done).
+    #[error(
+        "a {kind} named {name} already exists on the host and was not made by Silo for this tenant; remove or rename it, then retry"
+    )]
+    NotOurs { kind: &'static str, name: String },
 }
 
 impl ProvisionError {
     /// Whether trying again could help.
     pub(crate) fn is_retryable(&self) -> bool {
         match self {
-            ProvisionError::NoCapacity | ProvisionError::BadHostUrl => false,
+            ProvisionError::NoCapacity
+            | ProvisionError::BadHostUrl
+            | ProvisionError::NotOurs { .. } => false,
             ProvisionError::Connect(error) => !error.is_configuration(),
             _ => true,
         }
@@ -47,13 +55,18 @@ impl ProvisionError {
 
     /// What the person who signed up is told.
     pub(crate) fn public_reason(&self, step: &str) -> String {
+        // The subdomain stays taken by this signup until an operator retries it or removes it
+        // (`silo tenants purge-failed`), so the sentence says that, not "sign up again".
+        const WHAT_NEXT: &str = "The subdomain stays reserved for this signup until our team \
+            either finishes setting it up (this page then links to your workspace) or removes \
+            it, after which you can sign up again with the same subdomain.";
         match self {
             ProvisionError::NoCapacity => {
-                "We have no room for new workspaces right now. Please try again later.".to_owned()
+                format!("We have no room for new workspaces right now. {WHAT_NEXT}")
             }
             _ => format!(
-                "Setting up your database failed at step `{step}`. Our team has been notified; \
-                 you can retry the signup later."
+                "Setting up your database failed at step `{step}`; our team has been notified. \
+                 {WHAT_NEXT}"
             ),
         }
     }
@@ -138,29 +151,71 @@ pub(crate) async fn ensure_role(
     role: &str,
     tenant_url: &SecretString,
 ) -> Result<(), ProvisionError> {
+    let verifier = password_verifier(tenant_url)?;
+    let existing: Option<Option<String>> = admin
+        .query_opt(
+            "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
+            &[&role],
+        )
+        .await?
+        .map(|row| row.get(0));
+    match existing {
+        Some(marker) if marker.as_deref() == Some(ROLE_MARKER) => {
+            set_role_password(admin, role, &verifier).await
+        }
+        Some(_) => Err(ProvisionError::NotOurs {
+            kind: "role",
+            name: role.to_owned(),
+        }),
+        None => {
+            // One simple query is one transaction: the role never exists without its marker.
+            // Identifiers cannot be bound as parameters; the role name is generated.
+            let statement = format!(
+                "CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
+                 NOBYPASSRLS PASSWORD '{}'; COMMENT ON ROLE {role} IS '{ROLE_MARKER}'",
+                verifier.replace('\'', "''"),
+                role = quote_identifier(role),
+            );
+            match admin.batch_execute(&statement).await {
+                Ok(()) => Ok(()),
+                // Another worker created it between our check and our CREATE: check it again.
+                Err(error)
+                    if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT) =>
+                {
+                    Box::pin(ensure_role(admin, role, tenant_url)).await
+                }
+                Err(error) => Err(error.into()),
+            }
+        }
+    }
+}
+
+/// The comment Silo writes on every role it creates, in the same transaction: a role of a
+/// generated name without it was not made by Silo, and is never taken over.
+pub const ROLE_MARKER: &str = "made by Silo: the owner of one tenant database";
+
+/// Sets the password of a tenant's role, known to be the tenant's (credential rotation).
+pub(crate) async fn set_role_password(
+    admin: &Client,
+    role: &str,
+    verifier: &str,
+) -> Result<(), ProvisionError> {
+    admin
+        .batch_execute(&format!(
+            "ALTER ROLE {} PASSWORD '{}'",
+            quote_identifier(role),
+            verifier.replace('\'', "''")
+        ))
+        .await?;
+    Ok(())
+}
+
+/// The SCRAM verifier of the password in `tenant_url`: only the verifier travels to the server.
+pub(crate) fn password_verifier(tenant_url: &SecretString) -> Result<String, ProvisionError> {
     let target = connect::Target::parse(tenant_url).map_err(|_| ProvisionError::BadHostUrl)?;
     let password = target
         .config
         .get_password()
         .ok_or(ProvisionError::BadHostUrl)?;
-    let verifier = postgres_protocol::password::scram_sha_256(password);
-    let exists = admin
-        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
-        .await?
-        .is_some();
-    let verb = if exists { "ALTER" } else { "CREATE" };
-    // Identifiers cannot be bound as parameters; the role name is generated, never user input.
-    let statement = format!(
-        "{verb} ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD '{}'",
-        quote_identifier(role),
-        verifier.replace('\'', "''")
-    );
-    match admin.batch_execute(&statement).await {
-        Ok(()) => Ok(()),
-        // Another worker created it between our check and our CREATE: set the password.
-        Err(error) if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT) => {
-            Box::pin(ensure_role(admin, role, tenant_url)).await
-        }
-        Err(error) => Err(error.into()),
-    }
+    Ok(postgres_protocol::password::scram_sha_256(password))
 }

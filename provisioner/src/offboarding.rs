@@ -215,6 +215,15 @@ pub async fn restore(
     }
     let (admin_url, database, role) =
         tenant_location(store, keyring, tenant, "restore into").await?;
+    let tenant_url = tenant
+        .sealed_database_url
+        .as_ref()
+        .map(|sealed| keyring.open(Purpose::TenantDatabaseUrl, tenant.id, sealed))
+        .transpose()?
+        .ok_or(OffboardError::NoDatabase(
+            tenant.status.as_str(),
+            "restore into",
+        ))?;
     let file_str = path_str(file)?;
     // Read the archive's table of contents before touching anything.
     run_tool("pg_restore", &admin_url, &["--list", file_str])
@@ -241,15 +250,16 @@ pub async fn restore(
                 quote_identifier(&incoming)
             ))
             .await?;
-        let role_arg = format!("--role={role}");
+        // Restored as the tenant's own role, through its own credentials: whatever the archive
+        // holds runs with the tenant's privileges, never the host admin's (a crafted archive
+        // could `SET ROLE` or `RESET ROLE` past a `--role` given to an admin session).
         run_tool(
             "pg_restore",
-            &admin_url,
+            &tenant_url,
             &[
                 "--no-password",
                 "--no-owner",
                 "--no-privileges",
-                &role_arg,
                 "--exit-on-error",
                 "--single-transaction",
                 "--dbname",
@@ -296,15 +306,6 @@ pub async fn restore(
         .batch_execute(&format!("DROP DATABASE {aside} WITH (FORCE)"))
         .await?;
 
-    let tenant_url = tenant
-        .sealed_database_url
-        .as_ref()
-        .map(|sealed| keyring.open(Purpose::TenantDatabaseUrl, tenant.id, sealed))
-        .transpose()?
-        .ok_or(OffboardError::NoDatabase(
-            tenant.status.as_str(),
-            "restore into",
-        ))?;
     let client = connect(&tenant_url).await?;
     let version = migrator::applied_version(&client).await?;
     store.set_schema_version(tenant.id, version).await?;
@@ -351,7 +352,7 @@ async fn drop_database_and_role(
 }
 
 /// The host admin URL, database name and role name of a placed tenant.
-async fn tenant_location(
+pub(crate) async fn tenant_location(
     store: &Store,
     keyring: &Keyring,
     tenant: &TenantRecord,

@@ -132,7 +132,8 @@ async fn build(
 }
 
 /// Copies the template into the tenant's database (owned by its role) unless it exists, and hands
-/// every object in it to the tenant's role. Idempotent.
+/// every object in it to the tenant's role. Idempotent; a database of that name owned by anyone
+/// but the tenant's role (itself checked as Silo's by its marker) is refused, never taken over.
 pub async fn create_from_template(
     admin: &Client,
     admin_url: &SecretString,
@@ -158,6 +159,20 @@ pub async fn create_from_template(
                     || error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {}
             Err(error) => return Err(error.into()),
         }
+    }
+    let owner: Option<String> = admin
+        .query_opt(
+            "SELECT r.rolname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba \
+             WHERE d.datname = $1",
+            &[&database],
+        )
+        .await?
+        .map(|row| row.get(0));
+    if owner.as_deref() != Some(role) {
+        return Err(ProvisionError::NotOurs {
+            kind: "database",
+            name: database.to_owned(),
+        });
     }
     let tenant_admin = connect(&with_database(admin_url, database)?).await?;
     tenant_admin

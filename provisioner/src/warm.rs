@@ -160,6 +160,36 @@ pub async fn remove_host(
     Ok(())
 }
 
+/// Forgets a host whose server is gone for good: removes the record (and with it the records of
+/// its warm databases and templates) without contacting the server, and returns the names of the
+/// databases and roles left on it, for the operator to drop by hand should the server come back.
+/// Refused while tenants live there, as [`remove_host`] is; audited with what was left behind.
+pub async fn forget_host(
+    store: &Store,
+    host: &DatabaseHost,
+    actor: &str,
+) -> Result<Vec<String>, ProvisionError> {
+    if host.tenant_count > 0 {
+        return Err(control_plane::store::StoreError::HostInUse(host.tenant_count).into());
+    }
+    if host.status != "draining" {
+        store.set_host_status(&host.name, "draining", actor).await?;
+    }
+    let mut left_behind: Vec<String> = Vec::new();
+    for warm in store.warm_databases(host.id).await? {
+        left_behind.push(format!("database {}", warm.database_name));
+        left_behind.push(format!("role {}", warm.role_name));
+    }
+    for (_, template) in store.templates_of(host.id).await? {
+        left_behind.push(format!("database {template}"));
+    }
+    store
+        .delete_host_recording(host.id, actor, Some(&left_behind))
+        .await?;
+    tracing::warn!(host = %host.name, left = left_behind.len(), "forgot a host without cleaning its server");
+    Ok(left_behind)
+}
+
 async fn drop_warm(
     store: &Store,
     admin_url: &secrecy::SecretString,

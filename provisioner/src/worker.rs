@@ -17,6 +17,26 @@ async fn handle(
     Ok(())
 }
 
+/// The control-plane queue `queue` as a worker's backend: a job is noticed at once through
+/// LISTEN/NOTIFY, with a one-second poll as a safety net; a worker that misses three heartbeats
+/// is presumed dead and its jobs are taken up by another.
+pub fn queue_backend<Job>(
+    pool: &apalis_postgres::PgPool,
+    queue: &str,
+    heartbeat: Duration,
+) -> PollWith<PostgresStorage<Job>, Strategy> {
+    let config = Config::default()
+        .queue(queue)
+        .heartbeat_interval(heartbeat)
+        .missed_heartbeats(3);
+    let strategy = Strategy::new()
+        .stream(Pubsub::new(pool.clone(), queue.to_owned()))
+        .interval(Duration::from_secs(1));
+    PostgresStorage::<Job>::new(pool)
+        .with_config(config)
+        .poll_with_strategy(strategy)
+}
+
 /// Runs a provisioning worker until `shutdown` resolves. New jobs are noticed at once through
 /// LISTEN/NOTIFY, with a one-second poll as a safety net.
 pub async fn run_worker(
@@ -26,16 +46,7 @@ pub async fn run_worker(
     heartbeat: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), WorkerError> {
-    let config = Config::default()
-        .queue(PROVISION_QUEUE)
-        .heartbeat_interval(heartbeat)
-        .missed_heartbeats(3);
-    let strategy = Strategy::new()
-        .stream(Pubsub::new(pool.clone(), PROVISION_QUEUE.to_owned()))
-        .interval(Duration::from_secs(1));
-    let backend = PostgresStorage::<ProvisionTenant>::new(&pool)
-        .with_config(config)
-        .poll_with_strategy(strategy);
+    let backend = queue_backend::<ProvisionTenant>(&pool, PROVISION_QUEUE, heartbeat);
     let name = format!("provisioner-{}", uuid::Uuid::new_v4().simple());
     WorkerBuilder::new(name)
         .backend(backend)

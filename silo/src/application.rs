@@ -6,6 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use control_plane::{Keyring, Settings, Store};
@@ -13,6 +14,13 @@ use provisioner::Provisioner;
 use tenant_router::RouterState;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+/// File uploads (item imports) whose bodies the edge reads at once; each may hold up to
+/// `tenant_app::MAX_UPLOAD_BYTES` in memory until whole.
+const UPLOADS_AT_ONCE: usize = 4;
+
+/// How many imports a worker process runs at once (each one tenant's; a tenant has one at a time).
+const IMPORTS_AT_ONCE: usize = 2;
 
 /// What an application is built from.
 #[derive(Debug, Clone)]
@@ -101,7 +109,8 @@ impl Application {
                 )
                 .with_lint(migrator::lint::LintConfig::from_settings(
                     &options.settings.migrations,
-                )?),
+                )?)
+                .with_domain_resolver(domain_resolver(&options.settings.domains)),
             );
             let api_key_validation = apex::api_key_validation_router(apex::ApiKeyValidationState {
                 store: options.store.clone(),
@@ -120,12 +129,26 @@ impl Application {
                 stripe: control_plane::stripe::StripeClient::new(&options.settings.billing),
             });
             let tenant = tenant_router::serve(tenant_app, router_state.clone());
-            let app = crate::dispatch::host_dispatch(base_domain, apex, tenant)
+            let probes = crate::dispatch::Probes {
+                store: options.store.clone(),
+                draining: Arc::new(AtomicBool::new(false)),
+            };
+            let draining = probes.draining.clone();
+            background.until_stopped(|stop| async move {
+                stop.await;
+                draining.store(true, Ordering::Release);
+            });
+            let app = crate::dispatch::host_dispatch(base_domain, apex, tenant, probes)
                 // The edge reads each body whole (bounded in size and time) before the host is
                 // dispatched, so no handler or extractor of any surface runs on half a request.
                 .layer(axum::middleware::from_fn_with_state(
                     web::edge::EdgeLimits {
                         max_body_bytes: web::edge::MAX_BODY_BYTES,
+                        uploads: Some(web::edge::Uploads::new(
+                            tenant_app::UPLOAD_PATHS,
+                            tenant_app::MAX_UPLOAD_BYTES,
+                            UPLOADS_AT_ONCE,
+                        )),
                         body_read_timeout: options.settings.http.body_read_timeout,
                         request_timeout: options.settings.http.request_timeout,
                     },
@@ -148,11 +171,28 @@ impl Application {
                     web::client::identify_client,
                 ))
                 .layer(tower_http_trace());
+            // This router joins the fleet before it serves, so it never takes more than its
+            // share of a host (it leaves once its last request is answered), and knows every
+            // ended session, so it never takes a signed-out one.
+            router_state.join_fleet().await;
+            router_state.load_ended_sessions().await;
             let stop = stopped();
             let http = options.settings.http.clone();
-            background
-                .tasks
-                .spawn(crate::http_server::serve(listener, app, http, stop));
+            let (served, served_seen) = tokio::sync::oneshot::channel::<()>();
+            background.tasks.spawn(async move {
+                let result = crate::http_server::serve(listener, app, http, stop).await;
+                let _ = served.send(());
+                result
+            });
+            let fleet = router_state.clone();
+            background.tasks.spawn(async move {
+                fleet
+                    .follow_fleet(async {
+                        let _ = served_seen.await;
+                    })
+                    .await;
+                Ok(())
+            });
             let meter = router_state.clone();
             background.every(options.settings.usage.flush_interval, move || {
                 let meter = meter.clone();
@@ -230,39 +270,56 @@ impl Application {
                 )
             });
             let pool = options.store.pool().clone();
-            let mut stop_watch = stop_receiver.clone();
-            background.tasks.spawn(async move {
-                // The worker stops with an error when the control-plane database goes away; it
-                // is restarted (backing off) rather than taking the whole process down.
-                let mut backoff = Duration::from_millis(500);
-                loop {
-                    let mut receiver = stop_watch.clone();
-                    let result = provisioner::run_worker(
+            background.tasks.spawn(supervise(
+                "provisioning",
+                stop_receiver.clone(),
+                move |stopped| {
+                    provisioner::run_worker(
                         provisioner.clone(),
                         pool.clone(),
                         provisioning.concurrency,
                         provisioning.heartbeat_interval,
-                        async move {
-                            let _ = receiver.wait_for(|stopped| *stopped).await;
-                        },
+                        stopped,
                     )
-                    .await;
-                    if *stop_watch.borrow() {
-                        return Ok(());
-                    }
-                    match result {
-                        Ok(()) => tracing::warn!("provisioning worker stopped; restarting"),
-                        Err(error) => {
-                            tracing::warn!(%error, "provisioning worker failed; restarting");
-                        }
-                    }
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {},
-                        _ = stop_watch.wait_for(|stopped| *stopped) => return Ok(()),
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
-            });
+                },
+            ));
+            let importer = Arc::new(crate::imports::Importer::new(
+                options.store.clone(),
+                options.keyring.clone(),
+            ));
+            let pool = options.store.pool().clone();
+            let heartbeat = options.settings.provisioning.heartbeat_interval;
+            background.tasks.spawn(supervise(
+                "imports",
+                stop_receiver.clone(),
+                move |stopped| {
+                    crate::imports::run_import_worker(
+                        importer.clone(),
+                        pool.clone(),
+                        IMPORTS_AT_ONCE,
+                        heartbeat,
+                        stopped,
+                    )
+                },
+            ));
+            let mailer = Arc::new(mailer(&options, self.address)?);
+            let pool = options.store.pool().clone();
+            let mail = provisioner::mail::MailWorkerSettings {
+                concurrency: options.settings.mail.concurrency,
+                max_attempts: options.settings.mail.max_attempts,
+                retry_max_backoff: options.settings.mail.retry_max_backoff,
+                heartbeat: options.settings.provisioning.heartbeat_interval,
+            };
+            background
+                .tasks
+                .spawn(supervise("mail", stop_receiver.clone(), move |stopped| {
+                    provisioner::mail::run_mail_worker(
+                        mailer.clone(),
+                        pool.clone(),
+                        mail.clone(),
+                        stopped,
+                    )
+                }));
         }
 
         // Run until asked to stop, or until a part stops on its own (which is a failure).
@@ -287,6 +344,71 @@ impl Application {
             }
         }
         outcome
+    }
+}
+
+/// The mail worker's sender: SMTP if configured, else `.eml` files in the data dir; links to
+/// workspaces on the public URL (by default this process's own port on the base domain).
+fn mailer(
+    options: &ApplicationOptions,
+    address: Option<SocketAddr>,
+) -> anyhow::Result<provisioner::mail::Mailer> {
+    let settings = &options.settings;
+    let outbox = provisioner::mail::Outbox::new(
+        settings.mail.smtp_url.as_ref(),
+        &settings.mail_outbox_dir(),
+    )?;
+    if let provisioner::mail::Outbox::Files { folder, .. } = &outbox {
+        tracing::info!(folder = %folder.display(), "no SMTP configured (SILO_SMTP_URL): mails are written as .eml files");
+    }
+    let port = address.map_or(settings.http_addr.port(), |address| address.port());
+    let public_url = settings
+        .mail
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}:{port}", settings.base_domain));
+    provisioner::mail::Mailer::new(
+        options.store.clone(),
+        options.keyring.clone(),
+        outbox,
+        &settings.mail_from(),
+        &public_url,
+    )
+    .map_err(anyhow::Error::msg)
+}
+
+/// Runs an apalis worker until the application stops. A worker stops with an error when the
+/// control-plane database goes away; it is restarted (backing off) rather than taking the whole
+/// process down.
+async fn supervise<Run, Running, Failure>(
+    what: &'static str,
+    mut stop_watch: watch::Receiver<bool>,
+    run: Run,
+) -> anyhow::Result<()>
+where
+    Run: Fn(Pin<Box<dyn Future<Output = ()> + Send>>) -> Running,
+    Running: Future<Output = Result<(), Failure>>,
+    Failure: std::fmt::Display,
+{
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let mut receiver = stop_watch.clone();
+        let result = run(Box::pin(async move {
+            let _ = receiver.wait_for(|stopped| *stopped).await;
+        }))
+        .await;
+        if *stop_watch.borrow() {
+            return Ok(());
+        }
+        match result {
+            Ok(()) => tracing::warn!(worker = what, "worker stopped; restarting"),
+            Err(error) => tracing::warn!(worker = what, %error, "worker failed; restarting"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {},
+            _ = stop_watch.wait_for(|stopped| *stopped) => return Ok(()),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }
 
@@ -363,27 +485,19 @@ impl Background {
     }
 }
 
+/// The resolver domain verification asks (`[domains] resolver`, else the system's); `None`,
+/// logged, when none can be set up — verification then answers `dns_unavailable`.
+fn domain_resolver(
+    settings: &control_plane::settings::DomainSettings,
+) -> Option<control_plane::dns::TxtResolver> {
+    control_plane::dns::TxtResolver::new(settings.resolver, settings.lookup_timeout)
+        .inspect_err(|error| tracing::warn!(%error, "domain verification has no DNS resolver"))
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
-    /// Log lines written by a test's subscriber.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0
-                .lock()
-                .expect("not poisoned")
-                .extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::logging::Captured;
 
     #[test]
     fn the_request_span_names_the_path_but_never_the_query() {
@@ -401,8 +515,7 @@ mod tests {
             let _entered = span.enter();
             tracing::debug!("handled");
         });
-        let logged = String::from_utf8(captured.0.lock().expect("not poisoned").clone())
-            .expect("utf-8 logs");
+        let logged = captured.text();
         assert!(logged.contains("/sign-in/link"), "{logged}");
         assert!(!logged.contains("very-secret-token"), "{logged}");
     }

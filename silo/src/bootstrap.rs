@@ -78,7 +78,8 @@ pub async fn bootstrap(
     };
     let store = Store::connect(&database_url, 10)
         .await
-        .context("cannot connect to the control-plane database")?;
+        .context("cannot connect to the control-plane database")?
+        .with_domain_claim_ttl(settings.domains.claim_ttl);
     store
         .migrate()
         .await

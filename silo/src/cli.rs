@@ -90,6 +90,20 @@ pub enum TenantsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Clean up tenants whose provisioning failed: drop the role Silo made for each (it carries
+    /// Silo's marker) and the database that role owns, if any (safe to run again), then remove
+    /// its record, so its subdomain is free for a new signup. A role or database of the name
+    /// that Silo did not make is left alone and that tenant is not purged. Audited. Exits
+    /// non-zero if any could not be purged (its host unreachable, say): that one keeps its
+    /// record and subdomain.
+    PurgeFailed {
+        /// Only list the failed tenants that would be purged; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a tenant's subscription (trial, active, past_due, suspended, cancelled), its dates
     /// and every recorded transition.
     Subscription {
@@ -111,7 +125,8 @@ pub enum TenantsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Reactivate a suspended or past-due subscription: served again at once.
+    /// Reactivate a suspended subscription: served again at once, in the state it was
+    /// suspended from (a trial stays a trial while its end is ahead, else it is past due).
     Reactivate {
         /// The tenant's subdomain.
         slug: String,
@@ -242,6 +257,11 @@ pub enum HostsCommand {
     Remove {
         /// The host's name.
         name: String,
+        /// The server is gone for good: remove the record without contacting it, and list the
+        /// warm-pool and template databases (and roles) left on it, to drop by hand should it
+        /// come back. Still refused while tenants live there.
+        #[arg(long)]
+        forget: bool,
     },
     /// List database hosts with their load.
     List {

@@ -56,12 +56,34 @@ pub async fn run(started: &Bootstrapped, command: HostsCommand) -> anyhow::Resul
             println!("Host `{name}` is active and takes new tenants.");
             Ok(())
         }
-        HostsCommand::Remove { name } => {
+        HostsCommand::Remove {
+            name,
+            forget: false,
+        } => {
             let host = host_named(started, &name).await?;
             provisioner::remove_host(&started.store, &started.keyring, &host, &actor())
                 .await
-                .with_context(|| format!("cannot remove host `{name}`"))?;
+                .with_context(|| {
+                    format!(
+                        "cannot remove host `{name}` (if its server is gone for good, \
+                         `silo hosts remove {name} --forget` removes the record alone)"
+                    )
+                })?;
             println!("Removed host `{name}`.");
+            Ok(())
+        }
+        HostsCommand::Remove { name, forget: true } => {
+            let host = host_named(started, &name).await?;
+            let left_behind = provisioner::forget_host(&started.store, &host, &actor())
+                .await
+                .with_context(|| format!("cannot forget host `{name}`"))?;
+            println!("Forgot host `{name}` without contacting its server.");
+            if !left_behind.is_empty() {
+                println!("Left on that server, should it come back:");
+                for thing in &left_behind {
+                    println!("  {thing}");
+                }
+            }
             Ok(())
         }
         HostsCommand::List { json } => {

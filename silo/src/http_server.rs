@@ -8,7 +8,7 @@
 //!
 //! Body-read and request timeouts are the edge middleware's (`web::edge`), which answers them
 //! with an error a client can read. On shutdown no new connection is accepted, idle ones close,
-//! and in-flight requests finish (each bounded by the request timeout).
+//! and in-flight requests get `shutdown_timeout` to finish; then their connections are cut.
 
 use std::future::Future;
 use std::io;
@@ -40,7 +40,10 @@ pub async fn serve(
     let connections = Arc::new(Semaphore::new(slots as usize));
     let (closing, closing_seen) = watch::channel(false);
     let mut stop = pin!(stop);
+    let mut served = tokio::task::JoinSet::new();
     loop {
+        // Reap ended connections so the set holds only live ones.
+        while served.try_join_next().is_some() {}
         let permit = tokio::select! {
             () = &mut stop => break,
             permit = connections.clone().acquire_owned() => {
@@ -60,7 +63,7 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(
+        served.spawn(serve_connection(
             stream,
             peer,
             app.clone(),
@@ -72,7 +75,17 @@ pub async fn serve(
     drop(listener);
     let _ = closing.send(true);
     // Every connection holds a slot until it ends: all slots back means all connections ended.
-    let _ = connections.acquire_many(slots).await;
+    let drained =
+        tokio::time::timeout(http.shutdown_timeout, connections.acquire_many(slots)).await;
+    if drained.is_err() {
+        tracing::warn!(
+            connections = served.len(),
+            "requests still running after the shutdown timeout; cutting their connections"
+        );
+    }
+    // Dropping a connection's task drops its requests, and with them any tenant connection
+    // they hold (returned to its pool, which closes as the process stops).
+    served.shutdown().await;
     Ok(())
 }
 

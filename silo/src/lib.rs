@@ -11,6 +11,8 @@ pub mod commands;
 pub mod dispatch;
 pub mod hosts;
 mod http_server;
+pub mod imports;
+pub mod logging;
 pub mod migrator_cli;
 pub mod openapi;
 pub mod tenants;

@@ -6,14 +6,10 @@ use clap::Parser as _;
 async fn main() -> std::process::ExitCode {
     // Two rustls crypto providers are compiled in (sqlx's ring and reqwest's aws-lc-rs); pick one.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SILO_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,sqlx=warn,apalis=warn")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(error) = silo::logging::init("info,sqlx=warn,apalis=warn") {
+        eprintln!("error: {error}");
+        return std::process::ExitCode::FAILURE;
+    }
     let cli = silo::cli::Cli::parse();
     match silo::commands::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

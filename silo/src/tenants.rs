@@ -63,6 +63,32 @@ fn report_subscription(slug: &str, subscription: &Subscription, json: bool) {
     }
 }
 
+fn print_purge_report(report: &[provisioner::purge::FailedTenant], dry_run: bool, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"dry_run": dry_run, "tenants": report})
+        );
+        return;
+    }
+    if report.is_empty() {
+        println!("No tenant's provisioning has failed; nothing to purge.");
+    }
+    for tenant in report {
+        let place = match (&tenant.host, &tenant.database) {
+            (Some(host), Some(database)) => format!("database {database} on host {host}"),
+            _ => "never placed on a host".to_owned(),
+        };
+        let done = match (&tenant.error, dry_run, tenant.purged) {
+            (Some(error), _, _) => format!("NOT purged: {error}"),
+            (None, true, _) => "would be purged".to_owned(),
+            (None, false, true) => "purged; the subdomain is free".to_owned(),
+            (None, false, false) => "left alone: no longer failed".to_owned(),
+        };
+        println!("`{}` ({place}): {done}", tenant.slug);
+    }
+}
+
 pub async fn run(started: &Bootstrapped, command: TenantsCommand) -> anyhow::Result<()> {
     let (store, keyring) = (&started.store, &started.keyring);
     match command {
@@ -207,6 +233,20 @@ pub async fn run(started: &Bootstrapped, command: TenantsCommand) -> anyhow::Res
                 .await
                 .with_context(|| format!("cannot extend the trial of `{slug}`"))?;
             report_subscription(&slug, &subscription, json);
+        }
+        TenantsCommand::PurgeFailed { dry_run, json } => {
+            let report = provisioner::purge::purge_failed(store, keyring, dry_run, &actor())
+                .await
+                .context("cannot list the failed tenants")?;
+            print_purge_report(&report, dry_run, json);
+            let stuck = report
+                .iter()
+                .filter(|tenant| tenant.error.is_some())
+                .count();
+            anyhow::ensure!(
+                stuck == 0,
+                "{stuck} failed tenant(s) could not be purged; they keep their subdomains"
+            );
         }
         TenantsCommand::RotateCredentials { slug, json } => {
             let tenant = find(started, &slug).await?;

@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use control_plane::api_keys::{API_ACCESS_MODULE, ApiKey, KEY_ROLES, NewApiKey};
+use control_plane::limits::Counted;
 use control_plane::store::StoreError;
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
@@ -14,22 +15,22 @@ use uuid::Uuid;
 use web::ApiError;
 
 use crate::auth::{Authed, Role};
-use crate::common::{Body, Fields, not_found};
+use crate::common::{Body, Fields, Paged, Params, TextPage, invalid, not_found};
 use tenant_router::RouterState;
 
 #[derive(Debug, Deserialize)]
 pub struct NewKeyRequest {
-    name: String,
-    role: Option<String>,
+    pub name: String,
+    pub role: Option<String>,
 }
 
 /// A key as created: its record and, this once, the whole key. (No `Debug`: it holds the key.)
 #[derive(Serialize)]
 pub struct CreatedKey {
     #[serde(flatten)]
-    key: ApiKey,
+    pub key: ApiKey,
     /// `silo_<prefix>_<secret>`: shown only in this answer.
-    secret: String,
+    pub secret: String,
 }
 
 impl From<NewApiKey> for CreatedKey {
@@ -55,14 +56,30 @@ fn key_id(raw: &str) -> Result<Uuid, ApiError> {
 pub async fn list_api_keys(
     State(router): State<RouterState>,
     authed: Authed,
-) -> Result<Json<Vec<ApiKey>>, ApiError> {
-    require_owner_with_api_access(&authed).await?;
-    Ok(Json(
-        router
-            .store()
-            .api_keys_of(authed.connection.tenant.id)
-            .await?,
-    ))
+    Params(page): Params<TextPage>,
+) -> Result<Json<Paged<ApiKey, Uuid>>, ApiError> {
+    api_keys_page(&router, &authed, &page).await.map(Json)
+}
+
+/// One page of the workspace's keys, revoked ones included (owner, `api_access`).
+pub async fn api_keys_page(
+    router: &RouterState,
+    authed: &Authed,
+    page: &TextPage,
+) -> Result<Paged<ApiKey, Uuid>, ApiError> {
+    require_owner_with_api_access(authed).await?;
+    let limit = page.limit()?;
+    let after = page
+        .cursor
+        .as_deref()
+        .map(Uuid::parse_str)
+        .transpose()
+        .map_err(|_| invalid("cursor", "must be the `next_cursor` of the previous page"))?;
+    let keys = router
+        .store()
+        .api_keys_page(authed.connection.tenant.id, after, limit)
+        .await?;
+    Ok(Paged::cut(keys, limit, |key| key.id))
 }
 
 #[tracing::instrument(name = "create_api_key", skip_all, fields(tenant = %authed.connection.tenant.slug))]
@@ -88,6 +105,7 @@ pub async fn create_api_key(
             new.name.trim(),
             role,
             &authed.actor(),
+            Counted::ApiKeys.limit(&authed.connection.tenant.entitlements.plan),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(created.into())))

@@ -8,28 +8,22 @@
 //! module (checked on every request, so a downgrade stops keys at once).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use control_plane::api_keys::{API_ACCESS_MODULE, PresentedKey};
-use control_plane::{Purpose, Sealed};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use web::client::ClientAddr;
 use web::{ApiError, ErrorCode};
 
 use crate::common::{Body, Fields};
+use crate::sessions::{end_session, live_session, new_session, unix_now};
 use crate::{ResolvedOnly, TenantConnection};
 use tenant_router::RouterState;
 use tenant_router::seam::{Budget, ResolvedTenant};
-
-/// How long a session token is valid.
-const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -56,13 +50,6 @@ impl Role {
             Self::ReadOnly => "read_only",
         }
     }
-}
-
-/// What a session token carries (sealed, so the client can neither read nor change it).
-#[derive(Debug, Serialize, Deserialize)]
-struct Claims {
-    user_id: i64,
-    expires_at: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -198,6 +185,17 @@ impl Authed {
         }
     }
 
+    /// A transaction on the request's own tenant connection.
+    pub async fn transaction(
+        &mut self,
+    ) -> Result<tenant_router::seam::TenantTransaction<'_>, ApiError> {
+        self.connection
+            .client
+            .transaction()
+            .await
+            .map_err(crate::common::db_error)
+    }
+
     pub fn client(&self) -> &tokio_postgres::Client {
         &self.connection.client
     }
@@ -213,18 +211,11 @@ pub(super) fn plan_limit_reached(plan: &str, limit: i32, what: &str, count: i64)
     )
 }
 
-fn unauthenticated() -> ApiError {
+pub(crate) fn unauthenticated() -> ApiError {
     ApiError::new(
         ErrorCode::Unauthenticated,
         "Sign in first and send the token as `Authorization: Bearer <token>`.",
     )
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or(0)
 }
 
 impl<S> FromRequestParts<S> for Authed
@@ -324,16 +315,14 @@ async fn session(
     client: Option<std::net::IpAddr>,
     token: &SecretString,
 ) -> Result<(TenantConnection, SessionUser), ApiError> {
-    let claims = open_token(router, tenant.id, token)
-        .filter(|claims| claims.expires_at > unix_now())
-        .ok_or_else(unauthenticated);
-    let claims = charged(router, &tenant, client, claims)?;
+    let user_id = live_session(router, tenant.id, token).ok_or_else(unauthenticated);
+    let user_id = charged(router, &tenant, client, user_id)?;
     let connection = TenantConnection::open(router, tenant).await?;
     let row = connection
         .client
         .query_opt(
             "SELECT id, email, display_name, role FROM users WHERE id = $1 AND is_active",
-            &[&claims.user_id],
+            &[&user_id],
         )
         .await
         .map_err(crate::common::db_error)?
@@ -347,12 +336,30 @@ pub(crate) async fn active_user_by_email(
     connection: &TenantConnection,
     email: &str,
 ) -> Result<Option<SessionUser>, ApiError> {
+    active_user(connection, "lower(email) = lower($1)", &email.trim()).await
+}
+
+/// The active user with this id, if any.
+pub(crate) async fn active_user_by_id(
+    connection: &TenantConnection,
+    user_id: i64,
+) -> Result<Option<SessionUser>, ApiError> {
+    active_user(connection, "id = $1", &user_id).await
+}
+
+/// The active user matching `condition` (one of this module's constants) on `value`.
+async fn active_user(
+    connection: &TenantConnection,
+    condition: &str,
+    value: &(dyn tokio_postgres::types::ToSql + Sync),
+) -> Result<Option<SessionUser>, ApiError> {
     let row = connection
         .client
         .query_opt(
-            "SELECT id, email, display_name, role FROM users \
-             WHERE lower(email) = lower($1) AND is_active",
-            &[&email.trim()],
+            &format!(
+                "SELECT id, email, display_name, role FROM users WHERE {condition} AND is_active"
+            ),
+            &[value],
         )
         .await
         .map_err(crate::common::db_error)?;
@@ -405,82 +412,6 @@ fn session_user(row: &tokio_postgres::Row) -> Option<SessionUser> {
         display_name: row.get("display_name"),
         role: Role::parse(row.get("role"))?,
     })
-}
-
-/// `st.<key id>.<nonce ‖ ciphertext ‖ tag>`, both parts base64url.
-fn mint_token(router: &RouterState, tenant_id: uuid::Uuid, claims: &Claims) -> String {
-    let plaintext = SecretString::from(serde_json::to_string(claims).unwrap_or_default());
-    let sealed = router
-        .keyring()
-        .seal(Purpose::TenantSession, tenant_id, &plaintext);
-    format!(
-        "st.{}.{}",
-        URL_SAFE_NO_PAD.encode(sealed.key_id.as_bytes()),
-        URL_SAFE_NO_PAD.encode(&sealed.blob)
-    )
-}
-
-fn open_token(router: &RouterState, tenant_id: uuid::Uuid, token: &SecretString) -> Option<Claims> {
-    let mut parts = token.expose_secret().splitn(3, '.');
-    if parts.next()? != "st" {
-        return None;
-    }
-    let key_id = String::from_utf8(URL_SAFE_NO_PAD.decode(parts.next()?).ok()?).ok()?;
-    let blob = URL_SAFE_NO_PAD.decode(parts.next()?).ok()?;
-    let plaintext = router
-        .keyring()
-        .open(Purpose::TenantSession, tenant_id, &Sealed { key_id, blob })
-        .ok()?;
-    serde_json::from_str(plaintext.expose_secret()).ok()
-}
-
-#[derive(Debug, Deserialize)]
-pub struct LoginRequest {
-    email: String,
-    password: SecretString,
-}
-
-#[derive(Debug, Serialize)]
-pub struct LoginAnswer {
-    token: String,
-    expires_at: u64,
-    user: SessionUser,
-}
-
-/// `POST /api/v1/sessions`: sign in with the tenant user's email and password.
-pub async fn login(
-    State(router): State<RouterState>,
-    client: Option<ClientAddr>,
-    ResolvedOnly(tenant): ResolvedOnly,
-    Body(request): Body<LoginRequest>,
-) -> Result<(StatusCode, Json<LoginAnswer>), ApiError> {
-    let client = client.map(|ClientAddr(address)| address);
-    let user = check_sign_in(&router, client, &tenant, &request.email, request.password).await?;
-    let (token, lifetime) = new_session(&router, tenant.id, user.id);
-    Ok((
-        StatusCode::CREATED,
-        Json(LoginAnswer {
-            token,
-            expires_at: unix_now() + lifetime,
-            user,
-        }),
-    ))
-}
-
-/// A new session token for `user_id` and its lifetime in seconds.
-pub(crate) fn new_session(
-    router: &RouterState,
-    tenant_id: uuid::Uuid,
-    user_id: i64,
-) -> (String, u64) {
-    let claims = Claims {
-        user_id,
-        expires_at: unix_now() + SESSION_LIFETIME.as_secs(),
-    };
-    (
-        mint_token(router, tenant_id, &claims),
-        SESSION_LIFETIME.as_secs(),
-    )
 }
 
 /// Checks a sign-in (the client address's rate, the fields, the password) and answers the
@@ -546,4 +477,62 @@ pub(crate) async fn check_sign_in(
 /// `GET /api/v1/me`: who the token belongs to (a user, or an API key's id, name and role).
 pub async fn me(authed: Authed) -> Json<Caller> {
     Json(authed.caller)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginRequest {
+    email: String,
+    password: SecretString,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LoginAnswer {
+    token: String,
+    expires_at: u64,
+    user: SessionUser,
+}
+
+/// `POST /api/v1/sessions`: sign in with the tenant user's email and password.
+pub async fn login(
+    State(router): State<RouterState>,
+    client: Option<ClientAddr>,
+    ResolvedOnly(tenant): ResolvedOnly,
+    Body(request): Body<LoginRequest>,
+) -> Result<(StatusCode, Json<LoginAnswer>), ApiError> {
+    let client = client.map(|ClientAddr(address)| address);
+    let user = check_sign_in(&router, client, &tenant, &request.email, request.password).await?;
+    let (token, lifetime) = new_session(&router, tenant.id, user.id);
+    Ok((
+        StatusCode::CREATED,
+        Json(LoginAnswer {
+            token,
+            expires_at: unix_now() + lifetime,
+            user,
+        }),
+    ))
+}
+
+/// `DELETE /api/v1/sessions/current`: signs out — ends the session whose token authenticates
+/// this request, on every router. An API key is not a session (revoke it instead): 422.
+pub async fn logout(
+    State(router): State<RouterState>,
+    authed: Authed,
+    headers: axum::http::HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    if !matches!(authed.caller, Caller::User(_)) {
+        return Err(ApiError::new(
+            ErrorCode::ValidationFailed,
+            "An API key is not a session: revoke the key to stop it working.",
+        ));
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(|token| SecretString::from(token.trim().to_owned()))
+        .ok_or_else(unauthenticated)?;
+    let tenant_id = authed.connection.tenant.id;
+    drop(authed);
+    end_session(&router, tenant_id, &token).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -16,13 +16,18 @@ pub async fn show(
     State(app): State<crate::AppState>,
     authed: Authed,
 ) -> Result<Json<Value>, ApiError> {
+    billing_state(&app, &authed).await.map(Json)
+}
+
+/// Where the subscription stands, as `GET /api/v1/billing` answers it (owner).
+pub async fn billing_state(app: &crate::AppState, authed: &Authed) -> Result<Value, ApiError> {
     authed.require(Role::Owner)?;
     let subscription = app
         .router
         .store()
         .subscription(authed.connection.tenant.id)
         .await?;
-    Ok(Json(json!({
+    Ok(json!({
         "status": subscription.status,
         "plan": authed.connection.tenant.entitlements.plan.code,
         "billing_interval": subscription.billing_interval,
@@ -31,14 +36,50 @@ pub async fn show(
         "grace_ends_at": subscription.grace_ends_at,
         "cancel_at": subscription.cancel_at,
         "checkout_available": app.stripe.is_some(),
-    })))
+        "billing_account": subscription.stripe_customer_id.is_some(),
+    }))
 }
 
 #[derive(Debug, Deserialize)]
 pub struct CheckoutRequest {
-    plan: String,
+    pub plan: String,
     #[serde(default = "monthly")]
-    interval: String,
+    pub interval: String,
+}
+
+fn configured(app: &crate::AppState) -> Result<&control_plane::stripe::StripeClient, ApiError> {
+    app.stripe.as_ref().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::StripeNotConfigured,
+            "Online payment is not set up for this service; contact support to change plans.",
+        )
+    })
+}
+
+/// `POST /api/v1/billing/portal` (owner) → `201 {url}`: a Stripe customer-portal session, where
+/// the owner manages payment methods and sees invoices. Needs the Stripe customer a first
+/// checkout makes (`409 no_billing_account` before); nothing is stored, whatever Stripe says.
+pub async fn portal(
+    State(app): State<crate::AppState>,
+    authed: Authed,
+) -> Result<(StatusCode, Json<control_plane::stripe::PortalSession>), ApiError> {
+    authed.require(Role::Owner)?;
+    let stripe = configured(&app)?;
+    let store = app.router.store();
+    let tenant = &authed.connection.tenant;
+    let subscription = store.subscription(tenant.id).await?;
+    let Some(customer) = subscription.stripe_customer_id else {
+        return Err(ApiError::new(
+            ErrorCode::NoBillingAccount,
+            "There is no billing account yet: it is made with the first upgrade through checkout.",
+        ));
+    };
+    let return_url = format!("{}/billing", tenant_url(&app.router, &tenant.slug));
+    let session = stripe
+        .create_portal_session(&customer, &return_url, uuid::Uuid::new_v4())
+        .await
+        .map_err(stripe_error)?;
+    Ok((StatusCode::CREATED, Json(session)))
 }
 
 fn monthly() -> String {
@@ -55,12 +96,7 @@ pub async fn checkout(
 ) -> Result<(StatusCode, Json<control_plane::stripe::CheckoutSession>), ApiError> {
     authed.require(Role::Owner)?;
     let router = &app.router;
-    let Some(stripe) = app.stripe.as_ref() else {
-        return Err(ApiError::new(
-            ErrorCode::StripeNotConfigured,
-            "Online payment is not set up for this service; contact support to change plans.",
-        ));
-    };
+    let stripe = configured(&app)?;
     let store = router.store();
     let plans = store.plans().await?;
     let plan = plans.iter().find(|plan| plan.code == request.plan);
@@ -107,7 +143,7 @@ pub async fn checkout(
             customer
         }
     };
-    let base = format!("{}/settings", tenant_url(router, &tenant.slug));
+    let base = format!("{}/billing", tenant_url(router, &tenant.slug));
     let session = stripe
         .create_checkout_session(
             tenant_id,

@@ -79,6 +79,7 @@ pub async fn put_branding(
             slug: tenant.slug.clone(),
             domain: None,
             api_key: None,
+            sessions_ended: None,
         })
         .await;
     Ok(Json(EffectiveBranding::from_parts(tenant, Some(branding))))

@@ -16,12 +16,12 @@ use crate::common::{Body, Fields, Id, Page, Paged, Params, db_error, invalid, no
 
 #[derive(Debug, Serialize)]
 pub struct Branch {
-    id: i64,
-    code: String,
-    name: String,
-    address: Option<String>,
-    is_active: bool,
-    created_at: DateTime<Utc>,
+    pub id: i64,
+    pub code: String,
+    pub name: String,
+    pub address: Option<String>,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
 }
 
 const BRANCH_COLUMNS: &str = "id, code, name, address, is_active, created_at";
@@ -39,27 +39,30 @@ fn branch(row: &Row) -> Branch {
 
 #[derive(Debug, Deserialize)]
 pub struct NewBranch {
-    code: String,
-    name: String,
-    address: Option<String>,
+    pub code: String,
+    pub name: String,
+    pub address: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct BranchChange {
-    name: Option<String>,
-    address: Option<String>,
-    is_active: Option<bool>,
+    pub name: Option<String>,
+    pub address: Option<String>,
+    pub is_active: Option<bool>,
 }
 
 pub async fn list_branches(
     authed: Authed,
     Params(page): Params<Page>,
 ) -> Result<Json<Paged<Branch>>, ApiError> {
+    branches_page(&authed, &page).await.map(Json)
+}
+
+/// One page of the branches, by id.
+pub async fn branches_page(authed: &Authed, page: &Page) -> Result<Paged<Branch>, ApiError> {
     let sql = format!("SELECT {BRANCH_COLUMNS} FROM branches WHERE id > $1 ORDER BY id LIMIT $2");
-    let branches = page
-        .fetch_page(authed.client(), &sql, &[], branch, |b| b.id)
-        .await?;
-    Ok(Json(branches))
+    page.fetch_page(authed.client(), &sql, &[], branch, |b| b.id)
+        .await
 }
 
 pub async fn get_branch(authed: Authed, Id(id): Id) -> Result<Json<Branch>, ApiError> {

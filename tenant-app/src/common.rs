@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use web::{ApiError, ErrorCode};
@@ -135,11 +136,54 @@ impl Page {
     }
 }
 
-/// A page of rows and the cursor of the next page, if there is one.
+/// A page of rows and the cursor of the next page, if there is one (an id, or the text a list
+/// is ordered by).
 #[derive(Debug, Serialize)]
-pub struct Paged<T> {
+pub struct Paged<T, C = i64> {
     pub data: Vec<T>,
-    pub next_cursor: Option<i64>,
+    pub next_cursor: Option<C>,
+}
+
+/// `?limit=&cursor=` over a list ordered by text (a name, or an id that is no number): the
+/// same limits as [`Page`], the cursor is the previous page's `next_cursor`.
+#[derive(Debug, Default, Deserialize)]
+pub struct TextPage {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+impl TextPage {
+    /// The page's size, checked as [`Page`] checks it.
+    pub fn limit(&self) -> Result<i64, ApiError> {
+        let page = Page {
+            limit: self.limit,
+            cursor: None,
+        };
+        page.validate()?;
+        Ok(page.limit())
+    }
+
+    /// A page of the default size after `cursor` (the first page when `None`).
+    pub fn after(cursor: Option<String>) -> Self {
+        Self {
+            limit: Some(Page::DEFAULT),
+            cursor,
+        }
+    }
+}
+
+impl<T, C> Paged<T, C> {
+    /// `rows` were fetched as `limit + 1`; `cursor` gives the cursor that follows a row.
+    pub fn cut(mut rows: Vec<T>, limit: i64, cursor: impl Fn(&T) -> C) -> Self {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next_cursor = if more { rows.last().map(cursor) } else { None };
+        Self {
+            data: rows,
+            next_cursor,
+        }
+    }
 }
 
 impl Page {
@@ -165,15 +209,8 @@ impl Page {
 
 impl<T> Paged<T> {
     /// `rows` were fetched with `page.fetch()`; `id` gives a row's id.
-    pub fn new(mut rows: Vec<T>, page: &Page, id: impl Fn(&T) -> i64) -> Self {
-        let limit = usize::try_from(page.limit()).unwrap_or(usize::MAX);
-        let more = rows.len() > limit;
-        rows.truncate(limit);
-        let next_cursor = if more { rows.last().map(id) } else { None };
-        Self {
-            data: rows,
-            next_cursor,
-        }
+    pub fn new(rows: Vec<T>, page: &Page, id: impl Fn(&T) -> i64) -> Self {
+        Self::cut(rows, page.limit(), id)
     }
 }
 
@@ -235,6 +272,45 @@ fn constraint_field(constraint: &str) -> String {
         .find_map(|table| without_kind.strip_prefix(table))
         .unwrap_or(without_kind)
         .to_owned()
+}
+
+/// `scheme://host` as the browser addressed this tenant (its Host already resolved to this
+/// tenant, so links built on it stay on it), for links mailed from a request.
+pub(crate) fn origin(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .unwrap_or_default();
+    let scheme = if web::headers::reached_over_https(headers) {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{host}")
+}
+
+/// Parses an amount of money typed by a person (`12`, `12.5`, `1,234.50`) into cents.
+pub fn parse_money(text: &str) -> Option<i64> {
+    let cleaned: String = text.chars().filter(|c| !matches!(c, ',' | ' ')).collect();
+    if cleaned.is_empty() {
+        return None;
+    }
+    let (whole, fraction) = cleaned.split_once('.').unwrap_or((&cleaned, ""));
+    if whole.is_empty() && fraction.is_empty()
+        || !whole.chars().all(|c| c.is_ascii_digit())
+        || !fraction.chars().all(|c| c.is_ascii_digit())
+        || fraction.len() > 2
+        || whole.len() > 12
+    {
+        return None;
+    }
+    let whole: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let fraction: i64 = format!("{fraction:0<2}").parse().ok()?;
+    whole.checked_mul(100)?.checked_add(fraction)
 }
 
 #[cfg(test)]

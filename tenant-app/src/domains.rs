@@ -7,30 +7,46 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use control_plane::domains::{CustomDomain, normalise_domain};
+use control_plane::limits::{Counted, PageRequest};
 use control_plane::store::StoreError;
 use serde::Deserialize;
 use web::ApiError;
 
 use crate::auth::{Authed, Role};
-use crate::common::{Body, invalid, not_found};
+use crate::common::{Body, Paged, Params, TextPage, invalid, not_found};
 use tenant_router::RouterState;
 
 #[derive(Debug, Deserialize)]
 pub struct NewDomain {
-    domain: String,
+    pub domain: String,
 }
 
+/// `GET /api/v1/domains?limit=&cursor=` (owner): by name; the cursor is the last domain shown.
 pub async fn list_domains(
     State(router): State<RouterState>,
     authed: Authed,
-) -> Result<Json<Vec<CustomDomain>>, ApiError> {
+    Params(page): Params<TextPage>,
+) -> Result<Json<Paged<CustomDomain, String>>, ApiError> {
+    domains_page(&router, &authed, &page).await.map(Json)
+}
+
+/// One page of the workspace's domains (owner).
+pub async fn domains_page(
+    router: &RouterState,
+    authed: &Authed,
+    page: &TextPage,
+) -> Result<Paged<CustomDomain, String>, ApiError> {
     authed.require(Role::Owner)?;
-    Ok(Json(
-        router
-            .store()
-            .domains_of(authed.connection.tenant.id)
-            .await?,
-    ))
+    let limit = page.limit()?;
+    let request = PageRequest {
+        after: page.cursor.as_deref(),
+        limit,
+    };
+    let domains = router
+        .store()
+        .domains_page(authed.connection.tenant.id, request)
+        .await?;
+    Ok(Paged::cut(domains, limit, |domain| domain.domain.clone()))
 }
 
 pub async fn add_domain(
@@ -50,7 +66,12 @@ pub async fn add_domain(
     }
     let added = router
         .store()
-        .add_domain(authed.connection.tenant.id, &domain, &authed.actor())
+        .add_domain(
+            authed.connection.tenant.id,
+            &domain,
+            &authed.actor(),
+            Counted::CustomDomains.limit(&authed.connection.tenant.entitlements.plan),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(added)))
 }

@@ -6,26 +6,27 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use control_plane::integrations::{Integration, SECRET_LENGTH, valid_name};
+use control_plane::limits::{Counted, PageRequest};
 use control_plane::store::StoreError;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use web::ApiError;
 
 use crate::auth::{Authed, Role};
-use crate::common::{Body, Fields, not_found};
+use crate::common::{Body, Fields, Paged, Params, TextPage, not_found};
 use tenant_router::RouterState;
 
 #[derive(Debug, Deserialize)]
 pub struct PutIntegration {
-    secret: SecretString,
+    pub secret: SecretString,
 }
 
 /// What a tenant sees of a credential.
 #[derive(Debug, Serialize)]
 pub struct IntegrationView {
-    name: String,
-    last4: String,
-    updated_at: chrono::DateTime<chrono::Utc>,
+    pub name: String,
+    pub last4: String,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl From<Integration> for IntegrationView {
@@ -42,13 +43,34 @@ impl From<Integration> for IntegrationView {
 pub async fn list_integrations(
     State(router): State<RouterState>,
     authed: Authed,
-) -> Result<Json<Vec<IntegrationView>>, ApiError> {
+    Params(page): Params<TextPage>,
+) -> Result<Json<Paged<IntegrationView, String>>, ApiError> {
+    integrations_page(&router, &authed, &page).await.map(Json)
+}
+
+/// One page of the workspace's credentials, never their secrets (owner).
+pub async fn integrations_page(
+    router: &RouterState,
+    authed: &Authed,
+    page: &TextPage,
+) -> Result<Paged<IntegrationView, String>, ApiError> {
     authed.require(Role::Owner)?;
+    let limit = page.limit()?;
+    let request = PageRequest {
+        after: page.cursor.as_deref(),
+        limit,
+    };
     let integrations = router
         .store()
-        .integrations_of(authed.connection.tenant.id)
+        .integrations_page(authed.connection.tenant.id, request)
         .await?;
-    Ok(Json(integrations.into_iter().map(Into::into).collect()))
+    let views = integrations
+        .into_iter()
+        .map(IntegrationView::from)
+        .collect();
+    Ok(Paged::cut(views, limit, |view: &IntegrationView| {
+        view.name.clone()
+    }))
 }
 
 #[tracing::instrument(name = "put_integration", skip_all, fields(tenant = %authed.connection.tenant.slug))]
@@ -84,6 +106,7 @@ pub async fn put_integration(
             &name,
             &put.secret,
             &authed.actor(),
+            Counted::Integrations.limit(&authed.connection.tenant.entitlements.plan),
         )
         .await?;
     let status = if created {

@@ -14,21 +14,28 @@ pub mod branding;
 pub mod catalog;
 pub mod common;
 pub mod domains;
+pub mod imports;
 pub mod integrations;
 pub mod invitations;
+pub mod money;
 pub mod pages;
 pub mod reports;
-pub mod settings;
+pub mod sessions;
 pub mod stock_takes;
 pub mod trade;
 pub mod users;
 
 use axum::Router;
 use axum::extract::FromRef;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use tenant_router::RouterState;
 pub use tenant_router::seam::{ResolvedOnly, TenantConnection};
 use web::{ApiError, ErrorCode};
+
+/// The routes that take a file, and how large it may be: the edge reads up to this much for
+/// them (a 100,000-item CSV is about 6 MB).
+pub const UPLOAD_PATHS: &[&str] = &["/api/v1/items/imports", "/items/import"];
+pub const MAX_UPLOAD_BYTES: usize = 32 * 1024 * 1024;
 
 /// What the tenant app's handlers share: the router's seam state, and the app's own clients.
 #[derive(Debug, Clone)]
@@ -49,6 +56,7 @@ impl FromRef<AppState> for RouterState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/sessions", post(auth::login))
+        .route("/api/v1/sessions/current", delete(auth::logout))
         // The contract's name for the same sign-in.
         .route("/api/v1/auth/login", post(auth::login))
         .route("/api/v1/me", get(auth::me))
@@ -56,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/usage", get(users::usage))
         .route("/api/v1/billing", get(billing::show))
         .route("/api/v1/billing/checkout", post(billing::checkout))
+        .route("/api/v1/billing/portal", post(billing::portal))
         .route(
             "/api/v1/users",
             get(users::list_users).post(users::create_user),
@@ -64,7 +73,14 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/users/{id}",
             axum::routing::patch(users::update_user).delete(users::remove_user),
         )
-        .route("/api/v1/users/invitations", post(invitations::invite_user))
+        .route(
+            "/api/v1/users/invitations",
+            get(invitations::list_invitations).post(invitations::invite_user),
+        )
+        .route(
+            "/api/v1/users/invitations/{id}",
+            axum::routing::delete(invitations::revoke_invitation),
+        )
         .route(
             "/api/v1/invitations/accept",
             post(invitations::accept_invitation),
@@ -73,8 +89,6 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/branding",
             get(branding::get_branding).put(branding::put_branding),
         )
-        .route("/settings", get(settings::page))
-        .route("/settings.js", get(settings::script))
         .route(
             "/api/v1/branches",
             get(catalog::list_branches).post(catalog::create_branch),
@@ -95,6 +109,12 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/items",
             get(catalog::list_items).post(catalog::create_item),
         )
+        .route(
+            "/api/v1/items/imports",
+            post(imports::import_items)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+        )
+        .route("/api/v1/items/imports/{id}", get(imports::get_import))
         .route(
             "/api/v1/items/{id}",
             get(catalog::get_item)

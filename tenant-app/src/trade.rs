@@ -14,6 +14,7 @@ use web::{ApiError, ErrorCode};
 use crate::auth::{Authed, Role};
 use crate::catalog::check_quantity;
 use crate::common::{Body, Id, Page, Paged, Params, db_error, invalid, not_found};
+use crate::money::priced_line;
 
 // ---------------------------------------------------------------- stock levels
 
@@ -188,7 +189,12 @@ pub async fn create_purchase(
         .map_err(db_error)?
         .get::<_, i64>(0);
     let mut total: i64 = 0;
-    for line in &new.lines {
+    for (index, line) in new.lines.iter().enumerate() {
+        let line_total = priced_line(
+            &format!("lines[{index}].quantity"),
+            line.quantity,
+            line.unit_cost_cents,
+        )?;
         transaction
             .execute(
                 "INSERT INTO purchase_lines (purchase_id, item_id, quantity, unit_cost_cents) \
@@ -211,15 +217,10 @@ pub async fn create_purchase(
             )
             .await
             .map_err(db_error)?;
-        total = total.saturating_add(line_total(line.quantity, line.unit_cost_cents));
+        total = total.saturating_add(line_total);
     }
     let movement = finish_movement(transaction, Kind::Purchase, purchase, total).await?;
     Ok((StatusCode::CREATED, Json(movement)))
-}
-
-fn line_total(quantity: f64, unit_cents: i64) -> i64 {
-    // Cents are exact up to 2^53 in an f64; totals beyond that are refused by the checks above.
-    (quantity * unit_cents as f64).round() as i64
 }
 
 /// Purchases and sales share one shape: a header and lines.
@@ -403,10 +404,12 @@ pub async fn create_sale(
         .map_err(db_error)?
         .get::<_, i64>(0);
     let mut total: i64 = 0;
-    for line in &new.lines {
+    for (index, line) in new.lines.iter().enumerate() {
         let price = line
             .unit_price_cents
             .unwrap_or_else(|| prices.get(&line.item_id).copied().unwrap_or(0));
+        // Refused here, inside the transaction, drops it: nothing of the sale is recorded.
+        let line_total = priced_line(&format!("lines[{index}].quantity"), line.quantity, price)?;
         transaction
             .execute(
                 "INSERT INTO sale_lines (sale_id, item_id, quantity, unit_price_cents) \
@@ -423,7 +426,7 @@ pub async fn create_sale(
             )
             .await
             .map_err(db_error)?;
-        total = total.saturating_add(line_total(line.quantity, price));
+        total = total.saturating_add(line_total);
     }
     let movement = finish_movement(transaction, Kind::Sale, sale, total).await?;
     Ok((StatusCode::CREATED, Json(movement)))

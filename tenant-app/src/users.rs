@@ -9,23 +9,29 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Row;
 use web::{ApiError, ErrorCode};
 
-use crate::auth::{Authed, Role};
+use crate::auth::{Authed, Role, plan_limit_reached};
 use crate::common::{Body, Fields, Id, Page, Paged, Params, db_error, not_found};
 
 #[derive(Debug, Serialize)]
 pub struct User {
-    id: i64,
-    email: String,
-    display_name: Option<String>,
-    role: String,
-    branch_id: Option<i64>,
-    is_active: bool,
-    last_login_at: Option<DateTime<Utc>>,
-    created_at: DateTime<Utc>,
+    pub id: i64,
+    pub email: String,
+    pub display_name: Option<String>,
+    pub role: String,
+    pub branch_id: Option<i64>,
+    pub is_active: bool,
+    pub last_login_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
 }
 
 pub(super) const USER_COLUMNS: &str =
     "id, email, display_name, role, branch_id, is_active, last_login_at, created_at";
+
+impl User {
+    pub(crate) fn id(&self) -> i64 {
+        self.id
+    }
+}
 
 pub(super) fn user(row: &Row) -> User {
     User {
@@ -51,25 +57,28 @@ pub struct NewUser {
 
 #[derive(Debug, Deserialize)]
 pub struct UserChange {
-    display_name: Option<String>,
-    role: Option<String>,
-    is_active: Option<bool>,
+    pub display_name: Option<String>,
+    pub role: Option<String>,
+    pub is_active: Option<bool>,
 }
 
 pub async fn list_users(
     authed: Authed,
     Params(page): Params<Page>,
 ) -> Result<Json<Paged<User>>, ApiError> {
+    users_page(&authed, &page).await.map(Json)
+}
+
+/// One page of the workspace's users, by id (owner).
+pub async fn users_page(authed: &Authed, page: &Page) -> Result<Paged<User>, ApiError> {
     authed.require(Role::Owner)?;
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2");
-    let users = page
-        .fetch_page(authed.client(), &sql, &[], user, |u| u.id)
-        .await?;
-    Ok(Json(users))
+    page.fetch_page(authed.client(), &sql, &[], user, |u| u.id)
+        .await
 }
 
 pub async fn create_user(
-    authed: Authed,
+    mut authed: Authed,
     Body(new): Body<NewUser>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
     authed.require(Role::Owner)?;
@@ -97,12 +106,15 @@ pub async fn create_user(
     );
     fields.finish()?;
     let limit = authed.connection.tenant.entitlements.plan.max_users;
+    // A cheap refusal before the hash; the count that decides is the locked one below.
     authed
         .check_limit("users", limit, "SELECT count(*) FROM users WHERE is_active")
         .await?;
     let hash = control_plane::passwords::hash_async(new.password).await?;
-    let row = authed
-        .client()
+    let plan = authed.connection.tenant.entitlements.plan.clone();
+    let transaction = authed.transaction().await?;
+    make_room_for_an_active_user(&transaction, &plan, None).await?;
+    let row = transaction
         .query_one(
             &format!(
                 "INSERT INTO users (email, display_name, password_hash, role, branch_id) \
@@ -112,7 +124,46 @@ pub async fn create_user(
         )
         .await
         .map_err(db_error)?;
+    transaction.commit().await.map_err(db_error)?;
     Ok((StatusCode::CREATED, Json(user(&row))))
+}
+
+/// Takes the workspace's user-limit lock until `transaction` ends, then refuses with 403
+/// `plan_limit_reached` if one more active user would pass the plan's limit. Every path that
+/// makes a user active (create, reactivate, an accepted invitation) calls it inside the
+/// transaction that does so, so racing requests are counted one after another rather than each
+/// against the same stale count. `user_id`: the user about to be made active, if it exists (an
+/// already active one takes no new place).
+pub(crate) async fn make_room_for_an_active_user(
+    transaction: &tokio_postgres::Transaction<'_>,
+    plan: &control_plane::plans::Plan,
+    user_id: Option<i64>,
+) -> Result<(), ApiError> {
+    transaction
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtext('silo.users.limit'))",
+            &[],
+        )
+        .await
+        .map_err(db_error)?;
+    let Some(limit) = plan.max_users else {
+        return Ok(());
+    };
+    let row = transaction
+        .query_one(
+            "SELECT count(*) FILTER (WHERE is_active) AS active, \
+                    coalesce(bool_or(is_active AND id = $1), false) AS already_active \
+             FROM users",
+            &[&user_id.unwrap_or(0)],
+        )
+        .await
+        .map_err(db_error)?;
+    let active: i64 = row.get("active");
+    let already_active: bool = row.get("already_active");
+    if already_active || active < i64::from(limit) {
+        return Ok(());
+    }
+    Err(plan_limit_reached(&plan.name, limit, "users", active))
 }
 
 pub async fn update_user(
@@ -164,12 +215,8 @@ pub async fn remove_user(
 /// Applies a validated change to user `id`, refusing (and rolling back) one that would leave
 /// the workspace without an active owner: 409 `last_owner`.
 async fn change_user(authed: &mut Authed, id: i64, change: &UserChange) -> Result<User, ApiError> {
-    let transaction = authed
-        .connection
-        .client
-        .transaction()
-        .await
-        .map_err(db_error)?;
+    let plan = authed.connection.tenant.entitlements.plan.clone();
+    let transaction = authed.transaction().await?;
     // Serialise owner changes so two owners cannot demote each other at once.
     transaction
         .execute(
@@ -178,6 +225,10 @@ async fn change_user(authed: &mut Authed, id: i64, change: &UserChange) -> Resul
         )
         .await
         .map_err(db_error)?;
+    if change.is_active == Some(true) {
+        // Reactivating takes a place within the plan's user limit like a new user does.
+        make_room_for_an_active_user(&transaction, &plan, Some(id)).await?;
+    }
     let row = transaction
         .query_opt(
             &format!(
@@ -210,15 +261,50 @@ async fn change_user(authed: &mut Authed, id: i64, change: &UserChange) -> Resul
 }
 
 /// `GET /api/v1/plan` (owner): the plan, add-ons and modules, and usage against the limits.
-pub async fn plan(authed: Authed) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn plan(
+    axum::extract::State(router): axum::extract::State<tenant_router::RouterState>,
+    authed: Authed,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    plan_of(&router, &authed).await.map(Json)
+}
+
+/// The plan, add-ons, modules and usage against the limits, as `GET /api/v1/plan` answers it:
+/// what lives in the tenant's database and what the owner keeps in the control plane.
+pub async fn plan_of(
+    router: &tenant_router::RouterState,
+    authed: &Authed,
+) -> Result<serde_json::Value, ApiError> {
+    use control_plane::limits::Counted;
     authed.require(Role::Owner)?;
     let entitlements = &authed.connection.tenant.entitlements;
-    Ok(Json(serde_json::json!({
+    let mut usage = usage_against_limits(authed).await?;
+    let stored = router
+        .store()
+        .stored_counts(authed.connection.tenant.id)
+        .await?;
+    let plan = &entitlements.plan;
+    for (name, used, counted) in [
+        (
+            "custom_domains",
+            stored.custom_domains,
+            Counted::CustomDomains,
+        ),
+        ("api_keys", stored.api_keys, Counted::ApiKeys),
+        ("integrations", stored.integrations, Counted::Integrations),
+        (
+            "pending_invitations",
+            stored.pending_invitations,
+            Counted::PendingInvitations,
+        ),
+    ] {
+        usage[name] = serde_json::json!({"used": used, "limit": counted.limit(plan)});
+    }
+    Ok(serde_json::json!({
         "plan": entitlements.plan,
         "add_ons": entitlements.add_ons,
         "modules": entitlements.modules,
-        "usage": usage_against_limits(&authed).await?,
-    })))
+        "usage": usage,
+    }))
 }
 
 /// Branches, active users and items now (read live from the tenant's database), each with the

@@ -5,6 +5,11 @@
 //! permits (the permit lives inside the pooled object and is released when the connection is
 //! closed, plus a short grace for the server to end the backend), so the connections this
 //! process holds to a host never exceed the budget.
+//!
+//! The budget is this process's share of the host's (see `resolve/fleet.rs`) and changes as routers
+//! join and leave. When it shrinks below what is held, the difference is owed: no permit is
+//! handed out until the debt is paid, each permit given back pays one, and idle connections are
+//! closed to pay it (see [`HostState::settle`]).
 
 use std::collections::HashMap;
 use std::ops::Deref;
@@ -21,6 +26,8 @@ use uuid::Uuid;
 /// One database host as this router process sees it.
 #[derive(Debug)]
 pub struct HostState {
+    /// The connections every router together may hold to this host.
+    pub fleet_budget: u32,
     pub budget: ConnectionBudget,
     pub breaker: CircuitBreaker,
     /// The tenant pools on this host, so a full budget can take idle connections from them.
@@ -28,9 +35,11 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(budget: ConnectionBudget, breaker: CircuitBreaker) -> Self {
+    /// `fleet_budget` is the whole host's; this process takes `1 / routers` of it.
+    pub fn new(fleet_budget: u32, routers: u32, wait: Duration, breaker: CircuitBreaker) -> Self {
         Self {
-            budget,
+            fleet_budget,
+            budget: ConnectionBudget::new(share_of_fleet(fleet_budget, routers), wait),
             breaker,
             pools: Mutex::new(HashMap::new()),
         }
@@ -43,19 +52,39 @@ impl HostState {
         }
     }
 
+    /// Takes this process's share of the host's budget when `routers` serve it, and starts
+    /// paying back what it holds above a smaller share.
+    pub fn set_routers(&self, routers: u32) {
+        self.budget
+            .resize(share_of_fleet(self.fleet_budget, routers));
+        self.settle();
+    }
+
+    /// Pays what the budget owes after it shrank: permits free now are forgotten, and as many
+    /// idle connections are closed as are still owed (their permits are forgotten as they come
+    /// back). Called on every resize and by the router's maintenance tick.
+    pub fn settle(&self) {
+        for _ in 0..self.budget.settle() {
+            if !self.release_idle(Uuid::nil()) {
+                break;
+            }
+        }
+    }
+
     /// Closes one idle connection to make room for `requester`: the longest-idle one of another
     /// tenant, else one of the requester's own (left idle by a request that finished while this
     /// one was already making a new connection), if there is any.
     ///
     /// Idle connections are found by walking each pool's idle slots: a pool's `available` count
     /// is no guide, since requests waiting to create a connection count against it.
-    fn release_idle(&self, requester: Uuid) {
+    /// Returns whether it found one.
+    fn release_idle(&self, requester: Uuid) -> bool {
         let pools: Vec<(bool, TenantPool)> = match self.pools.lock() {
             Ok(pools) => pools
                 .iter()
                 .filter_map(|(tenant, weak)| Some((*tenant != requester, weak.upgrade()?)))
                 .collect(),
-            Err(_) => return,
+            Err(_) => return false,
         };
         let best = pools
             .into_iter()
@@ -69,7 +98,7 @@ impl HostState {
             })
             .max_by_key(|(key, _)| *key);
         let Some((_, pool)) = best else {
-            return;
+            return false;
         };
         let mut released = false;
         // The removed connection is dropped here, giving its permit back.
@@ -78,6 +107,7 @@ impl HostState {
             released = true;
             keep
         });
+        released
     }
 
     /// A budget permit for one new connection of `requester`'s pool: at once if one is free;
@@ -85,7 +115,9 @@ impl HostState {
     /// waits up to the budget's wait for one before giving up with `Capacity`.
     async fn acquire(&self, requester: Uuid) -> Result<OwnedSemaphorePermit, ConnectError> {
         let budget = &self.budget;
-        if let Ok(permit) = budget.permits.clone().try_acquire_owned() {
+        if let Ok(permit) = budget.permits.clone().try_acquire_owned()
+            && let Some(permit) = budget.keep(permit)
+        {
             return Ok(permit);
         }
         budget.waits.fetch_add(1, Ordering::Relaxed);
@@ -97,6 +129,7 @@ impl HostState {
                 .min(Duration::from_millis(25));
             if let Ok(Ok(permit)) =
                 tokio::time::timeout(slice, budget.permits.clone().acquire_owned()).await
+                && let Some(permit) = budget.keep(permit)
             {
                 return Ok(permit);
             }
@@ -108,10 +141,17 @@ impl HostState {
     }
 }
 
+/// `routers`' equal shares of a host's `fleet_budget`: this process's, at least one.
+pub fn share_of_fleet(fleet_budget: u32, routers: u32) -> u32 {
+    (fleet_budget / routers.max(1)).max(1)
+}
+
 /// The connections one router process may hold to one host.
 #[derive(Debug)]
 pub struct ConnectionBudget {
-    limit: u32,
+    /// The limit, and the permits owed: handed out under an older, larger limit and to be
+    /// forgotten as they come back. The semaphore holds `limit + owed` permits in all.
+    state: Mutex<BudgetState>,
     permits: Arc<Semaphore>,
     wait: Duration,
     /// Connection creations that had to wait for a permit.
@@ -120,10 +160,16 @@ pub struct ConnectionBudget {
     pub refusals: AtomicU64,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct BudgetState {
+    limit: u32,
+    owed: u32,
+}
+
 impl ConnectionBudget {
     pub fn new(limit: u32, wait: Duration) -> Self {
         Self {
-            limit,
+            state: Mutex::new(BudgetState { limit, owed: 0 }),
             permits: Arc::new(Semaphore::new(limit as usize)),
             wait,
             waits: AtomicU64::new(0),
@@ -131,14 +177,68 @@ impl ConnectionBudget {
         }
     }
 
-    pub fn limit(&self) -> u32 {
-        self.limit
+    fn state(&self) -> std::sync::MutexGuard<'_, BudgetState> {
+        // The state is two counters updated together; a panic cannot leave them half-written.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Connections currently held.
+    pub fn limit(&self) -> u32 {
+        self.state().limit
+    }
+
+    /// Connections currently held (above the limit while a shrink is being paid back).
     pub fn in_use(&self) -> u32 {
-        self.limit
-            .saturating_sub(u32::try_from(self.permits.available_permits()).unwrap_or(u32::MAX))
+        let state = *self.state();
+        let available = u32::try_from(self.permits.available_permits()).unwrap_or(u32::MAX);
+        (state.limit + state.owed).saturating_sub(available)
+    }
+
+    /// Permits held above the limit after it shrank.
+    pub fn owed(&self) -> u32 {
+        self.state().owed
+    }
+
+    /// Sets the limit. Growing pays any debt first; shrinking forgets the free permits and
+    /// owes the rest.
+    pub fn resize(&self, limit: u32) {
+        let mut state = self.state();
+        if limit >= state.limit {
+            let grow = limit - state.limit;
+            let paid = grow.min(state.owed);
+            state.owed -= paid;
+            self.permits.add_permits((grow - paid) as usize);
+        } else {
+            state.owed += state.limit - limit;
+        }
+        state.limit = limit;
+        Self::forget_free(&self.permits, &mut state);
+    }
+
+    /// Forgets free permits against the debt; returns what is still owed.
+    fn settle(&self) -> u32 {
+        let mut state = self.state();
+        Self::forget_free(&self.permits, &mut state);
+        state.owed
+    }
+
+    fn forget_free(permits: &Semaphore, state: &mut BudgetState) {
+        if state.owed > 0 {
+            let forgotten = permits.forget_permits(state.owed as usize);
+            state.owed -= u32::try_from(forgotten).unwrap_or(state.owed);
+        }
+    }
+
+    /// A permit just taken, unless the budget owes one: then it pays the debt instead.
+    fn keep(&self, permit: OwnedSemaphorePermit) -> Option<OwnedSemaphorePermit> {
+        let mut state = self.state();
+        if state.owed == 0 {
+            return Some(permit);
+        }
+        state.owed -= 1;
+        permit.forget();
+        None
     }
 }
 
@@ -306,7 +406,9 @@ mod tests {
     #[tokio::test]
     async fn the_budget_never_hands_out_more_permits_than_its_limit() {
         let host = HostState::new(
-            ConnectionBudget::new(2, Duration::from_millis(60)),
+            2,
+            1,
+            Duration::from_millis(60),
             CircuitBreaker::new(3, Duration::from_secs(1)),
         );
         let tenant = Uuid::new_v4();
@@ -323,6 +425,59 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(first);
         assert!(waiter.await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_shrunk_budget_hands_out_nothing_until_its_debt_is_paid() {
+        let host = HostState::new(
+            4,
+            1,
+            Duration::from_millis(60),
+            CircuitBreaker::new(3, Duration::from_secs(1)),
+        );
+        let tenant = Uuid::new_v4();
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(host.acquire(tenant).await.unwrap());
+        }
+        assert_eq!(host.budget.in_use(), 3);
+
+        // A second router joins: this one's share is 2 of the host's 4, and it holds 3.
+        host.set_routers(2);
+        assert_eq!(host.budget.limit(), 2);
+        assert_eq!(
+            host.budget.owed(),
+            1,
+            "the free permit was forgotten, one is owed"
+        );
+        assert_eq!(host.budget.in_use(), 3);
+        assert!(matches!(
+            host.acquire(tenant).await,
+            Err(ConnectError::Capacity)
+        ));
+
+        // The first permit given back pays the debt and is not handed out again.
+        drop(held.pop());
+        assert!(matches!(
+            host.acquire(tenant).await,
+            Err(ConnectError::Capacity)
+        ));
+        assert_eq!((host.budget.owed(), host.budget.in_use()), (0, 2));
+        // The next one is.
+        drop(held.pop());
+        let again = host.acquire(tenant).await.unwrap();
+        assert_eq!(host.budget.in_use(), 2);
+
+        // The other router leaves: growing pays nothing owed and frees two more.
+        host.set_routers(1);
+        assert_eq!((host.budget.limit(), host.budget.in_use()), (4, 2));
+        let _more = (
+            host.acquire(tenant).await.unwrap(),
+            host.acquire(tenant).await.unwrap(),
+        );
+        assert_eq!(host.budget.in_use(), 4);
+        drop(again);
+        assert_eq!(share_of_fleet(4, 8), 1, "never below one");
     }
 
     #[test]

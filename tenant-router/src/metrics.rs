@@ -37,6 +37,7 @@ pub struct RouterMetrics {
     pub tenant_lookups: Family<LookupLabels, Counter>,
     pub rate_limited: Counter,
     pub(crate) pools_open: Gauge,
+    pub(crate) routers: Gauge,
     pub(crate) host_connections: Family<HostLabels, Gauge>,
     pub(crate) host_budget: Family<HostLabels, Gauge>,
     pub(crate) host_budget_waits: Family<HostLabels, Gauge>,
@@ -53,6 +54,7 @@ impl Default for RouterMetrics {
             tenant_lookups: Family::default(),
             rate_limited: Counter::default(),
             pools_open: Gauge::default(),
+            routers: Gauge::default(),
             host_connections: Family::default(),
             host_budget: Family::default(),
             host_budget_waits: Family::default(),
@@ -92,13 +94,18 @@ impl RouterMetrics {
             self.pools_open.clone(),
         );
         registry.register(
+            "routers",
+            "Router processes sharing each host's connection budget, as this one last counted",
+            self.routers.clone(),
+        );
+        registry.register(
             "host_connections",
             "Tenant database connections held, per database host",
             self.host_connections.clone(),
         );
         registry.register(
             "host_connection_budget",
-            "Connections this process may hold, per database host",
+            "Connections this process may hold, per database host: its share of the host's budget",
             self.host_budget.clone(),
         );
         registry.register(

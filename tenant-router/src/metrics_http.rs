@@ -19,6 +19,7 @@ pub async fn serve_metrics(State(state): State<RouterState>) -> Response {
     metrics
         .pools_open
         .set(i64::try_from(state.open_pools()).unwrap_or(i64::MAX));
+    metrics.routers.set(i64::from(state.routers()));
     for (host_id, host) in state.hosts() {
         let host_id = host_id.to_string();
         let budget = &host.budget;

@@ -9,6 +9,7 @@
 //! socket until the body-read timeout, never a database connection.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -18,18 +19,41 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
 use http_body_util::BodyExt as _;
 use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::{ApiError, ErrorCode};
 
 /// How large and how slow a request may be.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct EdgeLimits {
     /// The largest body accepted (413 `payload_too_large` beyond).
     pub max_body_bytes: usize,
+    /// Routes that take files, with their own larger limit.
+    pub uploads: Option<Arc<Uploads>>,
     /// How long the whole body may take to arrive (408 `request_timeout` after).
     pub body_read_timeout: Duration,
     /// How long a request may take from its headers to its answer (503 `timed_out` after).
     pub request_timeout: Duration,
+}
+
+/// Routes that take a file (a POST to one of `paths`) may send up to `max_bytes`; since the edge
+/// holds a body in memory until it is whole, at most `at_once` such large bodies are read at a
+/// time, and another is refused at once (503 `busy`, `Retry-After`) instead of queueing memory.
+#[derive(Debug)]
+pub struct Uploads {
+    pub paths: &'static [&'static str],
+    pub max_bytes: usize,
+    pub at_once: Arc<Semaphore>,
+}
+
+impl Uploads {
+    pub fn new(paths: &'static [&'static str], max_bytes: usize, at_once: usize) -> Arc<Self> {
+        Arc::new(Self {
+            paths,
+            max_bytes,
+            at_once: Arc::new(Semaphore::new(at_once)),
+        })
+    }
 }
 
 /// Axum's own limit for `Json` and `Bytes` extractors: nothing larger is accepted anyway.
@@ -49,7 +73,12 @@ pub async fn guard_request(
     if let Some(field) = nul_in_uri(&parts.uri) {
         return nul_refusal(field).into_response();
     }
-    let bytes = match read_body(body, &parts.headers, &limits).await {
+    // A file upload's larger limit, while one of the few large-body permits is free.
+    let (max_bytes, _upload_permit) = match upload_limit(&limits, &parts) {
+        Ok(limit) => limit,
+        Err(busy) => return busy.into_response(),
+    };
+    let bytes = match read_body(body, &parts.headers, &limits, max_bytes).await {
         Ok(bytes) => bytes,
         Err(error) => return error.into_response(),
     };
@@ -68,12 +97,31 @@ pub async fn guard_request(
     }
 }
 
-fn payload_too_large(limits: &EdgeLimits) -> ApiError {
+/// The body limit for this request, and the upload permit it holds while its body is read.
+fn upload_limit(
+    limits: &EdgeLimits,
+    parts: &axum::http::request::Parts,
+) -> Result<(usize, Option<OwnedSemaphorePermit>), ApiError> {
+    let Some(uploads) = limits.uploads.as_ref().filter(|uploads| {
+        parts.method == axum::http::Method::POST && uploads.paths.contains(&parts.uri.path())
+    }) else {
+        return Ok((limits.max_body_bytes, None));
+    };
+    match uploads.at_once.clone().try_acquire_owned() {
+        Ok(permit) => Ok((uploads.max_bytes.max(limits.max_body_bytes), Some(permit))),
+        Err(_) => Err(ApiError::new(
+            ErrorCode::Busy,
+            "Other files are being uploaded right now. Try again in a moment.",
+        )
+        .retry_after(2)),
+    }
+}
+
+fn payload_too_large(max_bytes: usize) -> ApiError {
     ApiError::new(
         ErrorCode::PayloadTooLarge,
         format!(
-            "The request body is larger than the {} bytes this server accepts. Send less at once.",
-            limits.max_body_bytes
+            "The request body is larger than the {max_bytes} bytes this server accepts. Send less at once."
         ),
     )
 }
@@ -83,15 +131,16 @@ async fn read_body(
     body: Body,
     headers: &HeaderMap,
     limits: &EdgeLimits,
+    max_bytes: usize,
 ) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limits.max_body_bytes as u64) {
-        return Err(payload_too_large(limits));
+    if declared.is_some_and(|length| length > max_bytes as u64) {
+        return Err(payload_too_large(max_bytes));
     }
-    let limited = http_body_util::Limited::new(body, limits.max_body_bytes);
+    let limited = http_body_util::Limited::new(body, max_bytes);
     match tokio::time::timeout(limits.body_read_timeout, limited.collect()).await {
         Err(_) => Err(ApiError::new(
             ErrorCode::RequestTimeout,
@@ -102,7 +151,7 @@ async fn read_body(
         )),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
-            Err(payload_too_large(limits))
+            Err(payload_too_large(max_bytes))
         }
         Ok(Err(_)) => Err(ApiError::new(
             ErrorCode::InvalidRequest,

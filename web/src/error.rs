@@ -50,6 +50,8 @@ error_codes! {
     InvalidSignature = ("invalid_signature", BAD_REQUEST, "a Stripe webhook whose signature is missing, wrong, stale or for another body"),
     /// A one-time sign-in link that is expired, used, altered or for another workspace.
     InvalidSignInLink = ("invalid_sign_in_link", BAD_REQUEST, "a one-time sign-in link that is expired, used, altered or for another workspace"),
+    /// A password reset link that is expired, used, altered or for another workspace.
+    InvalidResetLink = ("invalid_reset_link", BAD_REQUEST, "a password reset link that is expired, used, altered or for another workspace"),
     /// The body is not JSON.
     MalformedJson = ("malformed_json", BAD_REQUEST, "the body is not JSON"),
     /// The key is not valid (unknown, revoked, or its tenant may not use it).
@@ -85,17 +87,23 @@ error_codes! {
     /// A host name in use, or a host still holding tenants.
     Conflict = ("conflict", CONFLICT, "a host name in use, or a host still holding tenants"),
     /// The custom domain belongs to a workspace.
-    DomainTaken = ("domain_taken", CONFLICT, "the custom domain belongs to a workspace"),
+    DomainTaken = ("domain_taken", CONFLICT, "the custom domain is verified by a workspace, or this workspace already claims it"),
+    /// Every claim on the domain expired unverified.
+    DomainClaimExpired = ("domain_claim_expired", CONFLICT, "every claim on the domain expired before it was verified; add the domain again for a new token"),
     /// The subscription's state does not allow this.
     InvalidTransition = ("invalid_transition", CONFLICT, "the subscription's state does not allow this"),
+    /// An import is already queued or running for the workspace.
+    ImportRunning = ("import_running", CONFLICT, "an import is already queued or running for the workspace"),
     /// The change would leave no active owner.
     LastOwner = ("last_owner", CONFLICT, "the change would leave no active owner"),
+    /// The workspace has no billing account with the payment provider yet.
+    NoBillingAccount = ("no_billing_account", CONFLICT, "the workspace has no billing account with the payment provider yet"),
     /// The tenant has no database to read.
     NoDatabase = ("no_database", CONFLICT, "the tenant has no database to read"),
     /// The subdomain is taken.
     SubdomainTaken = ("subdomain_taken", CONFLICT, "the subdomain is taken"),
     /// The tenant's state does not allow this.
-    WrongStatus = ("wrong_status", CONFLICT, "the tenant's state does not allow this"),
+    WrongStatus = ("wrong_status", CONFLICT, "the tenant's (or rollout's) state does not allow this"),
     /// The tenant was cancelled.
     TenantCancelled = ("tenant_cancelled", GONE, "the tenant was cancelled"),
     /// The body is larger than the server accepts.
@@ -120,12 +128,16 @@ error_codes! {
     InvalidRequest = ("invalid_request", UNPROCESSABLE_ENTITY, "a field is missing or of the wrong type"),
     /// The rollout's stages or failure limit are not valid.
     InvalidRollout = ("invalid_rollout", UNPROCESSABLE_ENTITY, "the rollout's stages or failure limit are not valid, or its lint risks are not accepted"),
+    /// A rollback (or `--on-failure revert`) would undo a migration that has no revert script.
+    RevertMissing = ("revert_missing", UNPROCESSABLE_ENTITY, "a migration the rollout would undo has no revert script"),
     /// Not a tenant status.
     InvalidStatus = ("invalid_status", UNPROCESSABLE_ENTITY, "not a tenant status"),
     /// Not a DNS label of 3–63 characters.
     InvalidSubdomain = ("invalid_subdomain", UNPROCESSABLE_ENTITY, "not a DNS label of 3–63 characters"),
     /// Not a subscription status.
     InvalidSubscription = ("invalid_subscription", UNPROCESSABLE_ENTITY, "not a subscription status"),
+    /// The domain's challenge TXT record holds no live claim's token.
+    DomainNotVerified = ("domain_not_verified", UNPROCESSABLE_ENTITY, "no TXT record at _silo-challenge.<domain> holds a live claim's token; the domain stays unverified and unrouted"),
     /// Not a PostgreSQL URL.
     InvalidUrl = ("invalid_url", UNPROCESSABLE_ENTITY, "not a PostgreSQL URL"),
     /// Not a schema version.
@@ -147,10 +159,12 @@ error_codes! {
     /// The database host could not be reached with its admin URL.
     HostPrivileges = ("host_privileges", CONFLICT, "the host's admin role cannot keep tenant roles out of its shared databases (the message lists the statements to run)"),
     HostUnreachable = ("host_unreachable", BAD_GATEWAY, "the database host could not be reached with its admin URL"),
+    /// The DNS resolver could not be asked (or none is set up).
+    DnsUnavailable = ("dns_unavailable", BAD_GATEWAY, "the DNS resolver could not be asked, or none is set up"),
     /// Stripe refused or could not be reached.
     StripeUnavailable = ("stripe_unavailable", BAD_GATEWAY, "Stripe refused or could not be reached"),
-    /// Password checks are at capacity; see Retry-After.
-    Busy = ("busy", SERVICE_UNAVAILABLE, "password checks are at capacity; see Retry-After"),
+    /// Password checks or file uploads are at capacity; see Retry-After.
+    Busy = ("busy", SERVICE_UNAVAILABLE, "password checks or file uploads are at capacity; see Retry-After"),
     /// The host is at the router's connection budget.
     Capacity = ("capacity", SERVICE_UNAVAILABLE, "the host is at the router's connection budget"),
     /// No database host has room.
@@ -165,6 +179,8 @@ error_codes! {
     TenantUnavailable = ("tenant_unavailable", SERVICE_UNAVAILABLE, "the tenant's database cannot be reached"),
     /// The control-plane database cannot be reached.
     Unavailable = ("unavailable", SERVICE_UNAVAILABLE, "the control-plane database cannot be reached"),
+    /// The process should not get traffic: draining, or its control plane is not ready.
+    NotReady = ("not_ready", SERVICE_UNAVAILABLE, "the process is draining or its control plane is not ready"),
 }
 
 impl ErrorCode {
@@ -309,9 +325,25 @@ impl From<control_plane::store::StoreError> for ApiError {
                     control_plane::plans::MODULES.join(", ")
                 ),
             ),
+            StoreError::PlanLimitReached { .. } => ApiError::new(
+                ErrorCode::PlanLimitReached,
+                format!("{error}. Remove one first, or upgrade to add more."),
+            ),
             StoreError::DomainTaken => ApiError::new(
                 ErrorCode::DomainTaken,
                 "That domain is already registered to a workspace.",
+            ),
+            StoreError::DomainNotProven { .. } => ApiError::new(
+                ErrorCode::DomainNotVerified,
+                format!(
+                    "Not verified: {error}. Publish the claim's verification_token as a TXT \
+                     record there, wait for DNS to carry it, and verify again."
+                ),
+            ),
+            StoreError::DomainClaimExpired => ApiError::new(
+                ErrorCode::DomainClaimExpired,
+                "Every claim on that domain expired before it was verified; the owner adds the \
+                 domain again for a new token.",
             ),
             StoreError::InvalidTransition { .. } => ApiError::new(
                 ErrorCode::InvalidTransition,
@@ -320,6 +352,14 @@ impl From<control_plane::store::StoreError> for ApiError {
             StoreError::WrongStatus(_) => {
                 ApiError::new(ErrorCode::WrongStatus, format!("{error}."))
             }
+            StoreError::RolloutNotAllowed { state, action } => ApiError::new(
+                ErrorCode::WrongStatus,
+                format!("This rollout is {state}, so it cannot be {action}; nothing was changed."),
+            ),
+            StoreError::ImportRunning => ApiError::new(
+                ErrorCode::ImportRunning,
+                "An import is already queued or running for this workspace; wait for it to end.",
+            ),
             StoreError::HostInUse(_)
             | StoreError::HostNameTaken
             | StoreError::AdminExists
@@ -333,6 +373,16 @@ impl From<control_plane::store::StoreError> for ApiError {
                 ApiError::internal()
             }
         }
+    }
+}
+
+impl From<control_plane::dns::DnsError> for ApiError {
+    fn from(error: control_plane::dns::DnsError) -> Self {
+        tracing::warn!(%error, "DNS lookup failed");
+        ApiError::new(
+            ErrorCode::DnsUnavailable,
+            format!("{error}. Try again in a moment; nothing was changed."),
+        )
     }
 }
 

@@ -56,8 +56,15 @@ pub async fn html_errors(request: Request, next: Next) -> Response {
     if let Some(seconds) = retry_after {
         page.headers_mut().insert(header::RETRY_AFTER, seconds);
     }
-    page.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let headers = page.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // An error page runs no script and loads nothing: its one style is inline.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'",
+        ),
+    );
     page
 }
 

@@ -216,6 +216,46 @@ impl ConsoleAction {
         })
     }
 
+    /// The subscription action this is, if it is one.
+    fn subscription_action(&self) -> Option<Action> {
+        match self {
+            Self::Suspend => Some(Action::Suspend),
+            Self::Reactivate => Some(Action::Reactivate),
+            Self::CancelNow | Self::Offboard { .. } => Some(Action::CancelNow),
+            Self::CancelAtPeriodEnd => Some(Action::CancelAtPeriodEnd),
+            Self::KeepSubscription => Some(Action::KeepSubscription),
+            Self::ExtendTrial { .. } | Self::ChangePlan { .. } | Self::SetModule { .. } => None,
+        }
+    }
+
+    /// Why the subscription's machine would refuse this action now, if it would: the
+    /// confirmation then says so instead of promising a move that would be refused.
+    fn refusal(&self, overview: &Overview) -> Option<ApiError> {
+        let subscription = overview.subscription.as_ref()?;
+        let refused = match (self, self.subscription_action()) {
+            (Self::ExtendTrial { .. }, _) if !subscription.may_extend_trial() => {
+                StoreError::InvalidTransition {
+                    from: subscription.status.as_str(),
+                    to: SubscriptionStatus::Trial.as_str(),
+                }
+            }
+            // Offboarding cancels whatever the subscription says (the store does it alike).
+            (Self::Offboard { .. }, _) => return None,
+            (_, Some(action)) => subscription.after(action, Utc::now()).err()?,
+            _ => return None,
+        };
+        Some(refused.into())
+    }
+
+    /// The subscription's state after this action, as the machine decides it.
+    fn status_after(&self, subscription: Option<&Subscription>) -> String {
+        let after = match (self.subscription_action(), subscription) {
+            (Some(action), Some(subscription)) => subscription.after(action, Utc::now()).ok(),
+            _ => None,
+        };
+        after.map_or_else(|| "—".to_owned(), |status| status.as_str().to_owned())
+    }
+
     /// A sentence saying what will happen, and the (what, before, after) rows.
     fn describe(&self, overview: &Overview, plans: &[Plan]) -> (String, Vec<[String; 3]>) {
         let tenant_status = overview.tenant.status.as_str().to_owned();
@@ -233,9 +273,9 @@ impl ConsoleAction {
                 ],
             ),
             Self::Reactivate => (
-                "reactivate the tenant: it is served again".to_owned(),
+                "reactivate the tenant: it is served again, and its subscription returns to the state it was suspended from".to_owned(),
                 vec![
-                    row("subscription", sub_status, "active".to_owned()),
+                    row("subscription", sub_status, self.status_after(subscription)),
                     row("tenant", tenant_status, "active".to_owned()),
                 ],
             ),
@@ -345,12 +385,8 @@ impl ConsoleAction {
         let store = &state.store;
         let actor = admin.actor();
         let subscription_action = match self {
-            Self::Suspend => Some(Action::Suspend),
-            Self::Reactivate => Some(Action::Reactivate),
-            Self::CancelNow => Some(Action::CancelNow),
-            Self::CancelAtPeriodEnd => Some(Action::CancelAtPeriodEnd),
-            Self::KeepSubscription => Some(Action::KeepSubscription),
-            _ => None,
+            Self::Offboard { .. } => None,
+            _ => self.subscription_action(),
         };
         if let Some(action) = subscription_action {
             store
@@ -420,6 +456,9 @@ pub async fn confirm_action(
         Ok(prepared) => prepared,
         Err(error) => return action_error(&admin, &slug, &error),
     };
+    if let Some(refusal) = action.refusal(&overview) {
+        return action_error(&admin, &slug, &refusal);
+    }
     let (sentence, rows) = action.describe(&overview, &plans);
     let body = html! {
         h1 { "Confirm: " (action.name()) " " (slug) }

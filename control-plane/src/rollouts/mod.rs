@@ -20,6 +20,8 @@ pub enum RolloutState {
     Pending,
     Running,
     Paused,
+    /// An `--on-failure revert` rollout moving the tenants it moved back, before it ends aborted.
+    Reverting,
     Completed,
     Aborted,
 }
@@ -30,6 +32,7 @@ impl RolloutState {
             RolloutState::Pending => "pending",
             RolloutState::Running => "running",
             RolloutState::Paused => "paused",
+            RolloutState::Reverting => "reverting",
             RolloutState::Completed => "completed",
             RolloutState::Aborted => "aborted",
         }
@@ -40,6 +43,7 @@ impl RolloutState {
             "pending" => RolloutState::Pending,
             "running" => RolloutState::Running,
             "paused" => RolloutState::Paused,
+            "reverting" => RolloutState::Reverting,
             "completed" => RolloutState::Completed,
             "aborted" => RolloutState::Aborted,
             other => {
@@ -54,8 +58,103 @@ impl RolloutState {
     pub fn is_open(self) -> bool {
         matches!(
             self,
-            RolloutState::Pending | RolloutState::Running | RolloutState::Paused
+            RolloutState::Pending
+                | RolloutState::Running
+                | RolloutState::Paused
+                | RolloutState::Reverting
         )
+    }
+
+    /// The operator actions this state allows (a finished rollout allows none, so pages and
+    /// the CLI offer none).
+    pub fn allowed_actions(self) -> &'static [RolloutAction] {
+        match self {
+            RolloutState::Pending => &[RolloutAction::Abort],
+            RolloutState::Running => &[RolloutAction::Pause, RolloutAction::Abort],
+            RolloutState::Paused => &[
+                RolloutAction::Resume,
+                RolloutAction::Abort,
+                RolloutAction::Retry,
+            ],
+            RolloutState::Reverting | RolloutState::Aborted => &[],
+            RolloutState::Completed => &[RolloutAction::Retry],
+        }
+    }
+}
+
+/// Which way a rollout moves tenants: up through migrations, or back through revert scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutDirection {
+    Forward,
+    Back,
+}
+
+impl RolloutDirection {
+    /// A target below the newest version any tenant is at is a rollback; anything else moves
+    /// forwards (tenants already at or past the target are skipped).
+    pub fn towards(target: i32, fleet_newest: Option<i32>) -> Self {
+        if fleet_newest.is_some_and(|newest| target < newest) {
+            RolloutDirection::Back
+        } else {
+            RolloutDirection::Forward
+        }
+    }
+
+    /// Whether a tenant at `version` has something to do in a rollout to `target` this way
+    /// (a rollback never moves a tenant up, nor a forward rollout one down).
+    pub fn moves(self, version: Option<i32>, target: i32) -> bool {
+        match (self, version) {
+            (RolloutDirection::Forward, Some(version)) => version < target,
+            (RolloutDirection::Forward, None) => true,
+            (RolloutDirection::Back, Some(version)) => version > target,
+            (RolloutDirection::Back, None) => false,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutDirection::Forward => "forward",
+            RolloutDirection::Back => "back",
+        }
+    }
+
+    fn parse(value: &str) -> StoreResult<Self> {
+        match value {
+            "forward" => Ok(RolloutDirection::Forward),
+            "back" => Ok(RolloutDirection::Back),
+            other => Err(StoreError::Database(sqlx::Error::Decode(
+                format!("unknown rollout direction {other}").into(),
+            ))),
+        }
+    }
+}
+
+/// What a rollout does when a stage passes its failure limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Pause, for the operator to fix and retry, or abort.
+    Pause,
+    /// Move every tenant the rollout already moved back to its version before, then abort: the
+    /// fleet ends on one version.
+    Revert,
+}
+
+impl OnFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFailure::Pause => "pause",
+            OnFailure::Revert => "revert",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "pause" => Some(OnFailure::Pause),
+            "revert" => Some(OnFailure::Revert),
+            _ => None,
+        }
     }
 }
 
@@ -91,6 +190,10 @@ pub struct RolloutSpec {
     pub manual_approval: bool,
     /// Read every tenant's own history instead of trusting the control plane's version.
     pub verify: bool,
+    /// Forwards or back (the caller decides from the fleet, see [`RolloutDirection::towards`],
+    /// and checks that every migration to undo has a revert script).
+    pub direction: RolloutDirection,
+    pub on_failure: OnFailure,
     /// Lint rules whose error-level findings the operator accepted (checked by the caller
     /// against the migrations the rollout applies; recorded on the rollout and its audit row).
     pub accepted_risks: Vec<String>,
@@ -109,6 +212,8 @@ pub struct RolloutRecord {
     pub bake_seconds: i32,
     pub manual_approval: bool,
     pub verify: bool,
+    pub direction: RolloutDirection,
+    pub on_failure: OnFailure,
     pub state: RolloutState,
     pub pause_reason: Option<String>,
     /// Lint rules accepted when it was started.
@@ -145,6 +250,17 @@ pub struct RolloutWork {
     pub sealed_database_url: Option<Sealed>,
 }
 
+/// A tenant an `--on-failure revert` rollout has to move back.
+#[derive(Debug, Clone)]
+pub struct TenantToRevert {
+    pub work: RolloutWork,
+    /// Its version before the rollout.
+    pub from_version: Option<i32>,
+    /// It failed (its own database may still be part-way); else it succeeded.
+    pub failed: bool,
+    pub error: Option<String>,
+}
+
 /// Per-status tenant counts of one stage (or of the whole rollout).
 #[derive(Debug, Clone, Copy, Default, Serialize, sqlx::FromRow)]
 pub struct StageCounts {
@@ -154,11 +270,13 @@ pub struct StageCounts {
     pub succeeded: i64,
     pub failed: i64,
     pub skipped: i64,
+    /// Moved, then moved back by `--on-failure revert`.
+    pub reverted: i64,
 }
 
 impl StageCounts {
     pub fn done(&self) -> i64 {
-        self.succeeded + self.failed + self.skipped
+        self.succeeded + self.failed + self.skipped + self.reverted
     }
 }
 
@@ -197,6 +315,8 @@ struct RolloutRow {
     bake_seconds: i32,
     manual_approval: bool,
     verify: bool,
+    direction: String,
+    on_failure: String,
     state: String,
     pause_reason: Option<String>,
     accepted_risks: Vec<String>,
@@ -224,6 +344,12 @@ impl TryFrom<RolloutRow> for RolloutRecord {
             bake_seconds: row.bake_seconds,
             manual_approval: row.manual_approval,
             verify: row.verify,
+            direction: RolloutDirection::parse(&row.direction)?,
+            on_failure: OnFailure::parse(&row.on_failure).ok_or_else(|| {
+                StoreError::Database(sqlx::Error::Decode(
+                    format!("unknown on_failure {}", row.on_failure).into(),
+                ))
+            })?,
             state: RolloutState::parse(&row.state)?,
             pause_reason: row.pause_reason,
             accepted_risks: row.accepted_risks,
@@ -289,6 +415,16 @@ impl RolloutAction {
             "retry" => RolloutAction::Retry,
             _ => return None,
         })
+    }
+
+    /// The action done, for sentences ("it cannot be paused").
+    pub fn done(self) -> &'static str {
+        match self {
+            RolloutAction::Pause => "paused",
+            RolloutAction::Resume => "resumed",
+            RolloutAction::Abort => "aborted",
+            RolloutAction::Retry => "retried",
+        }
     }
 
     pub fn as_str(self) -> &'static str {

@@ -8,13 +8,23 @@ use super::*;
 use crate::store::insert_audit;
 
 impl Store {
-    /// The released schema version: what new tenants are provisioned at.
+    /// The released schema version: what new tenants are provisioned at — the newest release,
+    /// which after a completed rollback is a lower version than before.
     pub async fn released_version(&self) -> StoreResult<Option<i32>> {
-        Ok(
-            sqlx::query_scalar("SELECT max(version) FROM schema_releases")
-                .fetch_one(self.pool())
-                .await?,
+        Ok(sqlx::query_scalar(
+            "SELECT version FROM schema_releases ORDER BY released_at DESC, version DESC LIMIT 1",
         )
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// The newest control-plane schema version among servable tenants (`None`: no tenant).
+    pub async fn fleet_newest_version(&self) -> StoreResult<Option<i32>> {
+        Ok(sqlx::query_scalar(
+            "SELECT max(schema_version) FROM tenants WHERE status IN ('active', 'suspended')",
+        )
+        .fetch_one(self.pool())
+        .await?)
     }
 
     /// Records `version` as released if nothing ever was (a fresh control plane releases the
@@ -52,8 +62,9 @@ impl Store {
         let mut transaction = self.pool().begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO rollouts (id, target_version, stages, concurrency_per_host, max_failures, \
-             max_failure_percent, bake_seconds, manual_approval, created_by, verify, accepted_risks) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             max_failure_percent, bake_seconds, manual_approval, created_by, verify, accepted_risks, \
+             direction, on_failure) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(id)
         .bind(spec.target_version)
@@ -66,6 +77,8 @@ impl Store {
         .bind(&spec.created_by)
         .bind(spec.verify)
         .bind(&spec.accepted_risks)
+        .bind(spec.direction.as_str())
+        .bind(spec.on_failure.as_str())
         .execute(&mut *transaction)
         .await;
         match inserted {
@@ -86,7 +99,8 @@ impl Store {
         .await?;
         let detail = serde_json::json!({
             "rollout": id, "target_version": spec.target_version, "stages": spec.stages,
-            "accepted_risks": spec.accepted_risks,
+            "accepted_risks": spec.accepted_risks, "direction": spec.direction,
+            "on_failure": spec.on_failure,
         });
         insert_audit(
             &mut transaction,
@@ -137,13 +151,45 @@ impl Store {
             .collect()
     }
 
-    /// The rollouts the engine should drive now: running ones.
+    /// The rollouts the engine should drive now: running and reverting ones.
     pub async fn running_rollouts(&self) -> StoreResult<Vec<Uuid>> {
         Ok(
-            sqlx::query_scalar("SELECT id FROM rollouts WHERE state = 'running'")
+            sqlx::query_scalar("SELECT id FROM rollouts WHERE state IN ('running', 'reverting')")
                 .fetch_all(self.pool())
                 .await?,
         )
+    }
+
+    /// The tenants a reverting rollout may have moved and has not moved back yet — those that
+    /// succeeded, and those that failed (a failure part-way through several migrations leaves
+    /// the earlier ones applied) — in plan order.
+    pub async fn tenants_to_revert(&self, rollout_id: Uuid) -> StoreResult<Vec<TenantToRevert>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            work: RolloutWorkRow,
+            from_version: Option<i32>,
+            status: String,
+            error: Option<String>,
+        }
+        let rows = sqlx::query_as::<_, Row>(
+            "SELECT t.id, t.slug, t.host_id, t.schema_version, t.sealed_database_url, \
+                    t.database_url_key_id, r.from_version, r.status, r.error \
+             FROM rollout_tenants r JOIN tenants t ON t.id = r.tenant_id \
+             WHERE r.rollout_id = $1 AND r.status IN ('succeeded', 'failed') ORDER BY r.position",
+        )
+        .bind(rollout_id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| TenantToRevert {
+                work: RolloutWork::from(row.work),
+                from_version: row.from_version,
+                failed: row.status == "failed",
+                error: row.error,
+            })
+            .collect())
     }
 
     /// Pending (or interrupted: `running`) tenants of a stage, in plan order.
@@ -230,7 +276,8 @@ impl Store {
                     count(*) FILTER (WHERE status = 'running') AS running, \
                     count(*) FILTER (WHERE status = 'succeeded') AS succeeded, \
                     count(*) FILTER (WHERE status = 'failed') AS failed, \
-                    count(*) FILTER (WHERE status = 'skipped') AS skipped \
+                    count(*) FILTER (WHERE status = 'skipped') AS skipped, \
+                    count(*) FILTER (WHERE status = 'reverted') AS reverted \
              FROM rollout_tenants WHERE rollout_id = $1 AND ($2::int IS NULL OR stage = $2)",
         )
         .bind(rollout_id)
@@ -291,10 +338,10 @@ impl Store {
     ) -> StoreResult<bool> {
         let from: Vec<&str> = from.iter().map(|state| state.as_str()).collect();
         let mut transaction = self.pool().begin().await?;
-        let target: Option<i32> = sqlx::query_scalar(
+        let target: Option<(i32, String)> = sqlx::query_as(
             "UPDATE rollouts SET state = $3, pause_reason = $4, \
              finished_at = CASE WHEN $3 IN ('completed', 'aborted') THEN now() END \
-             WHERE id = $1 AND state = ANY($2) RETURNING target_version",
+             WHERE id = $1 AND state = ANY($2) RETURNING target_version, direction",
         )
         .bind(rollout_id)
         .bind(&from)
@@ -302,18 +349,29 @@ impl Store {
         .bind(reason)
         .fetch_optional(&mut *transaction)
         .await?;
-        let Some(target) = target else {
+        let Some((target, direction)) = target else {
             return Ok(false);
         };
         if to == RolloutState::Completed {
+            // The newest release is the released version, in either direction.
             sqlx::query(
                 "INSERT INTO schema_releases (version, rollout_id) VALUES ($1, $2) \
-                 ON CONFLICT (version) DO NOTHING",
+                 ON CONFLICT (version) DO UPDATE SET rollout_id = $2, released_at = now()",
             )
             .bind(target)
             .bind(rollout_id)
             .execute(&mut *transaction)
             .await?;
+            if direction == RolloutDirection::Back.as_str() {
+                // Templates above the released version are forgotten: should that version be
+                // released again (perhaps with its migration fixed), its template is rebuilt
+                // from the migrations the build knows then (a stale database of the same name
+                // is dropped by the builder).
+                sqlx::query("DELETE FROM host_templates WHERE schema_version > $1")
+                    .bind(target)
+                    .execute(&mut *transaction)
+                    .await?;
+            }
         }
         transaction.commit().await?;
         Ok(true)
@@ -345,7 +403,12 @@ impl Store {
             None => return Err(StoreError::NotFound),
             // A completed rollout may retry its failed tenants; its release stands.
             Some("running" | "paused" | "completed") => {}
-            Some(_) => return Err(StoreError::WrongStatus("finished")),
+            Some(_) => {
+                return Err(StoreError::RolloutNotAllowed {
+                    state: "finished",
+                    action: RolloutAction::Retry.done(),
+                });
+            }
         }
         let retried = sqlx::query(
             "UPDATE rollout_tenants SET status = 'pending', error = NULL \
@@ -364,7 +427,7 @@ impl Store {
         Ok(retried.rows_affected())
     }
 
-    /// Applies an operator's action and audits it; `WrongStatus` when the rollout's state does not
+    /// Applies an operator's action and audits it; `RolloutNotAllowed` when the rollout's state does not
     /// allow it (nothing changes then).
     pub async fn rollout_action(
         &self,
@@ -411,7 +474,10 @@ impl Store {
             }
         };
         if !changed {
-            return Err(StoreError::WrongStatus(before.state.as_str()));
+            return Err(StoreError::RolloutNotAllowed {
+                state: before.state.as_str(),
+                action: action.done(),
+            });
         }
         let after = self.rollout(rollout_id).await?;
         self.audit(

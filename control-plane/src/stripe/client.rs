@@ -1,4 +1,4 @@
-//! Stripe's API, called with the secret key: customers and checkout sessions, made with reqwest
+//! Stripe's API, called with the secret key: customers, checkout and customer-portal sessions, made with reqwest
 //! against a configurable API base (a local stand-in in tests).
 
 use secrecy::{ExposeSecret as _, SecretString};
@@ -33,6 +33,12 @@ pub enum StripeError {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CheckoutSession {
     pub id: String,
+    pub url: String,
+}
+
+/// A customer-portal session: where the owner manages payment methods and sees invoices.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PortalSession {
     pub url: String,
 }
 
@@ -169,6 +175,30 @@ impl StripeClient {
             id: text(&value, "id")
                 .ok_or(StripeError::Unexpected("id"))?
                 .to_owned(),
+            url: text(&value, "url")
+                .ok_or(StripeError::Unexpected("url"))?
+                .to_owned(),
+        })
+    }
+
+    /// A customer-portal session for `customer`, returning to `return_url` when done.
+    pub async fn create_portal_session(
+        &self,
+        customer: &str,
+        return_url: &str,
+        attempt: Uuid,
+    ) -> Result<PortalSession, StripeError> {
+        let value = self
+            .post(
+                "/v1/billing_portal/sessions",
+                &[
+                    ("customer", customer.to_owned()),
+                    ("return_url", return_url.to_owned()),
+                ],
+                &format!("silo-portal-{attempt}"),
+            )
+            .await?;
+        Ok(PortalSession {
             url: text(&value, "url")
                 .ok_or(StripeError::Unexpected("url"))?
                 .to_owned(),

@@ -22,7 +22,7 @@ use crate::store::{Store, StoreResult, insert_audit};
 use crate::subscriptions::{self, Effects, Lifecycle, SubscriptionStatus};
 
 mod client;
-pub use client::{CheckoutSession, StripeClient, StripeError};
+pub use client::{CheckoutSession, PortalSession, StripeClient, StripeError};
 
 /// How far a signature's timestamp may be from now.
 pub const SIGNATURE_TOLERANCE: Duration = Duration::from_secs(300);

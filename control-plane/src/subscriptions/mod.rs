@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::mail::{Mail, MailJob, enqueue_mail};
 use crate::store::{StoreError, StoreResult, insert_audit};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -50,6 +51,7 @@ pub const TRANSITIONS: &[(SubscriptionStatus, SubscriptionStatus)] = &[
     (PastDue, Cancelled),
     (Suspended, Active),
     (Suspended, Trial),
+    (Suspended, PastDue),
     (Suspended, Cancelled),
 ];
 
@@ -105,9 +107,59 @@ pub struct Subscription {
     pub stripe_subscription_id: Option<String>,
     #[serde(skip)]
     pub stripe_state_at: Option<DateTime<Utc>>,
+    /// While suspended: the state it was suspended from, where reactivation returns.
+    pub suspended_from: Option<SubscriptionStatus>,
 }
 
 impl Subscription {
+    /// Where `action` takes this subscription as of `now`, or why the machine refuses it: the
+    /// one decision that the store carries out and the admin console's confirmation shows.
+    /// Scheduling or withdrawing a cancellation leaves the state as it is.
+    pub fn after(&self, action: Action, now: DateTime<Utc>) -> StoreResult<SubscriptionStatus> {
+        let refuse = |to: &'static str| StoreError::InvalidTransition {
+            from: self.status.as_str(),
+            to,
+        };
+        let allowed = |to: SubscriptionStatus| {
+            self.status
+                .can_become(to)
+                .then_some(to)
+                .ok_or_else(|| refuse(to.as_str()))
+        };
+        match action {
+            Action::Suspend => allowed(Suspended),
+            Action::Reactivate => {
+                if self.status != Suspended {
+                    return Err(refuse("reactivated"));
+                }
+                allowed(self.reactivation_target(now))
+            }
+            Action::CancelNow => allowed(Cancelled),
+            Action::CancelAtPeriodEnd | Action::KeepSubscription => {
+                allowed(Cancelled).map(|_| self.status)
+            }
+        }
+    }
+
+    /// The state a suspended subscription returns to when reactivated: the one it was
+    /// suspended from. A trial stays a trial (with its end date) while that end is ahead, and is
+    /// `past_due` once it has passed — a trial never becomes a paid subscription by being
+    /// suspended and reactivated. A past-due one is past due again (its grace counted from the
+    /// reactivation); a paid one is `active`. Where the earlier state is not recorded (suspended
+    /// before it was), `past_due`: served, with a warning, until paid.
+    fn reactivation_target(&self, now: DateTime<Utc>) -> SubscriptionStatus {
+        match self.suspended_from {
+            Some(Trial) if self.trial_ends_at.is_some_and(|ends| ends > now) => Trial,
+            Some(Active) => Active,
+            _ => PastDue,
+        }
+    }
+
+    /// Whether an operator may extend (or restart) this subscription's trial.
+    pub fn may_extend_trial(&self) -> bool {
+        self.status == Trial || self.status.can_become(Trial)
+    }
+
     /// Where the trial would end if extended by `by`: from its current end, or from `now` if
     /// it has lapsed (or never had one). Past the calendar's end it stops there, never panics.
     pub fn trial_extended_by(&self, by: chrono::Duration, now: DateTime<Utc>) -> DateTime<Utc> {
@@ -167,6 +219,7 @@ pub(crate) struct SubscriptionRow {
     stripe_customer_id: Option<String>,
     stripe_subscription_id: Option<String>,
     stripe_state_at: Option<DateTime<Utc>>,
+    suspended_from: Option<String>,
 }
 
 impl TryFrom<SubscriptionRow> for Subscription {
@@ -186,6 +239,10 @@ impl TryFrom<SubscriptionRow> for Subscription {
             stripe_customer_id: row.stripe_customer_id,
             stripe_subscription_id: row.stripe_subscription_id,
             stripe_state_at: row.stripe_state_at,
+            suspended_from: row
+                .suspended_from
+                .as_deref()
+                .and_then(SubscriptionStatus::parse),
         })
     }
 }
@@ -226,6 +283,8 @@ impl Default for Effects {
 /// How many subscriptions one pass of [`Store::apply_due_transitions`] moved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct DueTransitions {
+    /// "Your trial ends soon" mails queued.
+    pub trial_reminders: usize,
     pub trials_ended: usize,
     pub suspended: usize,
     pub cancelled: usize,
@@ -367,9 +426,11 @@ pub(crate) async fn transition(
         }
         Suspended => {
             sqlx::query(
-                "UPDATE subscriptions SET status = 'suspended', updated_at = now() WHERE tenant_id = $1",
+                "UPDATE subscriptions SET status = 'suspended', suspended_from = $2, \
+                 updated_at = now() WHERE tenant_id = $1",
             )
             .bind(tenant_id)
+            .bind(from.as_str())
             .execute(&mut **transaction)
             .await?;
         }
@@ -382,6 +443,12 @@ pub(crate) async fn transition(
             .execute(&mut **transaction)
             .await?;
         }
+    }
+    if from == Suspended {
+        sqlx::query("UPDATE subscriptions SET suspended_from = NULL WHERE tenant_id = $1")
+            .bind(tenant_id)
+            .execute(&mut **transaction)
+            .await?;
     }
     record_transition(
         transaction,
@@ -419,7 +486,37 @@ pub(crate) async fn transition(
         }
         Trial | Active | PastDue => {}
     }
+    // The owner hears of a failed payment and of a suspension, by a mail queued with the change.
+    if matches!(to, PastDue | Suspended) {
+        queue_billing_mail(transaction, tenant_id, to).await?;
+    }
     Ok(())
+}
+
+/// Queues the owner's mail about the subscription having just become `to` (past due or
+/// suspended), inside the transition's transaction.
+async fn queue_billing_mail(
+    transaction: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tenant_id: Uuid,
+    to: SubscriptionStatus,
+) -> StoreResult<()> {
+    let (admin_email, grace_ends_at): (String, Option<DateTime<Utc>>) = sqlx::query_as(
+        "SELECT t.admin_email, s.grace_ends_at FROM tenants t \
+         JOIN subscriptions s ON s.tenant_id = t.id WHERE t.id = $1",
+    )
+    .bind(tenant_id)
+    .fetch_one(&mut **transaction)
+    .await?;
+    let mail = match to {
+        PastDue => Mail::PaymentFailed { grace_ends_at },
+        _ => Mail::Suspended,
+    };
+    let job = MailJob {
+        tenant_id,
+        to: admin_email,
+        mail,
+    };
+    enqueue_mail(transaction, &job).await
 }
 
 /// Marks the tenant cancelled (not served from now; exported, then dropped after `grace`) and
@@ -462,7 +559,8 @@ pub(crate) async fn cancel_tenant_in(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Suspend,
-    /// Back to `active` from `suspended` or `past_due`.
+    /// Back from `suspended` to the state it was suspended from
+    /// ([`Subscription::after`] says which).
     Reactivate,
     /// Cancel now: access ends and offboarding starts.
     CancelNow,
@@ -486,7 +584,7 @@ mod tests {
             ("trial", &["active", "past_due", "suspended", "cancelled"]),
             ("active", &["past_due", "suspended", "cancelled"]),
             ("past_due", &["active", "trial", "suspended", "cancelled"]),
-            ("suspended", &["active", "trial", "cancelled"]),
+            ("suspended", &["active", "trial", "past_due", "cancelled"]),
             ("cancelled", &[]),
         ];
         for (from, allowed) in documented {
@@ -498,6 +596,93 @@ mod tests {
                     "{from:?} → {to:?}"
                 );
             }
+        }
+    }
+
+    fn subscription(
+        status: SubscriptionStatus,
+        suspended_from: Option<SubscriptionStatus>,
+        trial_ends_in_days: Option<i64>,
+    ) -> Subscription {
+        let now = Utc::now();
+        Subscription {
+            tenant_id: Uuid::nil(),
+            status,
+            billing_interval: "month".to_owned(),
+            trial_ends_at: trial_ends_in_days.map(|days| now + chrono::Duration::days(days)),
+            current_period_end: None,
+            past_due_since: None,
+            grace_ends_at: None,
+            cancel_at: None,
+            cancelled_at: None,
+            stripe_customer_id: None,
+            stripe_subscription_id: None,
+            stripe_state_at: None,
+            suspended_from,
+        }
+    }
+
+    /// (state, suspended from, trial ends in days, action, after — `None`: refused)
+    type Case = (
+        SubscriptionStatus,
+        Option<SubscriptionStatus>,
+        Option<i64>,
+        Action,
+        Option<SubscriptionStatus>,
+    );
+
+    #[test]
+    fn each_action_moves_exactly_where_the_machine_allows() {
+        use Action::*;
+        use SubscriptionStatus::{Active, Cancelled, PastDue, Suspended, Trial};
+        // (state, suspended from, trial ends in days, action, after — None: refused)
+        let cases: &[Case] = &[
+            (Trial, None, Some(5), Suspend, Some(Suspended)),
+            (Trial, None, Some(5), Reactivate, None),
+            (Trial, None, Some(5), CancelNow, Some(Cancelled)),
+            (Trial, None, Some(5), CancelAtPeriodEnd, Some(Trial)),
+            (Active, None, None, Suspend, Some(Suspended)),
+            (Active, None, None, Reactivate, None),
+            (PastDue, None, None, Reactivate, None),
+            (PastDue, None, None, Suspend, Some(Suspended)),
+            // Reactivation returns to where the suspension came from: never a free upgrade.
+            (Suspended, Some(Trial), Some(5), Reactivate, Some(Trial)),
+            (Suspended, Some(Trial), Some(-1), Reactivate, Some(PastDue)),
+            (Suspended, Some(Active), None, Reactivate, Some(Active)),
+            (Suspended, Some(PastDue), None, Reactivate, Some(PastDue)),
+            (Suspended, None, Some(5), Reactivate, Some(PastDue)),
+            (Suspended, Some(Trial), Some(5), Suspend, None),
+            (Suspended, Some(Active), None, CancelNow, Some(Cancelled)),
+            (Cancelled, None, None, Reactivate, None),
+            (Cancelled, None, None, Suspend, None),
+            (Cancelled, None, None, CancelNow, None),
+            (Cancelled, None, None, KeepSubscription, None),
+        ];
+        for &(status, suspended_from, trial_ends, action, expected) in cases {
+            let current = subscription(status, suspended_from, trial_ends);
+            assert_eq!(
+                current.after(action, Utc::now()).ok(),
+                expected,
+                "{status:?} (suspended from {suspended_from:?}, trial ends in {trial_ends:?} days) + {action:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_trial_or_a_state_that_may_become_one_extends_a_trial() {
+        use SubscriptionStatus::{Active, Cancelled, PastDue, Suspended, Trial};
+        for (status, allowed) in [
+            (Trial, true),
+            (PastDue, true),
+            (Suspended, true),
+            (Active, false),
+            (Cancelled, false),
+        ] {
+            assert_eq!(
+                subscription(status, None, Some(1)).may_extend_trial(),
+                allowed,
+                "{status:?}"
+            );
         }
     }
 

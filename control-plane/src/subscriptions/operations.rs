@@ -41,57 +41,32 @@ impl Store {
     ) -> StoreResult<Subscription> {
         let mut transaction = self.pool().begin().await?;
         let current = lock(&mut transaction, tenant_id).await?;
-        let no_detail = Effects::default;
+        // The one decision, shared with the console's confirmation.
+        let to = current.after(action, Utc::now())?;
         match action {
-            Action::Suspend => {
+            Action::Suspend | Action::Reactivate | Action::CancelNow => {
+                let reason = match action {
+                    Action::Suspend => "operator_suspended",
+                    Action::Reactivate => "operator_reactivated",
+                    _ => "cancelled",
+                };
+                // A trial returns with its own end date, not a fresh one.
+                let effects = Effects {
+                    trial_ends_at: current.trial_ends_at,
+                    ..Effects::default()
+                };
                 transition(
                     &mut transaction,
                     &current,
-                    Suspended,
-                    "operator_suspended",
+                    to,
+                    reason,
                     actor,
                     lifecycle,
-                    no_detail(),
-                )
-                .await?;
-            }
-            Action::Reactivate => {
-                if !matches!(current.status, Suspended | PastDue) {
-                    return Err(StoreError::InvalidTransition {
-                        from: current.status.as_str(),
-                        to: Active.as_str(),
-                    });
-                }
-                transition(
-                    &mut transaction,
-                    &current,
-                    Active,
-                    "operator_reactivated",
-                    actor,
-                    lifecycle,
-                    no_detail(),
-                )
-                .await?;
-            }
-            Action::CancelNow => {
-                transition(
-                    &mut transaction,
-                    &current,
-                    Cancelled,
-                    "cancelled",
-                    actor,
-                    lifecycle,
-                    no_detail(),
+                    effects,
                 )
                 .await?;
             }
             Action::CancelAtPeriodEnd | Action::KeepSubscription => {
-                if !current.status.can_become(Cancelled) {
-                    return Err(StoreError::InvalidTransition {
-                        from: current.status.as_str(),
-                        to: Cancelled.as_str(),
-                    });
-                }
                 let cancel_at = match action {
                     Action::CancelAtPeriodEnd => Some(
                         match current.status {
@@ -185,6 +160,8 @@ impl Store {
 
     /// One pass of the time-based transitions, as of `now`: ended trials → `past_due`, past-due
     /// subscriptions past their grace → `suspended`, scheduled cancellations due → `cancelled`.
+    /// A tenant that never worked (still provisioning, or failed) is off the clock: its trial
+    /// restarts when an operator retries it ([`Store::retry_provisioning`]).
     /// Each subscription is moved in its own transaction under its row lock, re-checked there,
     /// so several workers running this at once never apply one transition twice.
     pub async fn apply_due_transitions(
@@ -193,16 +170,20 @@ impl Store {
         lifecycle: &Lifecycle,
     ) -> StoreResult<DueTransitions> {
         let tenant_ids: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT tenant_id FROM subscriptions \
-             WHERE (status = 'trial' AND trial_ends_at <= $1) \
-                OR (status = 'past_due' AND grace_ends_at <= $1) \
-                OR (status <> 'cancelled' AND cancel_at <= $1) \
-             ORDER BY tenant_id LIMIT 1000",
+            "SELECT s.tenant_id FROM subscriptions s JOIN tenants t ON t.id = s.tenant_id \
+             WHERE ((s.status = 'trial' AND s.trial_ends_at <= $1) \
+                OR (s.status = 'past_due' AND s.grace_ends_at <= $1) \
+                OR (s.status <> 'cancelled' AND s.cancel_at <= $1)) \
+               AND t.status NOT IN ('provisioning', 'failed') \
+             ORDER BY s.tenant_id LIMIT 1000",
         )
         .bind(now)
         .fetch_all(self.pool())
         .await?;
-        let mut done = DueTransitions::default();
+        let mut done = DueTransitions {
+            trial_reminders: self.queue_trial_reminders(now).await?,
+            ..DueTransitions::default()
+        };
         for tenant_id in tenant_ids {
             let mut transaction = self.pool().begin().await?;
             let current = lock(&mut transaction, tenant_id).await?;
@@ -241,6 +222,41 @@ impl Store {
         Ok(done)
     }
 }
+
+impl Store {
+    /// Queues the "trial ends soon" mail of every served trial ending within
+    /// [`TRIAL_REMINDER_BEFORE`] of `now`, once per subscription: marked and queued in one
+    /// transaction, so several workers never queue it twice.
+    async fn queue_trial_reminders(&self, now: DateTime<Utc>) -> StoreResult<usize> {
+        let mut transaction = self.pool().begin().await?;
+        let due: Vec<(Uuid, String, DateTime<Utc>)> = sqlx::query_as(
+            "UPDATE subscriptions s SET trial_reminder_sent_at = $1 FROM tenants t \
+             WHERE t.id = s.tenant_id AND t.status = 'active' AND s.status = 'trial' \
+             AND s.trial_reminder_sent_at IS NULL AND s.trial_ends_at > $1 \
+             AND s.trial_ends_at <= $1 + make_interval(secs => $2) \
+             RETURNING s.tenant_id, t.admin_email, s.trial_ends_at",
+        )
+        .bind(now)
+        .bind(TRIAL_REMINDER_BEFORE.as_secs_f64())
+        .fetch_all(&mut *transaction)
+        .await?;
+        for (tenant_id, to, trial_ends_at) in &due {
+            let job = MailJob {
+                tenant_id: *tenant_id,
+                to: to.clone(),
+                mail: Mail::TrialEnding {
+                    trial_ends_at: *trial_ends_at,
+                },
+            };
+            enqueue_mail(&mut transaction, &job).await?;
+        }
+        transaction.commit().await?;
+        Ok(due.len())
+    }
+}
+
+/// How long before a trial ends its owner is told.
+pub const TRIAL_REMINDER_BEFORE: Duration = Duration::from_secs(3 * 24 * 3600);
 
 /// Applies time-based transitions every `interval` until `shutdown` resolves (a worker job).
 pub async fn run_billing_clock(

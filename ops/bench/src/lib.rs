@@ -46,6 +46,33 @@ pub fn row(name: &str, summary: &Summary, note: &str) -> String {
 pub const TABLE_HEADER: &str =
     "| run | n | p50 ms | p95 ms | max ms | per second | note |\n|---|---|---|---|---|---|---|";
 
+/// Starts a private PostgreSQL cluster under the temporary folder (`silo-bench-<name>-<pid>`),
+/// runs `run` on it, then stops it and, unless `keep`, removes it — whether `run` succeeded or not.
+pub async fn on_private_cluster(
+    name: &str,
+    options: control_plane::embedded_postgres::ClusterOptions,
+    keep: bool,
+    run: impl AsyncFnOnce(&control_plane::embedded_postgres::EmbeddedPostgres) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = std::env::temp_dir().join(format!("silo-bench-{name}-{}", std::process::id()));
+    eprintln!(
+        "starting a private PostgreSQL cluster under {}",
+        dir.display()
+    );
+    let cluster_dir = dir.clone();
+    let cluster = tokio::task::spawn_blocking(move || {
+        control_plane::embedded_postgres::EmbeddedPostgres::start(&cluster_dir, options)
+    })
+    .await??;
+    let result = run(&cluster).await;
+    let _ = tokio::task::spawn_blocking(move || cluster.stop()).await;
+    if !keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
 /// Settings for a Silo on `cluster` (control plane in database `silo`), on port 0, with a fresh
 /// master key and no signup rate limit.
 pub fn bench_settings(

@@ -6,13 +6,10 @@ use clap::Parser as _;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SILO_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(error) = silo::logging::init("warn") {
+        eprintln!("error: {error}");
+        return std::process::ExitCode::FAILURE;
+    }
     let cli = silo::migrator_cli::MigratorCli::parse();
     match silo::migrator_cli::run(cli).await {
         Ok(exit) => std::process::ExitCode::from(exit as u8),

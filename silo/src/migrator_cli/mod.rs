@@ -53,8 +53,9 @@ pub enum MigratorCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Which tenants each stage of a rollout would take, and the lint findings of the
-    /// migrations it would apply. Changes nothing.
+    /// Which tenants each stage of a rollout would take, which way it goes, whether it does
+    /// anything, which migrations it could undo, and the lint findings of the migrations it
+    /// would apply. Changes nothing.
     Plan {
         /// The schema version to plan for (default: the newest this build knows).
         #[arg(long)]
@@ -118,6 +119,10 @@ pub struct StartArgs {
     /// Run the rollout in this process (and watch it) instead of leaving it to the workers.
     #[arg(long)]
     pub local: bool,
+    /// When a stage passes its failure limit: `pause` for the operator, or `revert` — move the
+    /// tenants this rollout already moved back to their version before it, and end it aborted.
+    #[arg(long, value_enum, default_value = "pause", value_name = "pause|revert")]
+    pub on_failure: OnFailureArg,
     /// Start although the lint found these error-level rules (comma-separated; every error
     /// rule found must be named). Recorded on the rollout and in its audit row.
     #[arg(long, value_delimiter = ',', value_name = "RULE,…")]
@@ -127,6 +132,24 @@ pub struct StartArgs {
     pub yes: bool,
     #[arg(long)]
     pub json: bool,
+}
+
+/// What a stage that passes its failure limit does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnFailureArg {
+    /// Pause; fix and `retry`, or `abort`.
+    Pause,
+    /// Move every tenant the rollout moved back, then abort (needs revert scripts).
+    Revert,
+}
+
+impl From<OnFailureArg> for control_plane::rollouts::OnFailure {
+    fn from(value: OnFailureArg) -> Self {
+        match value {
+            OnFailureArg::Pause => Self::Pause,
+            OnFailureArg::Revert => Self::Revert,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -202,6 +225,7 @@ async fn resolve_rollout(store: &Store, id: Option<Uuid>) -> anyhow::Result<Roll
 
 fn rollout_json(rollout: &RolloutRecord, counts: &control_plane::rollouts::StageCounts) -> Value {
     json!({"id": rollout.id, "target_version": rollout.target_version, "state": rollout.state,
+           "direction": rollout.direction, "on_failure": rollout.on_failure,
            "stages": rollout.stages, "current_stage": rollout.current_stage + 1,
            "pause_reason": rollout.pause_reason, "created_by": rollout.created_by,
            "accepted_risks": rollout.accepted_risks, "counts": counts})
@@ -333,14 +357,22 @@ pub async fn execute(
             let target = checked_target(to, migrations)?;
             let plan = store.plan(&stages.stages).await?;
             let linted = Linted::pending(store, &started.settings, migrations, target).await?;
+            let reach = migrator::reach::Reach::of(store, migrations, target).await?;
             if json {
                 writeln!(
                     out,
                     "{}",
                     json!({"target_version": target, "stages": stages.stages, "tenants": plan,
-                           "lint": linted.json()})
+                           "lint": linted.json(), "direction": reach.direction,
+                           "does_nothing": reach.does_nothing(), "moves": reach.moves,
+                           "migrations": reach.migrations,
+                           "can_start": reach.check(control_plane::rollouts::OnFailure::Pause)
+                               .map_err(|refusal| json!({"code": migrator::reach::RevertMissing::CODE,
+                                                         "message": refusal.to_string()}))
+                               .err()})
                 )?;
             } else {
+                write_reach(&reach, out)?;
                 for (index, percent) in stages.stages.iter().enumerate() {
                     let members: Vec<&str> = plan
                         .iter()
@@ -448,6 +480,48 @@ pub async fn execute(
             rollout_command(started, migrations, command, out).await
         }
     }
+}
+
+/// Which way a rollout goes, whether it does anything, and what it could undo, in words.
+fn write_reach(reach: &migrator::reach::Reach, out: &mut dyn Write) -> anyhow::Result<()> {
+    use control_plane::rollouts::RolloutDirection;
+    let way = match reach.direction {
+        RolloutDirection::Forward => "forward",
+        RolloutDirection::Back => "back (a rollback: revert scripts run, newest first)",
+    };
+    writeln!(
+        out,
+        "Direction: {way}; {} of {} tenants would move to version {}.",
+        reach.moves, reach.tenants, reach.target
+    )?;
+    if reach.does_nothing() {
+        writeln!(
+            out,
+            "This rollout does nothing: every tenant is already at version {}.",
+            reach.target
+        )?;
+    }
+    for migration in &reach.migrations {
+        writeln!(
+            out,
+            "  V{}: {} {}",
+            migration.version,
+            if migration.available {
+                "can be rolled back by"
+            } else {
+                "CANNOT be rolled back: no"
+            },
+            migration.file
+        )?;
+    }
+    if let Err(refusal) = reach.check(control_plane::rollouts::OnFailure::Pause) {
+        writeln!(
+            out,
+            "Cannot start ({}): {refusal}",
+            migrator::reach::RevertMissing::CODE
+        )?;
+    }
+    Ok(())
 }
 
 /// The target a rollout or plan names (default: the newest known), checked against the build.

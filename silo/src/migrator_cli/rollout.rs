@@ -50,11 +50,13 @@ pub(super) async fn rollout_command(
         .rollout_action(rollout.id, action, &actor())
         .await
         .map_err(|error| match error {
-            StoreError::WrongStatus(state) => anyhow::anyhow!(
-                "cannot {} rollout {}: it is {state}",
-                action.as_str(),
-                rollout.id
-            ),
+            StoreError::WrongStatus(state) | StoreError::RolloutNotAllowed { state, .. } => {
+                anyhow::anyhow!(
+                    "cannot {} rollout {}: it is {state}",
+                    action.as_str(),
+                    rollout.id
+                )
+            }
             other => other.into(),
         })?;
     if action == RolloutAction::Retry && !reference.json {
@@ -93,13 +95,34 @@ async fn start(
     }
     let accepted_risks = migrator::lint::check_accepted(&linted.findings, &args.accept_risk)
         .map_err(|refusal| anyhow::anyhow!("not started: {refusal}"))?;
+    // A rollback (or `--on-failure revert`) needs a revert script for every migration it may
+    // undo: refused before anyone is asked, and nothing is created.
+    let reach = migrator::reach::Reach::of(store, migrations, target).await?;
+    let on_failure = control_plane::rollouts::OnFailure::from(args.on_failure);
+    reach.check(on_failure).map_err(|refusal| {
+        anyhow::anyhow!(
+            "not started ({}): {refusal}",
+            migrator::reach::RevertMissing::CODE
+        )
+    })?;
+    if !args.json && reach.does_nothing() {
+        writeln!(
+            out,
+            "This rollout does nothing: every tenant is already at version {target}."
+        )?;
+    }
     if !args.yes {
         if !std::io::stdin().is_terminal() {
             bail!("starting a rollout needs confirmation: pass --yes when not at a terminal");
         }
+        let way = match reach.direction {
+            control_plane::rollouts::RolloutDirection::Forward => "Roll out",
+            control_plane::rollouts::RolloutDirection::Back => "Roll back to",
+        };
         eprintln!(
-            "Roll out schema version {target} to {} tenants in stages {:?}? [y/N]",
+            "{way} schema version {target} over {} tenants ({} would move) in stages {:?}? [y/N]",
             plan.len(),
+            reach.moves,
             args.stages.stages
         );
         let mut answer = String::new();
@@ -116,6 +139,8 @@ async fn start(
         bake: args.bake,
         manual_approval: args.manual_approval,
         verify: args.verify,
+        direction: reach.direction,
+        on_failure,
         accepted_risks,
         created_by: actor(),
     };
@@ -123,7 +148,8 @@ async fn start(
     if !args.json {
         writeln!(
             out,
-            "Started rollout {id} to schema version {target} over {} tenants.",
+            "Started rollout {id} ({}) to schema version {target} over {} tenants.",
+            reach.direction.as_str(),
             plan.len()
         )?;
     }
@@ -205,7 +231,10 @@ async fn watch(
                 });
             }
         }
-        if rollout.state != RolloutState::Running && rollout.state != RolloutState::Pending {
+        if !matches!(
+            rollout.state,
+            RolloutState::Running | RolloutState::Pending | RolloutState::Reverting
+        ) {
             break rollout;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -222,12 +251,13 @@ async fn watch(
     } else {
         writeln!(
             out,
-            "Rollout {} {}: {} succeeded, {} skipped, {} failed of {}{}",
+            "Rollout {} {}: {} succeeded, {} skipped, {} failed, {} moved back of {}{}",
             final_state.id,
             final_state.state.as_str(),
             counts.succeeded,
             counts.skipped,
             counts.failed,
+            counts.reverted,
             counts.total,
             final_state
                 .pause_reason

@@ -90,6 +90,17 @@ impl<'a> Input<'a> {
         }
     }
 
+    /// A new password: masked, offered to password managers as new, with the rule as its hint.
+    pub fn new_password(label: &'a str) -> Self {
+        Self {
+            kind: "password",
+            autocomplete: Some("new-password"),
+            ..Self::text("password", label, "")
+                .required()
+                .hint("A few uncommon words, or at least 10 varied characters.")
+        }
+    }
+
     pub fn required(mut self) -> Self {
         self.required = true;
         self
@@ -135,29 +146,7 @@ impl<'a> Input<'a> {
     }
 }
 
-/// Parses an amount of money typed by a person (`12`, `12.5`, `1,234.50`) into cents.
-pub fn parse_money(text: &str) -> Option<i64> {
-    let cleaned: String = text.chars().filter(|c| !matches!(c, ',' | ' ')).collect();
-    if cleaned.is_empty() {
-        return None;
-    }
-    let (whole, fraction) = cleaned.split_once('.').unwrap_or((&cleaned, ""));
-    if whole.is_empty() && fraction.is_empty()
-        || !whole.chars().all(|c| c.is_ascii_digit())
-        || !fraction.chars().all(|c| c.is_ascii_digit())
-        || fraction.len() > 2
-        || whole.len() > 12
-    {
-        return None;
-    }
-    let whole: i64 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().ok()?
-    };
-    let fraction: i64 = format!("{fraction:0<2}").parse().ok()?;
-    whole.checked_mul(100)?.checked_add(fraction)
-}
+pub use crate::common::parse_money;
 
 /// Cents as the amount a person types (`1234.50`), for a form's value.
 pub fn money_value(cents: i64) -> String {

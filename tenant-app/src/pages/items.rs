@@ -72,7 +72,11 @@ pub async fn list(signed: Signed, query: Result<Query<ListQuery>, QueryRejection
                             placeholder="Name, SKU or barcode";
                         button type="submit" { "Search" }
                     }
-                    @if frame.role >= Role::Staff { a class="button" href="/items/new" { "New item" } }
+                    @if frame.role >= Role::Staff {
+                        a class="button" href="/items/new" { "New item" }
+                        " "
+                        a class="button" href="/items/import" { "Import from CSV" }
+                    }
                 }
                 section class="card" {
                     @if paged.data.is_empty() {

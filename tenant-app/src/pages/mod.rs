@@ -7,16 +7,27 @@
 //! JSON API never reads the cookie, so a cookie can only act through these pages' forms, and
 //! every state-changing request that carries a cookie passes `web::same_origin` first.
 
+mod api_keys;
+mod billing;
+mod branches;
+mod branding;
 mod dashboard;
+mod domains;
 mod form;
+mod import;
+mod integrations;
+mod invitation;
 mod items;
 mod lines;
+mod password;
+mod people;
 mod purchases;
 mod reports;
 mod sales;
 mod sign_in;
 mod stock_takes;
 mod suppliers;
+mod workspace;
 
 use axum::Router;
 use axum::extract::FromRequestParts;
@@ -31,6 +42,7 @@ use web::{ApiError, ErrorCode};
 use std::sync::Arc;
 
 use crate::AppState;
+pub(crate) use crate::common::origin;
 
 use crate::auth::{Authed, Caller, Role};
 use crate::branding::EffectiveBranding;
@@ -46,8 +58,21 @@ pub fn routes() -> Router<AppState> {
         .route("/sign-in", post(sign_in::submit))
         .route("/sign-in/link", get(sign_in::follow_link))
         .route("/sign-out", post(sign_in::sign_out))
+        .route(
+            "/password/forgot",
+            get(password::forgot).post(password::ask),
+        )
+        .route("/password/reset", get(password::reset).post(password::set))
         .route("/items", get(items::list))
         .route("/items/new", get(items::new).post(items::create))
+        .route(
+            "/items/import",
+            get(import::show)
+                .post(import::submit)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    crate::MAX_UPLOAD_BYTES,
+                )),
+        )
         .route("/items/{id}", get(items::edit).post(items::update))
         .route("/items/{id}/deactivate", post(items::deactivate))
         .route("/sales/new", get(sales::new).post(sales::submit))
@@ -67,6 +92,8 @@ pub fn routes() -> Router<AppState> {
         .route("/stock-takes/{id}/post", post(stock_takes::post))
         .route("/reports", get(reports::sales))
         .route("/reports/sales.csv", get(reports::sales_csv))
+        .merge(workspace::routes())
+        .route("/join", get(invitation::show).post(invitation::join))
         .route("/assets/app.css", get(stylesheet))
 }
 
@@ -100,22 +127,32 @@ pub fn page(markup: Markup) -> Response {
     response
 }
 
-/// The session cookie carrying `token`, `Secure` when the browser reached us over https.
-fn session_cookie(token: &str, max_age: u64, https: bool) -> HeaderValue {
-    let secure = if https { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
-    ))
-    .unwrap_or_else(|_| HeaderValue::from_static("silo_session=; Path=/; Max-Age=0"))
+/// `response` with `Referrer-Policy: same-origin`, for pages whose URL holds a token: the token
+/// reaches no other site (a link or image elsewhere gets no Referer). Not `no-referrer`: with it
+/// browsers send `Origin: null` on the page's form POST, which the same-origin check refuses when
+/// the browser holds a cookie for this host.
+pub(crate) fn token_page(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
 }
 
-/// Whether the browser reached us over https (a TLS-terminating proxy says so in
-/// `X-Forwarded-Proto`; a client claiming it only makes its own cookie stricter).
-fn over_https(headers: &HeaderMap) -> bool {
-    headers
-        .get("x-forwarded-proto")
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+/// A form page shown again with its problems: `422`, and the referrer kept on this site (its form
+/// may hold a token from the link that opened it).
+pub(crate) fn form_with_problems(markup: Markup) -> Response {
+    let mut response = token_page(page(markup));
+    *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+    response
+}
+
+/// The session cookie carrying `token` (`web::headers` makes it `Secure` behind https).
+fn session_cookie(token: &str, max_age: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("silo_session=; Path=/; Max-Age=0"))
 }
 
 fn cookie_token(headers: &HeaderMap) -> Option<SecretString> {
@@ -234,7 +271,19 @@ const NAV: &[NavEntry] = &[
         module: Some("reports"),
     },
     NavEntry {
-        href: "/settings",
+        href: "/branches",
+        label: "Branches",
+        least: Role::Owner,
+        module: None,
+    },
+    NavEntry {
+        href: "/billing",
+        label: "Plan and billing",
+        least: Role::Owner,
+        module: None,
+    },
+    NavEntry {
+        href: workspace::CURRENT,
         label: "Settings",
         least: Role::Owner,
         module: None,
@@ -263,6 +312,15 @@ impl Signed {
             .require_module(module)
             .await
             .and_then(|()| self.0.require(least))
+            .map_err(|error| frame.refusal(title, current, error))
+    }
+
+    /// The check of an owner's page without a module of its own, refused as [`Signed::may`].
+    // The error is the refusal page itself, answered at once: boxing it would buy nothing.
+    #[allow(clippy::result_large_err)]
+    pub fn owner(&self, frame: &Frame, (title, current): (&str, &str)) -> Result<(), Response> {
+        self.0
+            .require(Role::Owner)
             .map_err(|error| frame.refusal(title, current, error))
     }
 
@@ -328,6 +386,57 @@ impl Frame {
         response
     }
 
+    /// A form's answer after the API refused it: the form again with the problems and the
+    /// refusal's status, or the refusal as a whole page (a role or module the page needs, a
+    /// failure of ours) as [`Frame::refusal`] shows it.
+    pub fn form_refused(
+        &self,
+        (title, current): (&str, &str),
+        error: ApiError,
+        again: impl FnOnce(&form::Problems) -> Markup,
+    ) -> Response {
+        let whole_page = matches!(
+            error.code,
+            ErrorCode::ModuleNotEnabled | ErrorCode::InsufficientRole
+        ) || (error.status().is_server_error()
+            && error.code != ErrorCode::StripeUnavailable);
+        if whole_page {
+            return self.refusal(title, current, error);
+        }
+        let problems = form::Problems::of(&error);
+        let mut response = self.render(title, current, again(&problems));
+        *response.status_mut() = error.status();
+        response
+    }
+
+    /// A list page's answer: `content` of what `read` gave, or its refusal.
+    pub fn listed<L>(
+        &self,
+        (title, current): (&str, &str),
+        read: Result<L, Response>,
+        content: impl FnOnce(&L) -> Markup,
+    ) -> Response {
+        match read {
+            Ok(listed) => self.render(title, current, content(&listed)),
+            Err(refused) => refused,
+        }
+    }
+
+    /// A change's answer: `303` to `path` once made, else the form again as
+    /// [`Frame::form_refused`] shows it.
+    pub fn after_change<T>(
+        &self,
+        (title, current): (&str, &str),
+        path: &str,
+        result: Result<T, ApiError>,
+        again: impl FnOnce(&form::Problems) -> Markup,
+    ) -> Response {
+        match result {
+            Ok(_) => Redirect::to(path).into_response(),
+            Err(error) => self.form_refused((title, current), error, again),
+        }
+    }
+
     /// A refusal of the API the page called, as this page: the plan's upgrade prompt for a
     /// module it lacks, the reason for a role that may not; other errors as error pages.
     pub fn refusal(&self, title: &str, current: &str, error: ApiError) -> Response {
@@ -337,7 +446,7 @@ impl Frame {
                     h2 { "Not in your plan" }
                     p { (error.message) }
                     @if self.role >= Role::Owner {
-                        p { a href="/settings" { "See your plan and upgrade" } }
+                        p { a href="/billing" { "See your plan and upgrade" } }
                     } @else {
                         p class="muted" { "Ask the workspace owner to upgrade." }
                     }
@@ -371,6 +480,27 @@ fn head(branding: &EffectiveBranding, title: &str) -> Markup {
             title { (title) " · " (branding.display_name) }
             link rel="stylesheet" href="/assets/app.css";
             style { (PreEscaped(brand_css)) }
+        }
+    }
+}
+
+/// A "Next page" link to `path` with `cursor` (and `extra` query pairs), when there is one.
+pub fn next_page(path: &str, cursor: Option<String>) -> Markup {
+    let href = cursor.map(|cursor| {
+        format!(
+            "{path}?{}",
+            serde_urlencoded::to_string([("cursor", cursor)]).unwrap_or_default()
+        )
+    });
+    html! { @if let Some(href) = href { p { a href=(href) rel="next" { "Next page" } } } }
+}
+
+/// A one-button form posting to `action` (revoke, remove, deactivate): no script, so each row
+/// action is a form of its own.
+pub fn row_action(action: &str, label: &str, name: &str) -> Markup {
+    html! {
+        form class="inline" method="post" action=(action) {
+            button class="secondary" type="submit" aria-label=(format!("{label} {name}")) { (label) }
         }
     }
 }
@@ -419,17 +549,11 @@ mod tests {
         );
         let token = cookie_token(&headers).expect("found");
         assert_eq!(secrecy::ExposeSecret::expose_secret(&token), "st.abc");
-        let cookie = session_cookie("st.abc", 60, true);
+        let cookie = session_cookie("st.abc", 60);
         let cookie = cookie.to_str().expect("ascii");
         assert!(
-            cookie.contains("HttpOnly") && cookie.contains("Secure"),
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
             "{cookie}"
-        );
-        assert!(
-            !session_cookie("st.abc", 60, false)
-                .to_str()
-                .expect("ascii")
-                .contains("Secure")
         );
     }
 }

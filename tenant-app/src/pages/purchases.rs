@@ -180,8 +180,10 @@ async fn cost(
     Ok(lines)
 }
 
+/// The line's total as the purchase will record it (see `crate::money`).
 fn line_total(line: &Costed) -> i64 {
-    (line.quantity * line.unit_cost_cents as f64).round() as i64
+    let thousandths = crate::money::thousandths(line.quantity).unwrap_or_default();
+    crate::money::line_total_cents(thousandths, line.unit_cost_cents)
 }
 
 /// `POST /purchases/new`: check or receive.

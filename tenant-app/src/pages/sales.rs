@@ -110,8 +110,10 @@ async fn price(
     Ok(priced)
 }
 
+/// The line's total as the sale will record it (see `crate::money`).
 fn line_total(line: &Priced) -> i64 {
-    (line.quantity * line.unit_cents as f64).round() as i64
+    let thousandths = crate::money::thousandths(line.quantity).unwrap_or_default();
+    crate::money::line_total_cents(thousandths, line.unit_cents)
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -4,7 +4,7 @@
 
 use axum::Form;
 use axum::extract::{Query, Request, State};
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use control_plane::one_time_links::LinkPurpose;
 use maud::{Markup, html};
@@ -14,8 +14,8 @@ use web::client::ClientAddr;
 use web::{ApiError, ErrorCode};
 
 use super::form::{Input, Problems};
-use super::{Signed, head, over_https, page, session_cookie};
-use crate::auth::{self, SessionUser};
+use super::{Signed, head, page, session_cookie, token_page};
+use crate::auth;
 use crate::branding::EffectiveBranding;
 use crate::{AppState, ResolvedOnly, TenantConnection};
 
@@ -70,6 +70,7 @@ fn sign_in_page(branding: &EffectiveBranding, email: &str, problems: &Problems) 
                     (password.render(problems, focus))
                     button class="primary" type="submit" { "Sign in" }
                 }
+                p { a href="/password/forgot" { "Forgot password?" } }
             }
         }
     }
@@ -88,7 +89,6 @@ pub struct SignInForm {
 pub async fn submit(
     State(state): State<AppState>,
     client: Option<ClientAddr>,
-    headers: HeaderMap,
     ResolvedOnly(tenant): ResolvedOnly,
     form: Result<Form<SignInForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
@@ -109,7 +109,7 @@ pub async fn submit(
     )
     .await;
     match signed_in {
-        Ok(user) => start_session(&state, tenant.id, &user, &headers),
+        Ok(user) => start_session(&state, tenant.id, user.id),
         Err(error) => {
             let mut response = page(sign_in_page(&branding, &form.email, &Problems::of(&error)));
             *response.status_mut() = error.status();
@@ -123,19 +123,13 @@ pub async fn submit(
     }
 }
 
-/// Signs `user` in: the session cookie, then the dashboard.
-fn start_session(
-    state: &AppState,
-    tenant_id: uuid::Uuid,
-    user: &SessionUser,
-    headers: &HeaderMap,
-) -> Response {
-    let (token, lifetime) = auth::new_session(&state.router, tenant_id, user.id);
+/// Signs the user `user_id` in: the session cookie, then the dashboard.
+pub(super) fn start_session(state: &AppState, tenant_id: uuid::Uuid, user_id: i64) -> Response {
+    let (token, lifetime) = crate::sessions::new_session(&state.router, tenant_id, user_id);
     let mut response = Redirect::to("/").into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        session_cookie(&token, lifetime, over_https(headers)),
-    );
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&token, lifetime));
     response
 }
 
@@ -148,7 +142,6 @@ pub struct LinkQuery {
 /// status endpoint). Works once, for a minute, on this tenant's host only; then the dashboard.
 pub async fn follow_link(
     State(state): State<AppState>,
-    headers: HeaderMap,
     connection: TenantConnection,
     query: Result<Query<LinkQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -174,21 +167,25 @@ pub async fn follow_link(
         .use_links_of(LinkPurpose::SignupLanding, tenant_id, &email)
         .await?;
     tracing::info!(user = user.id, "signed in through a one-time link");
-    let mut response = start_session(&state, tenant_id, &user, &headers);
     // The URL held a token: say nothing of it to anyone.
-    response.headers_mut().insert(
-        header::REFERRER_POLICY,
-        "no-referrer".parse().expect("a valid header"),
-    );
-    Ok(response)
+    Ok(token_page(start_session(&state, tenant_id, user.id)))
 }
 
-/// `POST /sign-out`: ends the browser session.
-pub async fn sign_out(headers: HeaderMap) -> Response {
+/// `POST /sign-out`: ends the browser session, on every router: a copy of its cookie no longer
+/// signs anyone in. The cookie goes even if the control plane cannot record the end (logged).
+pub async fn sign_out(
+    State(state): State<AppState>,
+    ResolvedOnly(tenant): ResolvedOnly,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if let Some(token) = super::cookie_token(&headers)
+        && let Err(error) = crate::sessions::end_session(&state.router, tenant.id, &token).await
+    {
+        tracing::warn!(error = %error.message, "cannot record the end of a session");
+    }
     let mut response = Redirect::to("/").into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        session_cookie("", 0, over_https(&headers)),
-    );
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie("", 0));
     response
 }

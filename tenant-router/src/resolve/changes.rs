@@ -15,6 +15,11 @@ impl RouterState {
     /// (deadpool pools are reference-counted) until that request returns its connection.
     pub async fn invalidate(&self, changed: &TenantChanged) {
         self.inner.changes.fetch_add(1, Ordering::SeqCst);
+        if changed.sessions_ended.is_some() {
+            // Only sessions ended; the tenant's resolution and pool are still good.
+            self.reload_ended_sessions(Some(changed.id)).await;
+            return;
+        }
         if let Some(prefix) = &changed.api_key {
             // Only that key changed; the tenant's resolution and pool are still good.
             self.inner.api_key_cache.invalidate(prefix).await;
@@ -60,8 +65,10 @@ impl RouterState {
                         continue;
                     }
                 };
-                // Anything cached before listening may already be stale.
+                // Anything cached before listening may already be stale, and sessions may
+                // have ended meanwhile.
                 self.invalidate_all();
+                self.reload_ended_sessions(None).await;
                 loop {
                     match listener.try_recv().await {
                         Ok(Some(notification)) => {

@@ -30,7 +30,9 @@ use crate::budget::{HostState, TenantPool};
 use crate::metrics::{LookupLabels, RouterMetrics};
 
 mod changes;
+mod fleet;
 mod pools;
+mod sessions;
 use pools::tenant_unavailable;
 
 /// How long an answer "no such tenant" is reused (unless a notification drops it sooner).
@@ -132,6 +134,12 @@ struct Inner {
     api_keys_touched: Cache<Uuid, ()>,
     pool_cache: Cache<Uuid, CachedPool>,
     hosts: Mutex<HashMap<Uuid, Arc<HostState>>>,
+    /// This router as the control plane's fleet knows it, and how many routers it last counted
+    /// (see [`crate::fleet`]).
+    identity: control_plane::routers::RouterIdentity,
+    routers: std::sync::atomic::AtomicU32,
+    /// Tenant sessions ended before their expiry (see `sessions.rs`).
+    ended_sessions: std::sync::RwLock<sessions::EndedByTenant>,
     /// Hosts whose first contact failed recently: their tenants fail fast until it expires.
     unreachable_hosts: Cache<Uuid, ()>,
     /// Bumped whenever notifications may have been missed; older entries must be read again.
@@ -206,6 +214,9 @@ impl RouterState {
                 api_keys_touched,
                 pool_cache,
                 hosts: Mutex::new(HashMap::new()),
+                identity: control_plane::routers::RouterIdentity::this_process(),
+                routers: std::sync::atomic::AtomicU32::new(1),
+                ended_sessions: std::sync::RwLock::default(),
                 unreachable_hosts,
                 epoch: AtomicU64::new(0),
                 changes: AtomicU64::new(0),
@@ -279,6 +290,8 @@ impl RouterState {
         self.inner.api_keys_touched.run_pending_tasks().await;
         self.inner.pool_cache.run_pending_tasks().await;
         self.inner.unreachable_hosts.run_pending_tasks().await;
+        self.settle_budgets();
+        self.prune_ended_sessions();
     }
 
     /// How many tenant pools are open.

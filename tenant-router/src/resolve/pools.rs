@@ -11,8 +11,7 @@ use deadpool_postgres::{ManagerConfig, RecyclingMethod, Runtime};
 use web::{ApiError, ErrorCode};
 
 use crate::budget::{
-    BudgetedManager, CircuitBreaker, ConnectError, ConnectionBudget, HostState, TenantClient,
-    TenantPool,
+    BudgetedManager, CircuitBreaker, ConnectError, HostState, TenantClient, TenantPool,
 };
 
 use super::{CachedPool, ResolvedTenant, RouterState};
@@ -164,9 +163,12 @@ impl RouterState {
             },
         };
         let mut hosts = inner.hosts.lock().map_err(|_| ApiError::internal())?;
+        let routers = self.routers();
         let host = hosts.entry(host_id).or_insert_with(|| {
             Arc::new(HostState::new(
-                ConnectionBudget::new(limit, settings.budget_wait),
+                limit,
+                routers,
+                settings.budget_wait,
                 CircuitBreaker::new(settings.breaker_threshold, settings.breaker_cool_down),
             ))
         });

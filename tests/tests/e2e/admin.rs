@@ -373,7 +373,13 @@ async fn admin_page(app: &TestApp, token: &str, path: &str) -> String {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK, "{path}");
-    response.text().await.unwrap()
+    let policy = response
+        .headers()
+        .get(reqwest::header::CONTENT_SECURITY_POLICY)
+        .map(|value| value.to_str().unwrap().to_owned());
+    let page = response.text().await.unwrap();
+    crate::csp::assert_inline_code_allowed(policy.as_deref(), &page);
+    page
 }
 
 /// The dashboard's plan preview shows the lint findings of the migrations a rollout applies,
@@ -442,6 +448,105 @@ async fn the_dashboard_preview_shows_lint_findings_and_start_needs_each_risk_acc
     assert!(
         page.contains("Accepted lint risks") && page.contains(RULE),
         "{page}"
+    );
+    app.finish().await;
+}
+
+/// The preview says which way a rollout goes, whether it does anything and which migrations
+/// can be undone; a rollback without its revert scripts gets no start button and a start is
+/// refused (`revert_missing`, nothing created); a completed rollout offers no pause, resume or
+/// abort, and a refused pause names the rollout's state, not a tenant's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_says_what_a_rollout_would_do_and_offers_only_what_its_state_allows() {
+    let set = migrator::MigrationSet::with_extra(&[(
+        "V3__loyalty_cards",
+        "CREATE TABLE loyalty_cards (id bigint PRIMARY KEY);",
+    )])
+    .unwrap();
+    let app = TestApp::spawn_with(crate::harness::TestOptions {
+        migrations: Some(set),
+        ..Default::default()
+    })
+    .await;
+    app.active_tenant("north").await;
+    let token = admin_token(&app).await;
+    let fields = |to: i32| format!("to={to}&stages=100&concurrency=1&max_failures=0&bake=0s");
+
+    let page = admin_page(&app, &token, &format!("/admin/rollouts/new?{}", fields(3))).await;
+    assert!(
+        page.contains("Direction: <strong>forward</strong>"),
+        "{page}"
+    );
+    assert!(!page.contains("id=\"does-nothing\""), "{page}");
+    assert!(
+        page.contains("no: there is no <code>V3__loyalty_cards.revert.sql</code>"),
+        "{page}"
+    );
+    let start = |body: String| {
+        admin_call(&app, Method::POST, "/admin/rollouts", &token)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body)
+            .send()
+    };
+    // `--on-failure revert` over a migration without a revert script is refused.
+    let response = start(format!("{}&on_failure=revert", fields(3)))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("V3__loyalty_cards.revert.sql")
+    );
+    assert!(app.store.rollouts().await.unwrap().is_empty());
+
+    let response = start(fields(3)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let id = app.store.rollouts().await.unwrap()[0].id;
+    crate::rollouts::wait_for_state(&app, id, control_plane::rollouts::RolloutState::Completed)
+        .await;
+    let page = admin_page(&app, &token, &format!("/admin/rollouts/{id}")).await;
+    for gone in ["action-pause", "action-resume", "action-abort"] {
+        assert!(
+            !page.contains(gone),
+            "a completed rollout offers {gone}: {page}"
+        );
+    }
+    let response = admin_call(
+        &app,
+        Method::POST,
+        &format!("/admin/rollouts/{id}/pause"),
+        &token,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains("This rollout is completed, so it cannot be paused")
+            && !page.contains("the tenant is"),
+        "{page}"
+    );
+
+    let page = admin_page(&app, &token, &format!("/admin/rollouts/new?{}", fields(3))).await;
+    assert!(page.contains("id=\"does-nothing\""), "{page}");
+    let page = admin_page(&app, &token, &format!("/admin/rollouts/new?{}", fields(2))).await;
+    assert!(page.contains("Roll back to schema version 2"), "{page}");
+    assert!(page.contains("id=\"revert-missing\""), "{page}");
+    assert!(!page.contains("confirm-start"), "{page}");
+    let response = start(fields(2)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(response.text().await.unwrap().contains("no revert script"));
+    assert_eq!(
+        app.store.rollouts().await.unwrap().len(),
+        1,
+        "nothing was started"
     );
     app.finish().await;
 }

@@ -189,7 +189,7 @@ async fn a_key_is_shown_once_works_as_its_role_and_stops_at_once_when_revoked() 
         StatusCode::OK,
     )
     .await;
-    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(list["data"].as_array().unwrap().len(), 2);
     for secret in [secret_part(&staff_key), secret_part(&reader_key)] {
         assert!(!list_text.contains(secret), "the list shows a secret");
     }
@@ -286,7 +286,7 @@ async fn a_key_is_shown_once_works_as_its_role_and_stops_at_once_when_revoked() 
             StatusCode::OK,
         )
         .await;
-        if list
+        if list["data"]
             .as_array()
             .unwrap()
             .iter()
@@ -431,13 +431,16 @@ async fn a_key_is_shown_once_works_as_its_role_and_stops_at_once_when_revoked() 
         StatusCode::OK,
     )
     .await;
-    let revoked: Vec<&Value> = list
+    let revoked: Vec<&Value> = list["data"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|key| !key["revoked_at"].is_null())
         .collect();
-    assert_eq!((list.as_array().unwrap().len(), revoked.len()), (3, 2));
+    assert_eq!(
+        (list["data"].as_array().unwrap().len(), revoked.len()),
+        (3, 2)
+    );
 
     // The control plane holds hashes only: no row of any table contains a secret, and each
     // key's stored hash is the SHA-256 of its secret.
@@ -551,7 +554,7 @@ async fn a_key_works_only_on_its_own_tenant() {
         StatusCode::OK,
     )
     .await;
-    assert_eq!(beta_keys, json!([]));
+    assert_eq!(beta_keys, json!({"data": [], "next_cursor": null}));
     let (_, alpha_keys) = expect(
         &app,
         "alpha",
@@ -562,7 +565,7 @@ async fn a_key_works_only_on_its_own_tenant() {
         StatusCode::OK,
     )
     .await;
-    let alpha_key_id = alpha_keys[0]["id"].as_str().unwrap();
+    let alpha_key_id = alpha_keys["data"][0]["id"].as_str().unwrap();
     for (method, path) in [
         (Method::DELETE, format!("/api/v1/api-keys/{alpha_key_id}")),
         (
@@ -852,7 +855,7 @@ async fn integration_credentials_are_sealed_to_their_tenant_and_name_and_rotate(
         !text.contains(secret) && !text.contains("dhl-0000"),
         "{text}"
     );
-    let names: Vec<(&str, &str)> = list
+    let names: Vec<(&str, &str)> = list["data"]
         .as_array()
         .unwrap()
         .iter()

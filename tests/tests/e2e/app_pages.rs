@@ -226,7 +226,7 @@ async fn read_only_users_see_no_write_controls_and_are_refused_write_pages() {
         "no edit links for read-only: {html}"
     );
     assert!(
-        !html.contains("href=\"/settings\""),
+        !html.contains("href=\"/workspace\""),
         "settings are the owner's: {html}"
     );
     let new = page(&viewer, "/items/new").await.unwrap();
@@ -257,7 +257,7 @@ async fn read_only_users_see_no_write_controls_and_are_refused_write_pages() {
     // The owner sees the controls; the owner's cookie on the neighbour is no session there.
     let html = page(&owner, "/items").await.unwrap().text().await.unwrap();
     assert!(
-        html.contains("/items/new") && html.contains("href=\"/settings\""),
+        html.contains("/items/new") && html.contains("href=\"/workspace\""),
         "{html}"
     );
     let foreign = page(&owner.on("neighbour"), "/items").await.unwrap();

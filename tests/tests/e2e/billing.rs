@@ -12,6 +12,7 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::harness::{TestApp, TestOptions, error_code};
+use crate::stripe_stand_in::{StripeCall, StripeStandIn};
 
 const WEBHOOK_SECRET: &str = "whsec_silo_test_secret";
 
@@ -190,12 +191,10 @@ async fn the_lifecycle_moves_by_clock_and_operator_and_refuses_what_it_does_not_
     .unwrap();
     assert_eq!(reactivated.status(), StatusCode::OK);
     assert_eq!(wait_served(&app, "lifecycle").await, None);
-    assert_eq!(subscription_status(&app, tenant).await, "active");
-    // Refused: reactivating an active subscription; a paid subscription going back to trial.
-    for (path, body) in [
-        ("reactivate", json!({})),
-        ("extend-trial", json!({"by": "3days"})),
-    ] {
+    // Back to the trial it was suspended from: reactivation is never a free upgrade.
+    assert_eq!(subscription_status(&app, tenant).await, "trial");
+    // Refused: reactivating a subscription that is not suspended.
+    for (path, body) in [("reactivate", json!({}))] {
         let refused = admin(
             Method::POST,
             &format!("/api/v1/admin/tenants/lifecycle/{path}"),
@@ -306,8 +305,8 @@ async fn the_lifecycle_moves_by_clock_and_operator_and_refuses_what_it_does_not_
             (Some("past_due"), "suspended", "grace_expired"),
             (Some("suspended"), "trial", "trial_extended"),
             (Some("trial"), "suspended", "operator_suspended"),
-            (Some("suspended"), "active", "operator_reactivated"),
-            (Some("active"), "cancelled", "period_ended"),
+            (Some("suspended"), "trial", "operator_reactivated"),
+            (Some("trial"), "cancelled", "period_ended"),
         ]
     );
     // The operator's actions are audited under their name with before and after.
@@ -622,89 +621,9 @@ async fn stripe_webhooks_are_verified_applied_once_and_safe_out_of_order() {
 }
 
 /// One request the fake Stripe received.
-#[derive(Debug, Clone)]
-struct StripeCall {
-    path: String,
-    authorization: Option<String>,
-    idempotency_key: Option<String>,
-    form: Vec<(String, String)>,
-}
-
-/// A local stand-in for Stripe's API (the real one cannot be reached from here): records each
-/// call and answers like Stripe; a checkout for the Enterprise plan is declined.
-async fn fake_stripe() -> (String, std::sync::Arc<std::sync::Mutex<Vec<StripeCall>>>) {
-    use axum::extract::State;
-    use axum::http::HeaderMap;
-    type Calls = std::sync::Arc<std::sync::Mutex<Vec<StripeCall>>>;
-    async fn record(
-        State(calls): State<Calls>,
-        uri: axum::http::Uri,
-        headers: HeaderMap,
-        body: String,
-    ) -> (axum::http::StatusCode, axum::Json<Value>) {
-        let header = |name: &str| {
-            headers
-                .get(name)
-                .map(|value| value.to_str().unwrap().to_owned())
-        };
-        let form: Vec<(String, String)> = url_pairs(&body);
-        let call = StripeCall {
-            path: uri.path().to_owned(),
-            authorization: header("authorization"),
-            idempotency_key: header("idempotency-key"),
-            form: form.clone(),
-        };
-        let count = {
-            let mut calls = calls.lock().unwrap();
-            calls.push(call);
-            calls.len()
-        };
-        let field = |name: &str| {
-            form.iter()
-                .find(|(key, _)| key == name)
-                .map(|(_, value)| value.clone())
-        };
-        if uri.path() == "/v1/customers" {
-            return (
-                axum::http::StatusCode::OK,
-                axum::Json(json!({"id": format!("cus_local_{count}"), "object": "customer"})),
-            );
-        }
-        if field("metadata[plan]").as_deref() == Some("enterprise") {
-            return (
-                axum::http::StatusCode::PAYMENT_REQUIRED,
-                axum::Json(
-                    json!({"error": {"message": "Your card was declined.", "type": "card_error"}}),
-                ),
-            );
-        }
-        (
-            axum::http::StatusCode::OK,
-            axum::Json(
-                json!({"id": format!("cs_local_{count}"), "object": "checkout.session",
-                              "url": format!("https://checkout.stripe.test/c/pay/cs_local_{count}")}),
-            ),
-        )
-    }
-    let calls: Calls = std::sync::Arc::default();
-    let app = axum::Router::new()
-        .route("/v1/customers", axum::routing::post(record))
-        .route("/v1/checkout/sessions", axum::routing::post(record))
-        .with_state(calls.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{address}"), calls)
-}
-
-/// Decodes an `application/x-www-form-urlencoded` body.
-fn url_pairs(body: &str) -> Vec<(String, String)> {
-    serde_urlencoded::from_str(body).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_checks_out_through_stripe_and_a_refusal_changes_nothing() {
-    let (base, calls) = fake_stripe().await;
+    let StripeStandIn { base, calls, .. } = StripeStandIn::start().await;
     let app = TestApp::spawn_with(TestOptions {
         stripe: Some((base, "sk_test_silo_secret".to_owned().into())),
         ..TestOptions::default()
@@ -766,12 +685,7 @@ async fn an_owner_checks_out_through_stripe_and_a_refusal_changes_nothing() {
         assert!(call.idempotency_key.is_some());
     }
     assert_ne!(recorded[1].idempotency_key, recorded[2].idempotency_key);
-    let field = |call: &StripeCall, name: &str| {
-        call.form
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.clone())
-    };
+    let field = |call: &StripeCall, name: &str| call.field(name);
     assert_eq!(
         field(&recorded[0], "email").as_deref(),
         Some("owner@upgrading.test")
@@ -882,27 +796,9 @@ async fn an_owner_checks_out_through_stripe_and_a_refusal_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_cli_suspends_reactivates_and_extends_trials() {
-    use clap::Parser as _;
     let app = TestApp::spawn().await;
     let shop = app.active_tenant("clishop").await;
-    let started = silo::bootstrap::Bootstrapped {
-        settings: crate::harness::test_settings(&app.database, &app.keys),
-        store: app.store.clone(),
-        keyring: app.keyring.clone(),
-        embedded: None,
-    };
-    let run = |args: &'static str| {
-        let cli = silo::cli::Cli::try_parse_from(
-            ["silo", "tenants"]
-                .into_iter()
-                .chain(args.split_whitespace()),
-        )
-        .unwrap_or_else(|error| panic!("`silo tenants {args}` parses: {error}"));
-        let silo::cli::Command::Tenants(command) = cli.command else {
-            panic!("a tenants command");
-        };
-        silo::tenants::run(&started, command)
-    };
+    let run = |args: &'static str| app.silo_tenants(args);
     run("suspend clishop --yes --json").await.unwrap();
     app.wait_for_error("clishop", StatusCode::FORBIDDEN, "tenant_suspended")
         .await;
@@ -911,9 +807,11 @@ async fn the_operator_cli_suspends_reactivates_and_extends_trials() {
     assert!(format!("{again:#}").contains("cannot become"), "{again:#}");
     run("reactivate clishop").await.unwrap();
     assert_eq!(wait_served(&app, "clishop").await, None);
-    assert_eq!(subscription_status(&app, shop.tenant_id).await, "active");
-    // A paid subscription does not go back to a trial.
-    assert!(run("extend-trial clishop --by 7days").await.is_err());
+    // The trial it was suspended from, not a paid subscription.
+    assert_eq!(subscription_status(&app, shop.tenant_id).await, "trial");
+    // Only a suspended subscription is reactivated.
+    assert!(run("reactivate clishop").await.is_err());
+    run("extend-trial clishop --by 7days").await.unwrap();
     run("subscription clishop --json").await.unwrap();
     let audit = app.store.audit_of(shop.tenant_id).await.unwrap();
     assert!(

@@ -87,33 +87,70 @@ impl Browser {
                 }
                 last = text;
             }
-            assert!(
-                Instant::now() < deadline,
-                "`{css}` never showed the expected text; last seen: {last:?}"
-            );
+            if Instant::now() >= deadline {
+                let shot = self.screenshot(css).await;
+                panic!(
+                    "`{css}` never showed the expected text; last seen: {last:?} (screenshot: {shot})"
+                );
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// Types `text` into the input matching `css`.
     pub async fn fill(&self, css: &str, text: &str) {
-        let input = self
-            .client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|error| panic!("no `{css}` on the page: {error}"));
+        let input = match self.client.find(Locator::Css(css)).await {
+            Ok(input) => input,
+            Err(error) => {
+                let shot = self.screenshot(css).await;
+                panic!("no `{css}` on the page: {error} (screenshot: {shot})");
+            }
+        };
         input.clear().await.expect("input clears");
         input.send_keys(text).await.expect("typing works");
     }
 
-    pub async fn click(&self, css: &str) {
+    /// Loads `url` (as typing it in the address bar).
+    pub async fn open(&self, url: &str) {
         self.client
-            .find(Locator::Css(css))
+            .goto(url)
             .await
-            .unwrap_or_else(|error| panic!("no `{css}` on the page: {error}"))
-            .click()
-            .await
-            .expect("click works");
+            .unwrap_or_else(|error| panic!("cannot open {url}: {error}"));
+    }
+
+    pub async fn click(&self, css: &str) {
+        let element = match self.client.find(Locator::Css(css)).await {
+            Ok(element) => element,
+            Err(error) => {
+                let shot = self.screenshot(css).await;
+                panic!("no `{css}` on the page: {error} (screenshot: {shot})");
+            }
+        };
+        element.click().await.expect("click works");
+    }
+
+    /// Saves what the browser shows under the test root's `screenshots/`, for a failing step;
+    /// returns where (or why there is none).
+    pub async fn screenshot(&self, step: &str) -> String {
+        let folder = crate::harness::test_root().join("screenshots");
+        let name: String = step
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .take(60)
+            .collect();
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis());
+        let path = folder.join(format!("{stamp}-{name}.png"));
+        match self.client.screenshot().await {
+            Ok(png) => {
+                match std::fs::create_dir_all(&folder).and_then(|()| std::fs::write(&path, png)) {
+                    Ok(()) => path.display().to_string(),
+                    Err(error) => format!("not saved: {error}"),
+                }
+            }
+            Err(error) => format!("not taken: {error}"),
+        }
     }
 
     pub async fn finish(mut self) {

@@ -22,7 +22,10 @@ fn short_timeouts(settings: &mut control_plane::settings::Settings) {
 }
 
 /// Reads until the server closes the socket (or `limit` passes): what it sent, and when it closed.
-async fn read_until_closed(socket: &mut TcpStream, limit: Duration) -> (String, Option<Instant>) {
+pub(crate) async fn read_until_closed(
+    socket: &mut TcpStream,
+    limit: Duration,
+) -> (String, Option<Instant>) {
     let mut received = Vec::new();
     let mut buffer = [0_u8; 4096];
     let deadline = tokio::time::Instant::now() + limit;

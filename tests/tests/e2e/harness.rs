@@ -334,6 +334,9 @@ pub struct TestOptions {
     pub configure: Option<fn(&mut Settings)>,
     /// Stripe's API base and secret key: a local server of the test's own.
     pub stripe: Option<(String, SecretString)>,
+    /// `SILO_SMTP_URL`: an SMTP receiver of the test's own (default: `.eml` files in the
+    /// test's own outbox folder).
+    pub smtp_url: Option<String>,
 }
 
 impl Default for TestOptions {
@@ -349,6 +352,7 @@ impl Default for TestOptions {
             url_parameters: None,
             configure: None,
             stripe: None,
+            smtp_url: None,
         }
     }
 }
@@ -382,7 +386,19 @@ pub fn test_settings(database: &str, keys: &SecretString) -> Settings {
     settings.router.tenant_cache_ttl = Duration::from_secs(3600);
     settings.offboarding.export_dir = Some(test_root().join("exports").join(database));
     settings.offboarding.check_interval = Duration::from_millis(100);
+    // Domain verification asks the tests' own DNS server on loopback.
+    settings.domains.resolver = Some(crate::test_dns::dns().address);
+    settings.domains.lookup_timeout = Duration::from_secs(1);
+    // Mails are files in an outbox of this test's own unless it starts an SMTP receiver; a
+    // failed send is tried again within a second or two.
+    settings.mail.outbox_dir = Some(outbox_dir(database));
+    settings.mail.retry_max_backoff = Duration::from_secs(1);
     settings
+}
+
+/// Where a test's mails go as `.eml` files when it has no SMTP receiver.
+pub fn outbox_dir(database: &str) -> PathBuf {
+    test_root().join("mail").join(database)
 }
 
 impl TestApp {
@@ -419,6 +435,9 @@ impl TestApp {
         if let Some((base, key)) = options.stripe {
             settings.billing.stripe_api_base = base;
             settings.billing.stripe_secret_key = Some(key);
+        }
+        if let Some(url) = options.smtp_url {
+            settings.mail.smtp_url = Some(SecretString::from(url));
         }
         if let Some(configure) = options.configure {
             configure(&mut settings);
@@ -582,6 +601,49 @@ impl TestApp {
     }
 
     /// A superuser client on this test's control-plane database.
+    /// Gives the default host a wrong admin password (provisioning on it then fails after
+    /// placement); returns the good admin URL, to mend it with `set_default_host`.
+    pub async fn break_the_default_host(&self) -> SecretString {
+        let good = superuser_url(&self.database);
+        let broken = SecretString::from(good.expose_secret().replacen(
+            "://postgres:",
+            "://postgres:wrong",
+            1,
+        ));
+        assert_ne!(broken.expose_secret(), good.expose_secret());
+        self.set_default_host(&broken).await;
+        good
+    }
+
+    /// Points the default host at `admin_url`.
+    pub async fn set_default_host(&self, admin_url: &SecretString) {
+        self.store
+            .upsert_host(&self.keyring, "local", admin_url, 1000, "test")
+            .await
+            .unwrap();
+    }
+
+    /// Runs `silo tenants <args>` against this app's control plane, as an operator would.
+    pub async fn silo_tenants(&self, args: &str) -> anyhow::Result<()> {
+        use clap::Parser as _;
+        let started = silo::bootstrap::Bootstrapped {
+            settings: test_settings(&self.database, &self.keys),
+            store: self.store.clone(),
+            keyring: self.keyring.clone(),
+            embedded: None,
+        };
+        let cli = silo::cli::Cli::try_parse_from(
+            ["silo", "tenants"]
+                .into_iter()
+                .chain(args.split_whitespace()),
+        )
+        .unwrap_or_else(|error| panic!("`silo tenants {args}` parses: {error}"));
+        let silo::cli::Command::Tenants(command) = cli.command else {
+            panic!("a tenants command");
+        };
+        silo::tenants::run(&started, command).await
+    }
+
     pub async fn control_plane(&self) -> tokio_postgres::Client {
         superuser_client(&self.database).await
     }
@@ -623,6 +685,7 @@ impl TestApp {
         let admin = superuser_client("postgres").await;
         drop_control_plane(&admin, &self.database).await;
         let _ = std::fs::remove_dir_all(test_root().join("exports").join(&self.database));
+        let _ = std::fs::remove_dir_all(outbox_dir(&self.database));
     }
 }
 

@@ -229,3 +229,76 @@ async fn host_commands_from_the_cli_are_audited_like_the_admin_api() {
     assert_eq!(audit[1].2["after"], "draining");
     assert_eq!(audit[2].2["after"], "active");
 }
+
+/// A host whose server is gone: removal is refused (`host_unreachable`, the record kept, nothing
+/// else changed); `?forget=true` removes the record alone and names what was left on the server,
+/// and the audit row says it was forgotten, not cleaned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_whose_server_is_gone_is_forgotten_naming_what_was_left_on_it() {
+    use crate::admin::{admin_call, admin_token};
+    let app = TestApp::spawn().await;
+    let cluster = crate::harness::private_cluster("gone", 20);
+    app.store
+        .add_host(
+            &app.keyring,
+            "gone",
+            &cluster.superuser_url("postgres"),
+            5,
+            "test",
+        )
+        .await
+        .unwrap();
+    let host = app.store.host_by_name("gone").await.unwrap().unwrap();
+    app.store
+        .record_template(host.id, 1, "silo_template_left")
+        .await
+        .unwrap();
+    cluster.stop().unwrap();
+    let token = admin_token(&app).await;
+
+    let refused = admin_call(
+        &app,
+        reqwest::Method::DELETE,
+        "/api/v1/admin/hosts/gone",
+        &token,
+    )
+    .send()
+    .await
+    .unwrap();
+    let (status, code) = error_code(refused).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_GATEWAY, "host_unreachable")
+    );
+    let kept = app.store.host_by_name("gone").await.unwrap();
+    assert!(kept.is_some(), "a refused removal keeps the record");
+
+    let forgotten = admin_call(
+        &app,
+        reqwest::Method::DELETE,
+        "/api/v1/admin/hosts/gone?forget=true",
+        &token,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(forgotten.status(), StatusCode::OK);
+    let body: serde_json::Value = forgotten.json().await.unwrap();
+    assert_eq!(
+        body["left_behind"],
+        serde_json::json!(["database silo_template_left"])
+    );
+    assert!(app.store.host_by_name("gone").await.unwrap().is_none());
+    let control = app.control_plane().await;
+    let detail: serde_json::Value = control
+        .query_one(
+            "SELECT detail::text FROM audit_log WHERE action = 'host.remove' \
+             AND detail->>'host' = 'gone'",
+            &[],
+        )
+        .await
+        .map(|row| serde_json::from_str(row.get::<_, &str>(0)).unwrap())
+        .unwrap();
+    assert_eq!(detail["forgotten"], true, "{detail}");
+    app.finish().await;
+}

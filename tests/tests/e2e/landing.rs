@@ -99,7 +99,7 @@ async fn a_sign_in_link_works_once_on_its_own_tenant_within_its_minute() {
     let landed = follow(&app, "landing", &path).await;
     assert_eq!(landed.status(), StatusCode::SEE_OTHER);
     assert_eq!(landed.headers()[LOCATION], "/");
-    assert_eq!(landed.headers()["referrer-policy"], "no-referrer");
+    assert_eq!(landed.headers()["referrer-policy"], "same-origin");
     let cookie = session_cookie(&landed).expect("signed in");
     let set_cookie = landed.headers()[SET_COOKIE].to_str().unwrap().to_owned();
     assert!(
@@ -258,14 +258,7 @@ async fn the_sign_in_form_signs_in_keeps_the_email_on_error_and_refuses_other_si
         .await
         .unwrap();
     assert_eq!(forged_out.status(), StatusCode::FORBIDDEN);
-    let out = no_redirects()
-        .post(format!("http://{}/sign-out", app.address))
-        .header(reqwest::header::HOST, &host)
-        .header(COOKIE, &cookie)
-        .header(ORIGIN, &origin)
-        .send()
-        .await
-        .unwrap();
+    let out = sign_out(&app, &cookie, &origin).await;
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
     let cleared = out.headers()[SET_COOKIE].to_str().unwrap();
     assert!(
@@ -326,5 +319,148 @@ async fn browsers_get_error_pages_and_api_clients_get_json() {
     assert_eq!(page.status(), StatusCode::FORBIDDEN);
     let html = page.text().await.unwrap();
     assert!(html.contains("This workspace is suspended"), "{html}");
+    app.finish().await;
+}
+
+/// The sign-out form posted with `cookie` from a page of `origin` (the tenant's own).
+async fn sign_out(app: &TestApp, cookie: &str, origin: &str) -> reqwest::Response {
+    no_redirects()
+        .post(format!("http://{}/sign-out", app.address))
+        .header(reqwest::header::HOST, origin.trim_start_matches("http://"))
+        .header(COOKIE, cookie)
+        .header(ORIGIN, origin)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Whether `cookie` signs its holder in on `app`: `/` is the dashboard, not the sign-in page.
+async fn signed_in(app: &TestApp, slug: &str, cookie: &str) -> bool {
+    let page = no_redirects()
+        .get(format!("http://{}/", app.address))
+        .header(reqwest::header::HOST, app.tenant_host(slug))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    page.contains("<h1>Dashboard</h1>")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_out_session_is_over_on_every_router_even_for_a_copy_of_its_cookie() {
+    let app = TestApp::spawn().await;
+    let mut other_router = TestApp::spawn_with(crate::harness::TestOptions {
+        database: Some(app.database.clone()),
+        keys: Some(app.keys.clone()),
+        run_workers: false,
+        ..Default::default()
+    })
+    .await;
+    app.active_tenant("ended").await;
+    let host = app.tenant_host("ended");
+    let origin = format!("http://{host}");
+    let sign_in = || async {
+        let signed = no_redirects()
+            .post(format!("http://{}/sign-in", app.address))
+            .header(reqwest::header::HOST, &host)
+            .header(ORIGIN, &origin)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(form_body(&[
+                ("email", "owner@ended.test"),
+                ("password", "violet tram oyster gravel"),
+            ]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(signed.status(), StatusCode::SEE_OTHER);
+        session_cookie(&signed).expect("a session")
+    };
+    // Two sessions of one owner (two devices); the first one's cookie is also copied away.
+    let (laptop, phone) = (sign_in().await, sign_in().await);
+    for router in [&app, &other_router] {
+        assert!(signed_in(router, "ended", &laptop).await);
+        assert!(signed_in(router, "ended", &phone).await);
+    }
+
+    let out = sign_out(&app, &laptop, &origin).await;
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    // The copy no longer signs anyone in: at once on the router that signed it out, within
+    // moments on the other; the other device stays signed in.
+    assert!(!signed_in(&app, "ended", &laptop).await);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while signed_in(&other_router, "ended", &laptop).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other router still takes the ended session"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for router in [&app, &other_router] {
+        assert!(signed_in(router, "ended", &phone).await);
+    }
+    // An API client signs out the same way: its token stops working.
+    let api = crate::session::Session::owner(&app, "ended").await;
+    api.expect(reqwest::Method::GET, "/api/v1/me", None, StatusCode::OK)
+        .await;
+    api.expect(
+        reqwest::Method::DELETE,
+        "/api/v1/sessions/current",
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    api.expect(
+        reqwest::Method::GET,
+        "/api/v1/me",
+        None,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+
+    // A router started afterwards knows of it too.
+    other_router.stop().await;
+    let late_router = TestApp::spawn_with(crate::harness::TestOptions {
+        database: Some(app.database.clone()),
+        keys: Some(app.keys.clone()),
+        run_workers: false,
+        ..Default::default()
+    })
+    .await;
+    // Its very first answer to the copied cookie is the sign-in page: it read the ended
+    // sessions before it served, not once its change listener was up.
+    let first = no_redirects()
+        .get(format!("http://{}/", late_router.address))
+        .header(reqwest::header::HOST, late_router.tenant_host("ended"))
+        .header(COOKIE, &laptop)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        first.contains("<h1>Sign in to ") && !first.contains("<h1>Dashboard</h1>"),
+        "a new router took an ended session: {first}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        if signed_in(&late_router, "ended", &phone).await {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "late router not serving"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!signed_in(&late_router, "ended", &laptop).await);
+    let mut late_router = late_router;
+    late_router.stop().await;
     app.finish().await;
 }

@@ -26,6 +26,30 @@ fn extra_migrations() -> migrator::MigrationSet {
     .unwrap()
 }
 
+/// An app knowing `migrations` with `slugs` active, its workers stopped (only the CLI drives
+/// rollouts then), and what the CLI needs to run against it.
+async fn fleet_for_the_cli(
+    migrations: &migrator::MigrationSet,
+    slugs: &[&str],
+) -> (TestApp, Bootstrapped) {
+    let mut app = TestApp::spawn_with(TestOptions {
+        migrations: Some(migrations.clone()),
+        ..Default::default()
+    })
+    .await;
+    for slug in slugs {
+        app.active_tenant(slug).await;
+    }
+    app.stop().await;
+    let started = Bootstrapped {
+        settings: test_settings(&app.database, &app.keys),
+        store: app.store.clone(),
+        keyring: app.keyring.clone(),
+        embedded: None,
+    };
+    (app, started)
+}
+
 /// Runs `migrator <args>`; returns the exit and what it printed.
 async fn migrator(started: &Bootstrapped, args: &str) -> (anyhow::Result<Exit>, String) {
     migrator_with(started, &extra_migrations(), args).await
@@ -63,22 +87,9 @@ async fn json_with(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sre_cli_plans_rolls_out_pauses_retries_and_reports() {
-    let mut app = TestApp::spawn_with(TestOptions {
-        migrations: Some(extra_migrations()),
-        ..Default::default()
-    })
-    .await;
-    for slug in ["north", "south", "east", "west"] {
-        app.active_tenant(slug).await;
-    }
     // Only the CLI drives rollouts from here on.
-    app.stop().await;
-    let started = Bootstrapped {
-        settings: test_settings(&app.database, &app.keys),
-        store: app.store.clone(),
-        keyring: app.keyring.clone(),
-        embedded: None,
-    };
+    let (app, started) =
+        fleet_for_the_cli(&extra_migrations(), &["north", "south", "east", "west"]).await;
 
     let plan = json_of(&started, "plan --stages 50,100 --json", Exit::Success).await;
     assert_eq!(plan["tenants"].as_array().unwrap().len(), 4);
@@ -183,15 +194,7 @@ const INDEX_RULE: &str = "require-concurrent-index-creation";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_risky_migration_is_reported_and_starts_only_with_its_risk_accepted() {
     let risky = risky_migrations();
-    let mut app = TestApp::spawn_with(TestOptions {
-        migrations: Some(risky.clone()),
-        ..Default::default()
-    })
-    .await;
-    for slug in ["north", "south"] {
-        app.active_tenant(slug).await;
-    }
-    app.stop().await;
+    let (app, _) = fleet_for_the_cli(&risky, &["north", "south"]).await;
     let bootstrapped = |settings| Bootstrapped {
         settings,
         store: app.store.clone(),
@@ -313,5 +316,100 @@ async fn a_risky_migration_is_reported_and_starts_only_with_its_risk_accepted() 
     // Nothing is pending any more: the lint is clean.
     let lint = json_with(&started, &risky, "lint --json", Exit::Success).await;
     assert_eq!(lint["from_version"], 3);
+    app.finish().await;
+}
+
+/// A rollback needs a revert script for every migration it undoes: `plan` says which can be
+/// undone, and `rollout start` refuses (`revert_missing`) before creating anything; one that
+/// has its scripts runs, and a plan where every tenant is already at the target says it does
+/// nothing. So does `--on-failure revert` forwards over a migration without a revert script.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_is_refused_where_a_revert_script_is_missing() {
+    // V3 has no revert script; V4 has one.
+    let set = extra_migrations()
+        .with_reverts(&[(4, "SELECT 1;")])
+        .unwrap();
+    let (app, started) = fleet_for_the_cli(&set, &["north", "south"]).await;
+    // Forwards with `--on-failure revert` over V3 (no script): refused before anything starts.
+    let (exit, _) = migrator_with(
+        &started,
+        &set,
+        "rollout start --to 4 --stages 100 --on-failure revert --local --yes",
+    )
+    .await;
+    let error = exit.unwrap_err().to_string();
+    assert!(
+        error.contains("revert_missing") && error.contains("V3"),
+        "{error}"
+    );
+    assert!(app.store.rollouts().await.unwrap().is_empty());
+
+    let done = json_with(
+        &started,
+        &set,
+        "rollout start --to 4 --stages 100 --local --yes --json",
+        Exit::Success,
+    )
+    .await;
+    assert_eq!(
+        (done["state"].clone(), done["direction"].clone()),
+        ("completed".into(), "forward".into())
+    );
+
+    let plan = json_with(
+        &started,
+        &set,
+        "plan --to 2 --stages 100 --json",
+        Exit::Success,
+    )
+    .await;
+    assert_eq!(plan["direction"], "back");
+    assert_eq!(plan["does_nothing"], false);
+    assert_eq!(
+        plan["migrations"],
+        serde_json::json!([
+            {"version": 4, "file": "V4__guarded.revert.sql", "available": true},
+            {"version": 3, "file": "V3__loyalty_cards.revert.sql", "available": false},
+        ])
+    );
+    assert_eq!(plan["can_start"]["code"], "revert_missing");
+    let (_, text) = migrator_with(&started, &set, "plan --to 2 --stages 100").await;
+    assert!(
+        text.contains("V3: CANNOT be rolled back: no V3__loyalty_cards.revert.sql"),
+        "{text}"
+    );
+    let rollouts_before = app.store.rollouts().await.unwrap().len();
+    let (exit, _) = migrator_with(&started, &set, "rollout start --to 2 --stages 100 --yes").await;
+    let error = exit.unwrap_err().to_string();
+    assert!(
+        error.contains("revert_missing") && error.contains("V3__loyalty_cards.revert.sql"),
+        "{error}"
+    );
+    assert_eq!(app.store.rollouts().await.unwrap().len(), rollouts_before);
+
+    // V4 has its script: back to 3 runs, and releases 3.
+    let back = json_with(
+        &started,
+        &set,
+        "rollout start --to 3 --stages 50,100 --local --yes --json",
+        Exit::Success,
+    )
+    .await;
+    assert_eq!(
+        (back["state"].clone(), back["direction"].clone()),
+        ("completed".into(), "back".into())
+    );
+    assert_eq!(back["counts"]["succeeded"], 2);
+    assert_eq!(app.store.released_version().await.unwrap(), Some(3));
+    let noop = json_with(
+        &started,
+        &set,
+        "plan --to 3 --stages 100 --json",
+        Exit::Success,
+    )
+    .await;
+    assert_eq!(noop["does_nothing"], true);
+    let (_, text) = migrator_with(&started, &set, "plan --to 3 --stages 100").await;
+    assert!(text.contains("This rollout does nothing"), "{text}");
     app.finish().await;
 }

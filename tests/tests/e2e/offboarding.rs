@@ -279,3 +279,55 @@ async fn export_and_restore_round_trip_and_a_bad_archive_changes_nothing() {
     assert_eq!(audit.last().unwrap().1, "tenant.restore");
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crafted_archive_runs_with_the_tenants_privileges_only() {
+    let app = TestApp::spawn().await;
+    app.active_tenant("crafted").await;
+    let tenant = app.store.tenant_by_slug("crafted").await.unwrap().unwrap();
+    let url = app.tenant_url("crafted").await;
+    let padding = "X".repeat(120);
+    connect(&url)
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "COMMENT ON TABLE branches IS '{padding}'; \
+             INSERT INTO branches (code, name) VALUES ('KEEP', 'Kept branch')"
+        ))
+        .await
+        .unwrap();
+    let backup = export_on_demand(&app, &tenant).await;
+    // The archive's table of contents holds each entry's SQL as plain text: rewrite the
+    // comment's, keeping its length, into statements that leave the restoring role.
+    let escaped_role = format!("silo_escaped_{}", std::process::id());
+    let payload = format!("';RESET ROLE;CREATE ROLE {escaped_role} SUPERUSER;--");
+    let payload = format!("{payload:X<width$}", width = padding.len());
+    let mut archive = std::fs::read(&backup.path).unwrap();
+    let at = archive
+        .windows(padding.len())
+        .position(|window| window == padding.as_bytes())
+        .expect("the comment is in the archive's table of contents");
+    archive[at..at + padding.len()].copy_from_slice(payload.as_bytes());
+    let crafted = export_dir(&app).join("crafted.dump");
+    std::fs::write(&crafted, &archive).unwrap();
+
+    let refused = restore(&app.store, &app.keyring, &tenant, &crafted, "test:operator").await;
+    assert!(
+        refused.is_err(),
+        "restored as a role that may create superusers"
+    );
+    assert!(
+        !exists_on_cluster("role", &escaped_role).await,
+        "the archive left the tenant's role"
+    );
+    // Nothing changed: the tenant's data is as it was.
+    let kept: i64 = connect(&url)
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM branches WHERE code = 'KEEP'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 1);
+    app.finish().await;
+}

@@ -33,12 +33,12 @@ async fn the_signup_form_creates_a_workspace_and_lands_the_owner_in_it_signed_in
         .wait_for_text("#plan-detail", |text| text.starts_with("Trial:"))
         .await;
 
-    // The owner's settings open with the same session: no second sign-in.
-    browser.click("nav.main a[href='/settings']").await;
+    // The owner's plan and settings open with the same session: no second sign-in.
+    browser.click("nav.main a[href='/billing']").await;
     browser
-        .wait_for_text("#plan", |text| text.contains("Starter"))
+        .wait_for_text("#plan-name", |text| text.contains("Starter"))
         .await;
-    browser.click("#back-office").await;
+    browser.click("nav.main a[href='/']").await;
     browser
         .wait_for_text("h1", |text| text == "Dashboard")
         .await;
@@ -236,6 +236,17 @@ async fn the_migration_dashboard_starts_a_rollout_and_shows_it_live() {
             text.contains("V3__loyalty_cards.sql") && text.contains(INDEX_RULE)
         })
         .await;
+    // It says which way it goes, that it moves every tenant, and what could be undone.
+    browser
+        .wait_for_text("#direction", |text| {
+            text.contains("forward") && text.contains("3 of 3 tenants would move to version 4")
+        })
+        .await;
+    browser
+        .wait_for_text("#reverts", |text| {
+            text.contains("V4") && text.contains("no: there is no V4__guarded.revert.sql")
+        })
+        .await;
     browser.click(&format!("#accept-{INDEX_RULE}")).await;
     browser.click("#confirm-start").await;
     browser.client.accept_alert().await.unwrap();
@@ -249,6 +260,14 @@ async fn the_migration_dashboard_starts_a_rollout_and_shows_it_live() {
     browser
         .wait_for_text("#rollout-state", |text| text == "completed")
         .await;
+    // Completed: no pause, resume or abort any more (the failed tenant may still be retried).
+    let actions = browser
+        .wait_for_text("#actions", |text| text.contains("Retry failed"))
+        .await;
+    assert!(
+        !actions.contains("Pause") && !actions.contains("Resume") && !actions.contains("Abort"),
+        "{actions}"
+    );
     let error = browser
         .wait_for_text("tr[data-slug='two'] .error-text", |text| !text.is_empty())
         .await;

@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use control_plane::model::TenantStatus;
 use provisioner::Provisioner;
-use secrecy::{ExposeSecret as _, SecretString};
 
-use crate::harness::{TestApp, TestOptions, superuser_client, superuser_url};
+use crate::harness::{TestApp, TestOptions, superuser_client};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_provisioners_converge_on_one_database() {
@@ -70,17 +69,7 @@ async fn concurrent_provisioners_converge_on_one_database() {
 async fn an_unreachable_host_ends_failed_with_a_reason_and_retry_recovers() {
     let app = TestApp::spawn().await;
     // Break the only host's admin credentials.
-    let good = superuser_url(&app.database);
-    let broken = SecretString::from(good.expose_secret().replacen(
-        "://postgres:",
-        "://postgres:wrong",
-        1,
-    ));
-    assert_ne!(broken.expose_secret(), good.expose_secret());
-    app.store
-        .upsert_host(&app.keyring, "local", &broken, 1000, "test")
-        .await
-        .unwrap();
+    let good = app.break_the_default_host().await;
 
     let accepted = app.signup("unlucky").await;
     let status = app.wait_provisioned(&accepted).await;
@@ -115,10 +104,7 @@ async fn an_unreachable_host_ends_failed_with_a_reason_and_retry_recovers() {
     assert_eq!(response.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
 
     // Fix the host and retry: the same placement is reused and the tenant activates.
-    app.store
-        .upsert_host(&app.keyring, "local", &good, 1000, "test")
-        .await
-        .unwrap();
+    app.set_default_host(&good).await;
     let placed_database = app
         .store
         .tenant(accepted.tenant_id)
@@ -347,5 +333,98 @@ async fn a_signup_claims_a_warm_database_and_the_pool_refills() {
         .get(0);
     assert_eq!(stale_exists, 0, "the stale warm database was dropped");
     drop((control, admin, tenant_client));
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_or_database_of_the_generated_name_that_silo_did_not_make_is_never_taken_over() {
+    use provisioner::failpoints::{FailAction, arm};
+    use std::time::Duration;
+
+    let app = TestApp::spawn_with(TestOptions {
+        run_workers: false,
+        ..Default::default()
+    })
+    .await;
+    // Two signups stop once placed: their names are chosen, nothing is made yet.
+    let squatted_role = app.signup("squat-role").await;
+    let squatted_database = app.signup("squat-db").await;
+    let points = [&squatted_role, &squatted_database]
+        .map(|accepted| arm("after_placed", Some(accepted.tenant_id), FailAction::Pause));
+    let first = crate::harness::TestWorker::start(&app.database, &app.keys);
+    for point in &points {
+        tokio::time::timeout(Duration::from_secs(30), point.reached())
+            .await
+            .expect("placed");
+    }
+    first.kill();
+    // Someone else makes a role, and a database, under the names Silo chose.
+    let admin = superuser_client("postgres").await;
+    let role = app
+        .store
+        .tenant(squatted_role.tenant_id)
+        .await
+        .unwrap()
+        .role_name
+        .unwrap();
+    let database = app
+        .store
+        .tenant(squatted_database.tenant_id)
+        .await
+        .unwrap()
+        .database_name
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE ROLE \"{role}\" NOLOGIN"))
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{database}\""))
+        .await
+        .unwrap();
+
+    let second = crate::harness::TestWorker::start(&app.database, &app.keys);
+    for (accepted, kind, name) in [
+        (&squatted_role, "role", &role),
+        (&squatted_database, "database", &database),
+    ] {
+        let status = app.wait_provisioned(accepted).await;
+        assert_eq!(status.status, TenantStatus::Failed, "{status:?}");
+        let error: String = app
+            .control_plane()
+            .await
+            .query_one(
+                "SELECT error FROM provisioning_events \
+                 WHERE tenant_id = $1 AND outcome = 'failed' ORDER BY id DESC LIMIT 1",
+                &[&accepted.tenant_id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(
+            error.contains(&format!("a {kind} named {name} already exists")),
+            "{error}"
+        );
+    }
+    // Neither was touched: the role still cannot log in, the database is still the squatter's.
+    let untouched: bool = admin
+        .query_one(
+            "SELECT NOT r.rolcanlogin AND pg_get_userbyid(d.datdba) = 'postgres' \
+             FROM pg_roles r, pg_database d WHERE r.rolname = $1 AND d.datname = $2",
+            &[&role, &database],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(untouched, "a squatter's role or database was taken over");
+    second.kill();
+    admin
+        .batch_execute(&format!("DROP DATABASE \"{database}\""))
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!("DROP ROLE \"{role}\""))
+        .await
+        .unwrap();
     app.finish().await;
 }

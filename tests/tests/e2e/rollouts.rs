@@ -7,7 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use control_plane::rollouts::{FailureLimit, RolloutSpec, RolloutState};
+use control_plane::rollouts::{
+    FailureLimit, OnFailure, RolloutDirection, RolloutSpec, RolloutState,
+};
 use migrator::MigrationSet;
 use migrator::rollout::Engine;
 use uuid::Uuid;
@@ -42,6 +44,8 @@ pub(crate) fn spec(target: i32, stages: &[i32], failure_limit: FailureLimit) -> 
         bake: Duration::ZERO,
         manual_approval: false,
         verify: false,
+        direction: RolloutDirection::Forward,
+        on_failure: OnFailure::Pause,
         accepted_risks: Vec::new(),
         created_by: "test:sre".to_owned(),
     }
@@ -74,6 +78,55 @@ pub(crate) async fn tenant_history(app: &TestApp, slug: &str) -> (i32, i64, i64)
         .await
         .unwrap();
     (version, row.get(0), row.get(1))
+}
+
+/// Runs an engine on `id` in a runtime of its own and kills it once two tenants are done and
+/// some are still pending.
+pub(crate) async fn kill_an_engine_mid_rollout(app: &TestApp, set: &MigrationSet, id: Uuid) {
+    let (store, keyring, engine_set) = (app.store.clone(), app.keyring.clone(), set.clone());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.spawn(async move {
+        let _ = Engine::new(store, keyring, engine_set)
+            .drive_if_free(id)
+            .await;
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let counts = app.store.stage_counts(id, None).await.unwrap();
+        if counts.succeeded >= 2 && counts.pending > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the engine never got going: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    runtime.shutdown_background();
+}
+
+/// Drives `id` with a fresh engine once the killed one's lock is gone; the state it ends in.
+pub(crate) async fn resume_with_a_new_engine(
+    app: &TestApp,
+    set: &MigrationSet,
+    id: Uuid,
+) -> RolloutState {
+    let engine = Engine::new(app.store.clone(), app.keyring.clone(), set.clone());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(state) = engine.drive_if_free(id).await.unwrap() {
+            return state;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dead engine's lock was never released"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn two_host_fleet(app: &TestApp, slugs: &[&str]) {
@@ -251,46 +304,12 @@ async fn a_killed_engine_resumes_without_applying_twice() {
         .await
         .unwrap();
 
-    // An engine in a runtime of its own, killed while tenants are mid-migration.
-    let (store, keyring, engine_set) = (app.store.clone(), app.keyring.clone(), set.clone());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.spawn(async move {
-        let engine = Engine::new(store, keyring, engine_set);
-        let _ = engine.drive_if_free(id).await;
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let counts = app.store.stage_counts(id, None).await.unwrap();
-        if counts.succeeded >= 2 && counts.pending > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the engine never got going: {counts:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    runtime.shutdown_background();
+    kill_an_engine_mid_rollout(&app, &set, id).await;
     let interrupted = app.store.stage_counts(id, None).await.unwrap();
     assert!(interrupted.pending > 0, "killed mid-stage: {interrupted:?}");
 
     // A new engine takes over (the dead one's lock died with its connection) and finishes.
-    let engine = Engine::new(app.store.clone(), app.keyring.clone(), set);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let state = loop {
-        if let Some(state) = engine.drive_if_free(id).await.unwrap() {
-            break state;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the dead engine's lock was never released"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let state = resume_with_a_new_engine(&app, &set, id).await;
     assert_eq!(state, RolloutState::Completed);
     for slug in &slugs {
         assert_eq!(tenant_history(&app, slug).await, (4, 4, 4), "{slug}");
@@ -323,7 +342,9 @@ async fn a_tenant_locked_by_a_long_transaction_fails_fast_and_drift_is_reported(
     engine.limits.lock_timeout = Duration::from_millis(300);
     let started = Instant::now();
     let state = engine.drive_if_free(id).await.unwrap().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(10), "failed fast");
+    // The lock is held until the ROLLBACK below: without the lock timeout the rollout would
+    // wait forever. 30 s leaves room for a machine busy with the whole suite (1.7 s alone).
+    assert!(started.elapsed() < Duration::from_secs(30), "failed fast");
     assert_eq!(
         state,
         RolloutState::Completed,

@@ -52,6 +52,26 @@ async fn database_names(app: &TestApp, slugs: &[String]) -> Vec<String> {
     names
 }
 
+/// Three rounds of `per_tenant` health requests to every tenant through every router, each
+/// round all at once; every answer must be `200`.
+async fn health_rounds(routers: &[&TestApp], slugs: &[String], per_tenant: usize) {
+    for _ in 0..3 {
+        let mut requests = Vec::new();
+        for slug in slugs {
+            for app in routers {
+                for _ in 0..per_tenant {
+                    requests.push(app.tenant_get(slug, "/api/v1/health"));
+                }
+            }
+        }
+        for response in futures::future::join_all(requests).await {
+            if response.status() != StatusCode::OK {
+                panic!("{:?}", error_code(response).await);
+            }
+        }
+    }
+}
+
 fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|line| line.starts_with(name))
@@ -78,19 +98,7 @@ async fn more_tenants_than_the_budget_are_all_served_without_exceeding_it() {
     let sampler = sample_connections(database_names(&app, &slugs).await, running.clone());
 
     // Three rounds of every tenant at once, four requests each.
-    for _ in 0..3 {
-        let mut requests = Vec::new();
-        for slug in &slugs {
-            for _ in 0..4 {
-                requests.push(app.tenant_get(slug, "/api/v1/health"));
-            }
-        }
-        for response in futures::future::join_all(requests).await {
-            if response.status() != StatusCode::OK {
-                panic!("{:?}", error_code(response).await);
-            }
-        }
-    }
+    health_rounds(&[&app], &slugs, 4).await;
     running.store(false, Ordering::Relaxed);
     let most = sampler.await.unwrap();
     assert!(most >= 1, "the sampler saw the router's connections");
@@ -685,4 +693,93 @@ async fn rotated_credentials_reach_the_router_and_the_old_password_stops_working
         .get(0);
     assert_eq!(audited, 1);
     app.finish().await;
+}
+
+/// The connection budget a router reports for the host (one host in these tests).
+async fn host_budget(app: &TestApp) -> f64 {
+    let metrics = app.apex_get("/metrics").await.text().await.unwrap();
+    metric(&metrics, "silo_router_host_connection_budget{")
+}
+
+async fn wait_for_host_budget(app: &TestApp, expected: f64, why: &str) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let budget = host_budget(app).await;
+        if budget == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{why}: host budget {budget}, expected {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routers_on_one_control_plane_share_each_hosts_budget() {
+    fn configure(settings: &mut Settings) {
+        settings.router.connection_budget = Some(4);
+        settings.router.pool_max_size = 2;
+        settings.router.budget_wait = Duration::from_secs(5);
+        settings.router.heartbeat_interval = Duration::from_millis(200);
+    }
+    let first = TestApp::spawn_with(TestOptions {
+        configure: Some(configure),
+        ..Default::default()
+    })
+    .await;
+    let slugs: Vec<String> = (0..6).map(|i| format!("fleet-{i}")).collect();
+    for slug in &slugs {
+        first.active_tenant(slug).await;
+    }
+    // Alone, the router takes the host's whole budget.
+    assert_eq!(
+        first.tenant_get(&slugs[0], "/api/v1/health").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(host_budget(&first).await, 4.0);
+
+    // A second router joins: the first hears of it at once and halves its share.
+    let mut second = TestApp::spawn_with(TestOptions {
+        database: Some(first.database.clone()),
+        keys: Some(first.keys.clone()),
+        run_workers: false,
+        configure: Some(configure),
+        ..Default::default()
+    })
+    .await;
+    wait_for_host_budget(&first, 2.0, "the first router heard the second join").await;
+
+    // Both at full load: together they never hold more than the host's budget.
+    let running = Arc::new(AtomicBool::new(true));
+    let sampler = sample_connections(database_names(&first, &slugs).await, running.clone());
+    health_rounds(&[&first, &second], &slugs, 3).await;
+    running.store(false, Ordering::Relaxed);
+    let most = sampler.await.unwrap();
+    assert!(most >= 2, "the sampler saw both routers' connections");
+    assert!(
+        most <= 4,
+        "{most} connections from two routers, host budget 4"
+    );
+    assert_eq!(host_budget(&second).await, 2.0);
+    let metrics = second.apex_get("/metrics").await.text().await.unwrap();
+    assert_eq!(metric(&metrics, "silo_router_routers "), 2.0, "{metrics}");
+
+    // The second stops: it leaves the fleet and the first takes the whole budget again.
+    second.stop().await;
+    wait_for_host_budget(&first, 4.0, "the first router heard the second leave").await;
+
+    // A router that died without leaving counts until it misses three heartbeats.
+    let control_plane = first.control_plane().await;
+    control_plane
+        .batch_execute(
+            "INSERT INTO routers (id, hostname, pid) VALUES (gen_random_uuid(), 'crashed', 1); \
+             SELECT pg_notify('silo_routers', '')",
+        )
+        .await
+        .unwrap();
+    wait_for_host_budget(&first, 2.0, "the first router counted the crashed one").await;
+    wait_for_host_budget(&first, 4.0, "the crashed router dropped out").await;
+    first.finish().await;
 }

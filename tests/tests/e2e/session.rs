@@ -47,6 +47,20 @@ impl<'a> Session<'a> {
         .await
     }
 
+    /// The owner of a new active tenant moved to `plan`, once the router applies the change.
+    pub async fn owner_on_plan(app: &'a TestApp, slug: &str, plan: &str) -> (Self, uuid::Uuid) {
+        let tenant = app.active_tenant(slug).await.tenant_id;
+        app.store
+            .set_plan(tenant, plan, "test:setup")
+            .await
+            .unwrap();
+        let owner = Self::owner(app, slug).await;
+        owner
+            .wait_until_answered("/api/v1/api-keys", StatusCode::OK, "the plan change")
+            .await;
+        (owner, tenant)
+    }
+
     /// The same token, sent to another tenant's host.
     pub fn on(&self, slug: &str) -> Session<'a> {
         Session {
@@ -108,6 +122,24 @@ impl<'a> Session<'a> {
             );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+    }
+
+    /// A page as a browser asks for it: the session cookie, `Accept: text/html`, and for a
+    /// form (`application/x-www-form-urlencoded`) this site's `Origin`.
+    pub async fn page(&self, method: Method, path: &str, form: Option<&str>) -> reqwest::Response {
+        let host = self.app.tenant_host(&self.slug);
+        let mut request = self
+            .app
+            .request(method, &host, path)
+            .header("cookie", format!("silo_session={}", self.token))
+            .header("accept", "text/html");
+        if let Some(form) = form {
+            request = request
+                .header("origin", format!("http://{host}"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form.to_owned());
+        }
+        request.send().await.unwrap()
     }
 
     pub async fn error(

@@ -19,11 +19,17 @@ async fn signup_provisions_a_database_that_serves_the_tenant() {
     assert_eq!(page.headers()["x-content-type-options"], "nosniff");
     assert_eq!(page.headers()["x-frame-options"], "DENY");
     assert_eq!(page.headers()["referrer-policy"], "same-origin");
+    let policy = page
+        .headers()
+        .get(reqwest::header::CONTENT_SECURITY_POLICY)
+        .map(|value| value.to_str().unwrap().to_owned());
     let html = page.text().await.unwrap();
     assert!(
         html.contains("<form") && html.contains("/api/v1/signups"),
         "the apex serves the signup form"
     );
+    // The form is driven by its inline script: the page's own policy must let it run.
+    assert!(crate::csp::assert_inline_code_allowed(policy.as_deref(), &html) > 0);
 
     let accepted = app.signup("acme").await;
     assert_eq!(accepted.subdomain, "acme");

@@ -1,7 +1,7 @@
 //! The tenant-admin side over real HTTP: white-label branding (public read, owner-only and
 //! module-gated write, validated, audited, published to the router, per tenant), user
 //! invitations (sealed to their tenant, single use, within the plan's user limit), removing a
-//! user, and the `/settings` page in a real browser.
+//! user. (The settings pages in a browser: `settings_pages`.)
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,6 @@ use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::browser::Browser;
 use crate::harness::TestApp;
 use crate::session::Session;
 
@@ -205,19 +204,9 @@ async fn branding_is_public_owner_only_module_gated_audited_and_per_tenant() {
         (StatusCode::UNAUTHORIZED, "unauthenticated".to_owned())
     );
     assert_eq!(branding(&plain).await["primary_color"], DEFAULT_COLOR);
-    // The settings page carries each tenant's own branding only.
-    let page_a = app
-        .tenant_get("paint", "/settings")
-        .await
-        .text()
-        .await
-        .unwrap();
-    let page_b = app
-        .tenant_get("plain", "/settings")
-        .await
-        .text()
-        .await
-        .unwrap();
+    // The sign-in page carries each tenant's own branding only.
+    let page_a = app.tenant_get("paint", "/").await.text().await.unwrap();
+    let page_b = app.tenant_get("plain", "/").await.text().await.unwrap();
     assert!(page_a.contains("#112233") && page_a.contains("paint Pharmacy"));
     assert!(!page_b.contains("#112233") && !page_b.contains("paint Pharmacy"));
     assert!(page_b.contains(DEFAULT_COLOR) && page_b.contains("plain Pharmacy"));
@@ -270,10 +259,7 @@ async fn invited_users_join_once_with_their_role_within_the_plan() {
     let token = invitation["token"].as_str().unwrap().to_owned();
     assert_eq!(
         invitation["invitation_url"],
-        format!(
-            "http://{}/settings#invitation={token}",
-            app.tenant_host("inviter")
-        )
+        format!("http://{}/join?token={token}", app.tenant_host("inviter"))
     );
     let expires_at: chrono::DateTime<chrono::Utc> =
         invitation["expires_at"].as_str().unwrap().parse().unwrap();
@@ -504,98 +490,5 @@ async fn invited_users_join_once_with_their_role_within_the_plan() {
             StatusCode::CREATED,
         )
         .await;
-    app.finish().await;
-}
-
-/// The `/settings` page in a real browser: sign in, see the plan, invite a user (and accept the
-/// link as that user), change the branding colour and see it applied (also after a reload), add
-/// a custom domain and see its verification token.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_settings_page_manages_the_workspace_in_a_browser() {
-    let app = TestApp::spawn().await;
-    let studio = app.active_tenant("studio").await;
-    app.store
-        .set_plan(studio.tenant_id, "professional", "test:setup")
-        .await
-        .unwrap();
-    let browser = Browser::start().await;
-    let page = format!("http://studio.localhost:{}/settings", app.address.port());
-    browser.client.goto(&page).await.unwrap();
-    browser
-        .wait_for_text("#brand-name", |text| text == "studio Pharmacy")
-        .await;
-    browser.fill("#login-email", "owner@studio.test").await;
-    browser.fill("#login-password", PASSWORD).await;
-    browser.click("#login-submit").await;
-    browser
-        .wait_for_text("#plan", |text| text == "Professional")
-        .await;
-    browser
-        .wait_for_text("#usage", |text| text.contains("users"))
-        .await;
-
-    // Invite: the link appears.
-    browser.fill("#invite-email", "helper@studio.test").await;
-    browser.click("#invite-submit").await;
-    let link = browser
-        .wait_for_text("#invitation-url", |text| {
-            text.contains("/settings#invitation=inv1.")
-        })
-        .await;
-    assert!(link.starts_with(&format!("http://studio.localhost:{}/", app.address.port())));
-
-    // Branding: the colour is applied at once, and again when the page is loaded anew.
-    let header_colour =
-        "return getComputedStyle(document.getElementById('brand-header')).backgroundColor";
-    browser
-        .fill("#branding-display-name", "Studio Chemists")
-        .await;
-    browser.fill("#branding-color", "#aa3300").await;
-    browser.click("#branding-submit").await;
-    browser
-        .wait_for_text("#branding-status", |text| text == "Saved.")
-        .await;
-    assert_eq!(
-        browser.client.execute(header_colour, vec![]).await.unwrap(),
-        "rgb(170, 51, 0)"
-    );
-    browser.client.goto(&page).await.unwrap();
-    browser
-        .wait_for_text("#plan", |text| text == "Professional")
-        .await;
-    assert_eq!(
-        browser.client.execute(header_colour, vec![]).await.unwrap(),
-        "rgb(170, 51, 0)"
-    );
-    assert_eq!(
-        browser.client.title().await.unwrap(),
-        "Studio Chemists · Settings"
-    );
-
-    // A custom domain: its verification token is shown.
-    browser
-        .fill("#domain-name", "shop.studio-chemists.test")
-        .await;
-    browser.click("#domain-submit").await;
-    let shown = browser
-        .wait_for_text("#domain-token", |text| !text.is_empty())
-        .await;
-    let domains = app.store.domains_of(studio.tenant_id).await.unwrap();
-    assert_eq!(domains.len(), 1);
-    assert_eq!(shown, domains[0].verification_token);
-
-    // The invited person opens the link, chooses a password, and can then sign in.
-    browser.click("#sign-out").await;
-    // Only the fragment differs from the page's URL: leave first, so the link loads anew.
-    browser.client.goto("about:blank").await.unwrap();
-    browser.client.goto(&link).await.unwrap();
-    browser.fill("#accept-display-name", "Helper").await;
-    browser.fill("#accept-password", NEW_PASSWORD).await;
-    browser.click("#accept-submit").await;
-    browser
-        .wait_for_text("#login-status", |text| text.contains("helper@studio.test"))
-        .await;
-    Session::sign_in(&app, "studio", "helper@studio.test", NEW_PASSWORD).await;
-    browser.finish().await;
     app.finish().await;
 }

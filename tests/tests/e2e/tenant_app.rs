@@ -449,16 +449,15 @@ async fn a_custom_domain_serves_its_tenant_only_once_verified() {
         error_code(on_domain("shop.alpha.test").await.unwrap()).await,
         (StatusCode::NOT_FOUND, "tenant_not_found".to_owned())
     );
-    // Nobody else can claim it, nor a name under the service's own domain.
-    assert_eq!(
-        beta.error(
-            Method::POST,
-            "/api/v1/domains",
-            Some(json!({"domain": "shop.alpha.test"}))
-        )
-        .await,
-        (StatusCode::CONFLICT, "domain_taken".to_owned())
-    );
+    // Another tenant may claim it too (a claim is not ownership: DNS decides), but nobody can
+    // claim a name under the service's own domain.
+    beta.expect(
+        Method::POST,
+        "/api/v1/domains",
+        Some(json!({"domain": "shop.alpha.test"})),
+        StatusCode::CREATED,
+    )
+    .await;
     for bad in ["alpha.localhost", "not a domain", "10.0.0.1"] {
         assert_eq!(
             beta.error(
@@ -474,14 +473,13 @@ async fn a_custom_domain_serves_its_tenant_only_once_verified() {
             "{bad}"
         );
     }
-    assert_eq!(
-        beta.error(Method::DELETE, "/api/v1/domains/shop.alpha.test", None)
-            .await,
-        (StatusCode::NOT_FOUND, "not_found".to_owned()),
-        "beta cannot remove alpha's domain"
-    );
 
-    // An operator verifies it through the admin API; it then serves alpha, and only alpha.
+    // Alpha publishes its token; verification (through the admin API) reads it, gives alpha
+    // the domain and drops beta's claim. It then serves alpha, and only alpha.
+    crate::test_dns::dns().publish(
+        "_silo-challenge.shop.alpha.test",
+        &[added["verification_token"].as_str().unwrap()],
+    );
     let admin_token = crate::admin::admin_token(&app).await;
     let verified = crate::admin::admin_call(
         &app,
@@ -493,6 +491,22 @@ async fn a_custom_domain_serves_its_tenant_only_once_verified() {
     .await
     .unwrap();
     assert_eq!(verified.status(), StatusCode::OK);
+    assert_eq!(
+        beta.error(
+            Method::POST,
+            "/api/v1/domains",
+            Some(json!({"domain": "shop.alpha.test"}))
+        )
+        .await,
+        (StatusCode::CONFLICT, "domain_taken".to_owned()),
+        "a verified domain is nobody else's to claim"
+    );
+    assert_eq!(
+        beta.error(Method::DELETE, "/api/v1/domains/shop.alpha.test", None)
+            .await,
+        (StatusCode::NOT_FOUND, "not_found".to_owned()),
+        "beta cannot remove alpha's domain"
+    );
     // The earlier miss is cached briefly; the verification's notification drops it, which the
     // router promises within a second (not before the admin call returns).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
@@ -565,8 +579,17 @@ async fn a_custom_domain_serves_its_tenant_only_once_verified() {
         .await
         .unwrap();
     let actions: Vec<String> = audit.iter().map(|row| row.get(0)).collect();
-    assert_eq!(actions, ["domain.add", "domain.verify", "domain.remove"]);
-    assert!(audit[1].get::<_, String>(1).contains("ops@silo.test"));
+    assert_eq!(
+        actions,
+        [
+            "domain.add",
+            "domain.add",
+            "domain.claim_superseded",
+            "domain.verify",
+            "domain.remove"
+        ]
+    );
+    assert!(audit[3].get::<_, String>(1).contains("ops@silo.test"));
     app.finish().await;
 }
 

@@ -381,8 +381,16 @@ fn every_error_code_is_documented_where_it_is_answered() {
             "the dashboard's start form; rollouts are started from pages and the migrator CLI",
         ),
         (
+            web::ErrorCode::RevertMissing,
+            "the dashboard's preview and start form (the CLI says `revert_missing` in words)",
+        ),
+        (
             web::ErrorCode::InvalidSignInLink,
             "the tenant app's one-time sign-in link, followed by a browser",
+        ),
+        (
+            web::ErrorCode::InvalidResetLink,
+            "the tenant app's password reset page, opened from a mailed link",
         ),
     ];
     let documented: BTreeSet<&str> = OPERATIONS

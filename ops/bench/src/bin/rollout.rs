@@ -5,7 +5,9 @@
 //! serial loop running one `psql -f` per tenant; (2) the floor: the same statement over a fresh
 //! connection per tenant, `--concurrency` at a time, no framework; (3) the rollout engine (one
 //! stage of 100 %, the same concurrency): advisory lock, refinery history, control-plane
-//! bookkeeping; (4) a no-op rollout to the same version. Between phases the DDL is undone.
+//! bookkeeping; (4) a no-op rollout to the same version; (5) a rollback over the same tenants
+//! through the same engine (the revert script undoes the DDL, the history row goes); (6) the
+//! lint of 100 typical migrations. Between the first phases the DDL is undone.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +16,9 @@ use anyhow::Context as _;
 use clap::Parser;
 use control_plane::Purpose;
 use control_plane::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
-use control_plane::rollouts::{FailureLimit, RolloutSpec, RolloutState};
+use control_plane::rollouts::{
+    FailureLimit, OnFailure, RolloutDirection, RolloutSpec, RolloutState,
+};
 use futures::StreamExt as _;
 use migrator::MigrationSet;
 use migrator::rollout::Engine;
@@ -111,7 +115,7 @@ async fn run(args: &Args, cluster: &EmbeddedPostgres) -> anyhow::Result<()> {
         "engine: a one-stage rollout, {} at a time",
         args.concurrency
     );
-    let set = MigrationSet::with_extra(&[("V3__bench_notes", DDL)])?;
+    let set = MigrationSet::with_extra(&[("V3__bench_notes", DDL)])?.with_reverts(&[(3, UNDO)])?;
     let engine = Engine::new(store.clone(), keyring.clone(), set);
     let spec = |concurrency: usize| RolloutSpec {
         target_version: 3,
@@ -121,6 +125,8 @@ async fn run(args: &Args, cluster: &EmbeddedPostgres) -> anyhow::Result<()> {
         bake: Duration::ZERO,
         manual_approval: false,
         verify: false,
+        direction: RolloutDirection::Forward,
+        on_failure: OnFailure::Pause,
         accepted_risks: Vec::new(),
         created_by: "bench".to_owned(),
     };
@@ -148,7 +154,43 @@ async fn run(args: &Args, cluster: &EmbeddedPostgres) -> anyhow::Result<()> {
         noop_counts.skipped == args.tenants as i64,
         "{noop_counts:?}"
     );
+
+    eprintln!("rollback: back to version 2 through the same engine");
+    let back_id = store
+        .create_rollout(&RolloutSpec {
+            target_version: 2,
+            direction: RolloutDirection::Back,
+            ..spec(args.concurrency)
+        })
+        .await?;
+    let began = Instant::now();
+    let state = engine
+        .drive_if_free(back_id)
+        .await?
+        .context("the engine took the rollback")?;
+    let rollback = began.elapsed();
+    anyhow::ensure!(
+        state == RolloutState::Completed,
+        "the rollback ended {state:?}"
+    );
+    let back_counts = store.stage_counts(back_id, None).await?;
+    anyhow::ensure!(
+        back_counts.succeeded == args.tenants as i64,
+        "{back_counts:?}"
+    );
     started.shutdown().await?;
+
+    eprintln!("lint: 100 migrations");
+    let migrations: Vec<String> = (0..100).map(typical_migration).collect();
+    let config = migrator::lint::LintConfig::default();
+    let began = Instant::now();
+    let mut findings = 0;
+    for (index, sql) in migrations.iter().enumerate() {
+        let version = i32::try_from(index).unwrap_or(0) + 3;
+        let file = format!("V{version}__bench.sql");
+        findings += migrator::lint::lint_sql(version, &file, sql, &config).len();
+    }
+    let lint = began.elapsed();
 
     let n = args.tenants as f64;
     let rate = |elapsed: Duration| n / elapsed.as_secs_f64().max(f64::EPSILON);
@@ -178,6 +220,19 @@ async fn run(args: &Args, cluster: &EmbeddedPostgres) -> anyhow::Result<()> {
         noop.as_secs_f64(),
         rate(noop)
     );
+    println!(
+        "| rollback | {:.2} | {:.0} | the same engine back to v2: revert script, history row removed, control-plane bookkeeping |",
+        rollback.as_secs_f64(),
+        rate(rollback)
+    );
+    println!(
+        "| lint of 100 migrations | {:.3} | - | squawk's parser and rules, {} statements, {findings} findings |",
+        lint.as_secs_f64(),
+        migrations
+            .iter()
+            .map(|sql| sql.matches(';').count())
+            .sum::<usize>()
+    );
     println!("\n| target | measured | met |\n|---|---|---|");
     let vs_serial = rate(engine_time) / rate(serial);
     let vs_floor = rate(engine_time) / rate(floor);
@@ -199,7 +254,35 @@ async fn run(args: &Args, cluster: &EmbeddedPostgres) -> anyhow::Result<()> {
             "no"
         }
     );
+    let vs_forward = rollback.as_secs_f64() / engine_time.as_secs_f64().max(f64::EPSILON);
+    println!(
+        "| rollback ≤ 1.2× forward | {vs_forward:.2}× | {} |",
+        if vs_forward <= 1.2 { "yes" } else { "no" }
+    );
+    println!(
+        "| lint of 100 migrations < 1 s | {:.3} s | {} |",
+        lint.as_secs_f64(),
+        if lint < Duration::from_secs(1) {
+            "yes"
+        } else {
+            "no"
+        }
+    );
     Ok(())
+}
+
+/// A migration of the kind teams write: a table, a column, a concurrent index (with the
+/// marker), and a backfill; some raise findings, as real ones do.
+fn typical_migration(index: usize) -> String {
+    format!(
+        "-- silo:no-transaction\n\
+         CREATE TABLE IF NOT EXISTS bench_{index} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
+         name text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());\n\
+         ALTER TABLE items ADD COLUMN IF NOT EXISTS note_{index} text;\n\
+         CREATE INDEX CONCURRENTLY IF NOT EXISTS bench_{index}_name_idx ON bench_{index} (name);\n\
+         UPDATE items SET note_{index} = name WHERE note_{index} IS NULL;\n\
+         ALTER TABLE items ALTER COLUMN note_{index} SET DEFAULT '';\n"
+    )
 }
 
 async fn timed<F, Fut>(work: F) -> anyhow::Result<Duration>
