@@ -220,6 +220,11 @@ async fn the_admin_api_manages_hosts_and_cancels_tenants_with_an_audit_trail() {
             json!({"name": "b", "admin_url": b_url.expose_secret(), "capacity": 5}),
             "conflict",
         ),
+        // Nothing listens on port 1: a host is reached before it is registered.
+        (
+            json!({"name": "c", "admin_url": "postgres://silo:pw@127.0.0.1:1/postgres", "capacity": 5}),
+            "host_unreachable",
+        ),
     ] {
         let refused = call(Method::POST, "/api/v1/admin/hosts")
             .json(&body)
