@@ -5,8 +5,9 @@
 //! A concurrent index build that fails half-way (a duplicate for a unique index, a lock
 //! timeout, a killed process) leaves an INVALID index: it slows every write and a
 //! `CREATE INDEX … IF NOT EXISTS` would silently keep it. So before running, invalid indexes the
-//! script names are dropped (left by an earlier attempt); after a failure the ones it left are
-//! dropped and the error says so; after success any left is dropped and reported as a failure.
+//! script names are dropped (left by an earlier attempt); after a failure the ones it left —
+//! named in it, or new since it started (an index it did not name) — are dropped and the error
+//! says so; after success any left is dropped and reported as a failure.
 //! Never kept silently. Statements may run again after a crash before the history row was
 //! written: such scripts must be re-runnable (`IF NOT EXISTS`, as the lint advises).
 
@@ -47,12 +48,16 @@ pub(crate) async fn apply(client: &mut Client, migration: &Migration) -> Result<
 
 /// Runs `sql`'s statements one by one in autocommit, cleaning up invalid indexes it names.
 pub(crate) async fn run(client: &Client, version: i32, sql: &str) -> Result<(), MigrateError> {
-    for dropped in drop_invalid_indexes(client, sql).await? {
+    for dropped in drop_invalid_indexes(client, sql, None).await? {
         tracing::warn!(version, index = %dropped, "dropped an invalid index left by an earlier attempt");
     }
+    // An index the script builds without naming it gets a name PostgreSQL chooses: what is
+    // invalid after a statement and was not before is the script's too.
+    let before = invalid_indexes(client, "", Some(&[])).await?;
+    let before = Some(before.as_slice());
     for (number, statement) in statements(sql).into_iter().enumerate() {
         if let Err(error) = client.batch_execute(statement).await {
-            let cleanup = match drop_invalid_indexes(client, sql).await {
+            let cleanup = match drop_invalid_indexes(client, sql, before).await {
                 Ok(dropped) if dropped.is_empty() => "no invalid index was left behind".to_owned(),
                 Ok(dropped) => format!(
                     "dropped the invalid index {} it left behind; fix the cause and retry",
@@ -71,9 +76,9 @@ pub(crate) async fn run(client: &Client, version: i32, sql: &str) -> Result<(), 
             });
         }
     }
-    let left = invalid_indexes(client, sql).await?;
+    let left = invalid_indexes(client, sql, before).await?;
     if let Some(index) = left.first() {
-        let cleanup = match drop_invalid_indexes(client, sql).await {
+        let cleanup = match drop_invalid_indexes(client, sql, before).await {
             Ok(_) => "it was dropped; retry".to_owned(),
             Err(error) => format!("dropping it failed ({error}): DROP INDEX CONCURRENTLY it"),
         };
@@ -104,8 +109,14 @@ fn statements(sql: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Invalid indexes (`schema.name`, quoted) that `sql` names and no session is building now.
-async fn invalid_indexes(client: &Client, sql: &str) -> Result<Vec<String>, tokio_postgres::Error> {
+/// Invalid indexes (`schema.name`, quoted) that no session is building now and that `sql` names
+/// or, given the invalid indexes from before the script ran, that are new since them (so
+/// `before` = `Some(&[])` gives every one).
+async fn invalid_indexes(
+    client: &Client,
+    sql: &str,
+    before: Option<&[String]>,
+) -> Result<Vec<String>, tokio_postgres::Error> {
     let rows = client
         .query(
             "SELECT n.nspname, c.relname FROM pg_index i \
@@ -117,13 +128,14 @@ async fn invalid_indexes(client: &Client, sql: &str) -> Result<Vec<String>, toki
         .await?;
     Ok(rows
         .iter()
-        .filter(|row| names(sql, row.get(1)))
-        .map(|row| {
-            format!(
+        .filter_map(|row| {
+            let qualified = format!(
                 "{}.{}",
                 quote_identifier(row.get(0)),
                 quote_identifier(row.get(1))
-            )
+            );
+            let new_since = before.is_some_and(|before| !before.contains(&qualified));
+            (names(sql, row.get(1)) || new_since).then_some(qualified)
         })
         .collect())
 }
@@ -131,8 +143,9 @@ async fn invalid_indexes(client: &Client, sql: &str) -> Result<Vec<String>, toki
 async fn drop_invalid_indexes(
     client: &Client,
     sql: &str,
+    before: Option<&[String]>,
 ) -> Result<Vec<String>, tokio_postgres::Error> {
-    let invalid = invalid_indexes(client, sql).await?;
+    let invalid = invalid_indexes(client, sql, before).await?;
     for index in &invalid {
         client
             .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"))

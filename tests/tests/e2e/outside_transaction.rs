@@ -198,3 +198,44 @@ async fn a_failed_concurrent_index_is_dropped_and_a_retry_builds_it_valid() {
     assert!(drift.is_empty(), "{drift:?}");
     app.finish().await;
 }
+
+/// An index the script does not name gets a name PostgreSQL chooses (`items_name_idx`): a failed
+/// build of it is found and dropped all the same, never kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_unnamed_concurrent_index_is_dropped_too() {
+    let app = TestApp::spawn_with(TestOptions {
+        migrations: Some(
+            MigrationSet::with_extra(&[(
+                "V3__unique_item_names",
+                "-- silo:no-transaction\n\
+                 CREATE UNIQUE INDEX CONCURRENTLY ON items (name);",
+            )])
+            .unwrap(),
+        ),
+        ..Default::default()
+    })
+    .await;
+    app.active_tenant("dupes").await;
+    let dupes = connect(&app.tenant_url("dupes").await).await.unwrap();
+    dupes
+        .batch_execute(
+            "INSERT INTO items (sku, name) VALUES ('a-1', 'Aspirin'), ('a-2', 'Aspirin')",
+        )
+        .await
+        .unwrap();
+    let id = app
+        .store
+        .create_rollout(&spec(3, &[100], FailureLimit::Count(0)))
+        .await
+        .unwrap();
+    wait_for_state(&app, id, RolloutState::Paused).await;
+    let failed = app.store.rollout_tenants(id, Some("failed")).await.unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let error = failed[0].error.clone().unwrap();
+    assert!(
+        error.contains("dropped the invalid index \"public\".\"items_name_idx\""),
+        "{error}"
+    );
+    assert_eq!(index_state(&app, "dupes", "items_name_idx").await, None);
+    app.finish().await;
+}
