@@ -46,7 +46,7 @@ pub(crate) async fn apply(client: &mut Client, migration: &Migration) -> Result<
     Ok(())
 }
 
-/// Runs `sql`'s statements one by one in autocommit, cleaning up invalid indexes it names.
+/// Runs `sql`'s statements one by one in autocommit, cleaning up the invalid indexes it leaves.
 pub(crate) async fn run(client: &Client, version: i32, sql: &str) -> Result<(), MigrateError> {
     for dropped in drop_invalid_indexes(client, sql, None).await? {
         tracing::warn!(version, index = %dropped, "dropped an invalid index left by an earlier attempt");
