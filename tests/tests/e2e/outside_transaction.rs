@@ -45,6 +45,32 @@ async fn index_state(app: &TestApp, slug: &str, index: &str) -> Option<bool> {
         .map(|row| row.get(0))
 }
 
+/// Gives `slug`'s items two of one name, so a unique index on names cannot be built there.
+async fn with_a_duplicate_name(app: &TestApp, slug: &str) -> tokio_postgres::Client {
+    let client = connect(&app.tenant_url(slug).await).await.unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO items (sku, name) VALUES ('a-1', 'Aspirin'), ('a-2', 'Aspirin')",
+        )
+        .await
+        .unwrap();
+    client
+}
+
+/// Rolls out to `target` with no failure allowed; waits for the pause and returns the rollout
+/// and its one failed tenant's error.
+async fn one_tenant_fails(app: &TestApp, target: i32) -> (uuid::Uuid, String) {
+    let id = app
+        .store
+        .create_rollout(&spec(target, &[100], FailureLimit::Count(0)))
+        .await
+        .unwrap();
+    wait_for_state(app, id, RolloutState::Paused).await;
+    let failed = app.store.rollout_tenants(id, Some("failed")).await.unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    (id, failed[0].error.clone().unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_concurrent_index_is_built_while_a_writer_keeps_committing() {
     let app = TestApp::spawn_with(TestOptions {
@@ -140,23 +166,9 @@ async fn a_failed_concurrent_index_is_dropped_and_a_retry_builds_it_valid() {
     .await;
     app.active_tenant("clean").await;
     app.active_tenant("dupes").await;
-    let dupes = connect(&app.tenant_url("dupes").await).await.unwrap();
-    dupes
-        .batch_execute(
-            "INSERT INTO items (sku, name) VALUES ('a-1', 'Aspirin'), ('a-2', 'Aspirin')",
-        )
-        .await
-        .unwrap();
+    let dupes = with_a_duplicate_name(&app, "dupes").await;
 
-    let id = app
-        .store
-        .create_rollout(&spec(4, &[100], FailureLimit::Count(0)))
-        .await
-        .unwrap();
-    wait_for_state(&app, id, RolloutState::Paused).await;
-    let failed = app.store.rollout_tenants(id, Some("failed")).await.unwrap();
-    assert_eq!(failed.len(), 1, "{failed:?}");
-    let error = failed[0].error.clone().unwrap();
+    let (id, error) = one_tenant_fails(&app, 4).await;
     assert!(
         error.contains("V4")
             && error.contains("could not create unique index")
@@ -216,22 +228,8 @@ async fn a_failed_unnamed_concurrent_index_is_dropped_too() {
     })
     .await;
     app.active_tenant("dupes").await;
-    let dupes = connect(&app.tenant_url("dupes").await).await.unwrap();
-    dupes
-        .batch_execute(
-            "INSERT INTO items (sku, name) VALUES ('a-1', 'Aspirin'), ('a-2', 'Aspirin')",
-        )
-        .await
-        .unwrap();
-    let id = app
-        .store
-        .create_rollout(&spec(3, &[100], FailureLimit::Count(0)))
-        .await
-        .unwrap();
-    wait_for_state(&app, id, RolloutState::Paused).await;
-    let failed = app.store.rollout_tenants(id, Some("failed")).await.unwrap();
-    assert_eq!(failed.len(), 1, "{failed:?}");
-    let error = failed[0].error.clone().unwrap();
+    with_a_duplicate_name(&app, "dupes").await;
+    let (_, error) = one_tenant_fails(&app, 3).await;
     assert!(
         error.contains("dropped the invalid index \"public\".\"items_name_idx\""),
         "{error}"
