@@ -117,6 +117,23 @@ pub async fn update_branch(
         fields.text("name", name, 200);
     }
     fields.optional_text("address", change.address.as_deref(), 500);
+    if change.is_active == Some(false) {
+        // Sales, purchases and stock takes need an open branch: the last one stays open.
+        let others_open: bool = authed
+            .client()
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM branches WHERE is_active AND id <> $1)",
+                &[&id],
+            )
+            .await
+            .map_err(db_error)?
+            .get(0);
+        fields.check(
+            others_open,
+            "is_active",
+            "the last open branch cannot be closed",
+        );
+    }
     fields.finish()?;
     let row = authed
         .client()
@@ -183,7 +200,8 @@ impl SupplierFields {
         }
         fields.optional_text("contact_name", self.contact_name.as_deref(), 200);
         fields.optional_text("phone", self.phone.as_deref(), 50);
-        if let Some(email) = &self.email {
+        // An empty email clears it (on a change; a new supplier's empty fields are left out).
+        if let Some(email) = self.email.as_deref().filter(|email| !email.is_empty()) {
             fields.check(
                 email.contains('@') && email.len() <= 320,
                 "email",
@@ -260,8 +278,9 @@ pub async fn update_supplier(
         .query_opt(
             &format!(
                 "UPDATE suppliers SET name = coalesce($2, name), \
-                 contact_name = coalesce($3, contact_name), email = coalesce($4, email), \
-                 phone = coalesce($5, phone), updated_at = now() WHERE id = $1 \
+                 contact_name = nullif(coalesce($3, contact_name), ''), \
+                 email = nullif(coalesce($4, email), ''), \
+                 phone = nullif(coalesce($5, phone), ''), updated_at = now() WHERE id = $1 \
                  RETURNING {SUPPLIER_COLUMNS}"
             ),
             &[

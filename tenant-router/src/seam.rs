@@ -61,17 +61,31 @@ async fn resolve_tenant(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;
-    let tenant = match tenant_of(request.extensions(), &state).await {
+    let tenant = match look_up(request.extensions(), &state).await {
         Ok(tenant) => tenant,
         Err(error) => return error.into_response(),
+    };
+    // A workspace that is not served (suspended, closed, being set up) still shows its own
+    // branding on the page that says so.
+    let tenant = match crate::resolve::admit(tenant.clone()) {
+        Ok(tenant) => tenant,
+        Err(error) => {
+            let mut response = error.into_response();
+            response.extensions_mut().insert(tenant.page_brand());
+            return response;
+        }
     };
     tracing::Span::current().record("tenant", tenant.slug.as_str());
     tenant
         .requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let warning = billing_warning(&tenant);
+    let brand = tenant.clone();
     request.extensions_mut().insert(Resolved(tenant));
     let mut response = next.run(request).await;
+    if response.status().is_client_error() || response.status().is_server_error() {
+        response.extensions_mut().insert(brand.page_brand());
+    }
     if let Some(warning) = warning
         && let Ok(value) = axum::http::HeaderValue::from_str(&warning)
     {
@@ -84,6 +98,20 @@ fn billing_warning(tenant: &ResolvedTenant) -> Option<String> {
     match control_plane::access::decide(tenant.status, tenant.entitlements.billing.as_ref()) {
         control_plane::access::Access::Serve(warning) => warning.map(|w| w.header_value()),
         _ => None,
+    }
+}
+
+/// The tenant the request's Host names, served or not (`tenant_not_found` when none).
+async fn look_up(
+    extensions: &axum::http::Extensions,
+    state: &RouterState,
+) -> Result<Arc<ResolvedTenant>, ApiError> {
+    if let Some(slug) = extensions.get::<TenantSlug>() {
+        state.look_up(&slug.0).await
+    } else if let Some(domain) = extensions.get::<CustomDomain>() {
+        state.look_up_domain(&domain.0).await
+    } else {
+        Err(ApiError::tenant_not_found())
     }
 }
 

@@ -131,6 +131,11 @@ impl PagePolicy {
             private,
         })
     }
+
+    /// The `Content-Security-Policy` header's value, for a handler that sets it itself.
+    pub fn header_value(&self) -> HeaderValue {
+        self.policy.clone()
+    }
 }
 
 /// Middleware: gives every HTML answer of a surface its policy (and `no-store` when the

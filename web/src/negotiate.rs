@@ -52,20 +52,44 @@ pub async fn html_errors(request: Request, next: Next) -> Response {
     };
     let status = response.status();
     let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
-    let mut page = (status, Html(error_page(status, &shown).into_string())).into_response();
+    let brand = response.extensions_mut().remove::<PageBrand>();
+    let mut page = (
+        status,
+        Html(error_page(status, &shown, brand.as_ref()).into_string()),
+    )
+        .into_response();
     if let Some(seconds) = retry_after {
         page.headers_mut().insert(header::RETRY_AFTER, seconds);
     }
     let headers = page.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    // An error page runs no script and loads nothing: its one style is inline.
+    // An error page runs no script and loads nothing but a workspace's logo: its style is inline.
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https:; \
+             base-uri 'none'; frame-ancestors 'none'",
         ),
     );
     page
+}
+
+/// The workspace an error page speaks for (its name, colour and logo), put in a response's
+/// extensions by the surface that knows it: a tenant's visitors see their workspace's page, not
+/// a stranger's, even when it is suspended or gone.
+#[derive(Debug, Clone)]
+pub struct PageBrand {
+    pub name: String,
+    /// `#rrggbb`; anything else falls back to the default colour.
+    pub color: String,
+    /// An https URL (as branding stores it).
+    pub logo_url: Option<String>,
+}
+
+/// The colour as CSS when it is exactly `#rrggbb`, so nothing else reaches the style.
+fn safe_color(color: &str) -> Option<&str> {
+    let hex = color.strip_prefix('#')?;
+    (hex.len() == 6 && hex.bytes().all(|byte| byte.is_ascii_hexdigit())).then_some(color)
 }
 
 /// What a person can do next, by error.
@@ -100,8 +124,9 @@ color:#1d2330}main{max-width:32rem;margin:12vh auto;box-sizing:border-box;width:
 border-radius:8px;box-shadow:0 1px 3px #0002}h1{font-size:1.4rem;margin-top:0}\
 a{color:#1a4fd6}code{color:#4a5263}";
 
-fn error_page(status: StatusCode, shown: &ErrorShown) -> Markup {
+fn error_page(status: StatusCode, shown: &ErrorShown, brand: Option<&PageBrand>) -> Markup {
     let (onward, href) = way_onward(shown.code);
+    let color = brand.and_then(|brand| safe_color(&brand.color));
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -110,9 +135,20 @@ fn error_page(status: StatusCode, shown: &ErrorShown) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title(shown.code, status)) }
                 style { (PreEscaped(STYLE)) }
+                @if let Some(color) = color {
+                    style { (PreEscaped(format!("main{{border-top:6px solid {color}}}a{{color:{color}}}"))) }
+                }
             }
             body {
                 main {
+                    @if let Some(brand) = brand {
+                        p class="brand" id="brand" {
+                            @if let Some(logo) = &brand.logo_url {
+                                img src=(logo) alt="" height="28";
+                            }
+                            strong { (brand.name) }
+                        }
+                    }
                     h1 { (title(shown.code, status)) }
                     p id="error-message" { (shown.message) }
                     p { a href=(href) { (onward) } }
@@ -210,5 +246,37 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(&body[..], b"fine");
+    }
+
+    #[test]
+    fn a_branded_error_page_shows_the_workspace_and_only_a_safe_colour() {
+        let shown = ErrorShown {
+            code: ErrorCode::TenantSuspended,
+            message: "Suspended.".to_owned(),
+        };
+        let brand = PageBrand {
+            name: "Acme <Pharmacy>".to_owned(),
+            color: "#12ab9f".to_owned(),
+            logo_url: Some("https://cdn.example/logo.png".to_owned()),
+        };
+        let page = error_page(StatusCode::FORBIDDEN, &shown, Some(&brand)).into_string();
+        assert!(page.contains("Acme &lt;Pharmacy&gt;"), "{page}");
+        assert!(
+            page.contains(r#"src="https://cdn.example/logo.png""#),
+            "{page}"
+        );
+        assert!(page.contains("border-top:6px solid #12ab9f"), "{page}");
+
+        let hostile = PageBrand {
+            color: "red}body{display:none".to_owned(),
+            logo_url: None,
+            ..brand
+        };
+        let page = error_page(StatusCode::FORBIDDEN, &shown, Some(&hostile)).into_string();
+        assert!(!page.contains("display:none"), "{page}");
+        assert!(!page.contains("<img"), "{page}");
+
+        let plain = error_page(StatusCode::FORBIDDEN, &shown, None).into_string();
+        assert!(!plain.contains(r#"id="brand""#), "{plain}");
     }
 }

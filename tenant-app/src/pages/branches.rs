@@ -1,5 +1,6 @@
-//! Branches in a browser (owner): the list, a form to add one (within the plan's branch limit)
-//! and renaming each in place, through the API's own handlers.
+//! Branches in a browser (owner): the list, a form to add one (within the plan's branch limit),
+//! renaming each in place, and closing one (it leaves the sale, purchase and stock-take forms;
+//! its history stays) or opening it again, through the API's own handlers.
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Query};
@@ -35,6 +36,11 @@ fn content(listed: &Paged<Branch>, form: &BranchForm, problems: &Problems) -> Ma
     let focus = problems.first(ORDER);
     html! {
         section class="card" {
+            @if let Some(problem) = problems.problem("is_active") {
+                p class="notice error" role="alert" id="branch-status-problem" {
+                    "That branch stays open: " (problem) "."
+                }
+            }
             table class="stack" id="branches" {
                 thead { tr { th { "Code" } th { "Name" } th { "Address" } th { "Status" } } }
                 tbody {
@@ -49,7 +55,17 @@ fn content(listed: &Paged<Branch>, form: &BranchForm, problems: &Problems) -> Ma
                                 }
                             }
                             td data-label="Address" { (branch.address.as_deref().unwrap_or("")) }
-                            td data-label="Status" { @if branch.is_active { "Active" } @else { "Closed" } }
+                            td data-label="Status" {
+                                @if branch.is_active { "Active" } @else { "Closed" }
+                                " "
+                                form class="inline" method="post" action={ "/branches/" (branch.id) "/active" } {
+                                    input type="hidden" name="active" value=(!branch.is_active);
+                                    button class="secondary" type="submit"
+                                        aria-label={ (if branch.is_active { "Close" } else { "Reopen" }) " branch " (branch.code) } {
+                                        @if branch.is_active { "Close" } @else { "Reopen" }
+                                    }
+                                }
+                            }
                         }
                     }
                 }
@@ -124,16 +140,42 @@ pub async fn rename(
     id: Id,
     form: Result<Form<RenameForm>, FormRejection>,
 ) -> Response {
-    let frame = signed.frame();
     let name = form.map(|Form(form)| form.name).unwrap_or_default();
-    let listed = match read(&signed, None).await {
-        Ok(listed) => listed,
-        Err(refused) => return refused,
-    };
     let change = BranchChange {
         name: Some(name),
         address: None,
         is_active: None,
+    };
+    apply(signed, id, change).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ActiveForm {
+    #[serde(default)]
+    active: bool,
+}
+
+/// `POST /branches/{id}/active` (`active`: `true` or `false`): opens or closes it.
+pub async fn set_active(
+    signed: Signed,
+    id: Id,
+    form: Result<Form<ActiveForm>, FormRejection>,
+) -> Response {
+    let active = form.map(|Form(form)| form.active).unwrap_or_default();
+    let change = BranchChange {
+        name: None,
+        address: None,
+        is_active: Some(active),
+    };
+    apply(signed, id, change).await
+}
+
+/// A change to one branch through the API, then the list; a refusal on the list page.
+async fn apply(signed: Signed, id: Id, change: BranchChange) -> Response {
+    let frame = signed.frame();
+    let listed = match read(&signed, None).await {
+        Ok(listed) => listed,
+        Err(refused) => return refused,
     };
     let result = catalog::update_branch(signed.0, id, Body(change)).await;
     frame.after_change((TITLE, CURRENT), CURRENT, result, |problems| {

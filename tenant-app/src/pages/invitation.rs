@@ -14,7 +14,7 @@ use web::ApiError;
 
 use super::form::{Input, Problems};
 use super::sign_in::start_session;
-use super::{form_with_problems, head, page, token_page};
+use super::{form_with_problems, page, signed_out, token_page};
 use crate::auth::Role;
 use crate::branding::EffectiveBranding;
 use crate::invitations::{Acceptance, accept, invited};
@@ -50,23 +50,20 @@ fn invitation_page(
         .first(&["display_name", "password"])
         .or(Some("display_name"));
     html! {
-        (head(branding, "Join"))
-        body {
-            main class="narrow card" {
-                h1 { "Join " (branding.display_name) }
-                p { "You are invited as " strong { (role_name(invited.role)) } ", signing in as "
-                    strong { (invited.email) } "." }
-                @if let Some(problem) = &problems.general {
-                    p class="notice error" role="alert" id="join-problem" { (problem) }
-                }
-                form class="stacked" method="post" action="/join" novalidate {
-                    input type="hidden" name="token" value=(invited.token);
-                    (name.render(problems, focus))
-                    (password.render(problems, focus))
-                    button class="primary" type="submit" { "Join and sign in" }
-                }
+        (signed_out(branding, "Join", html! {
+            h1 { "Join " (branding.display_name) }
+            p { "You are invited as " strong { (role_name(invited.role)) } ", signing in as "
+                strong { (invited.email) } "." }
+            @if let Some(problem) = &problems.general {
+                p class="notice error" role="alert" id="join-problem" { (problem) }
             }
-        }
+            form class="stacked" method="post" action="/join" novalidate {
+                input type="hidden" name="token" value=(invited.token);
+                (name.render(problems, focus))
+                (password.render(problems, focus))
+                button class="primary" type="submit" { "Join and sign in" }
+            }
+        }))
     }
 }
 

@@ -1,5 +1,6 @@
 //! The tenant app in a browser: server-rendered pages (maud, which escapes what it inserts) on
-//! every tenant host, with no script and no asset from anywhere else. `/` is the sign-in page or,
+//! every tenant host, with no asset from anywhere else and one script (the quick sale's live
+//! pricing, allowed by its hash; every page works without it). `/` is the sign-in page or,
 //! signed in, the dashboard; every page hangs off one navigation in [`Shell`].
 //!
 //! A browser session is the same sealed token the API hands out, kept in the `silo_session`
@@ -76,11 +77,16 @@ pub fn routes() -> Router<AppState> {
         .route("/items/{id}", get(items::edit).post(items::update))
         .route("/items/{id}/deactivate", post(items::deactivate))
         .route("/sales/new", get(sales::new).post(sales::submit))
+        .route("/sales/price", get(sales::price_lines))
         .route(
             "/purchases/new",
             get(purchases::new).post(purchases::submit),
         )
         .route("/suppliers", get(suppliers::list).post(suppliers::create))
+        .route(
+            "/suppliers/{id}",
+            get(suppliers::edit).post(suppliers::update),
+        )
         .route(
             "/stock-takes",
             get(stock_takes::list).post(stock_takes::start),
@@ -110,10 +116,12 @@ async fn stylesheet() -> Response {
         .into_response()
 }
 
-/// Scripts: none. Styles: our stylesheet and the brand colour's one inline rule. Images: our
-/// own and a logo from any https origin. Forms post only to this origin.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self' 'unsafe-inline'; \
-     img-src 'self' https:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+/// Scripts: only the quick sale's, by its hash. Styles: our stylesheet and the brand colour's
+/// one inline rule. Images: our own and a logo from any https origin. Requests (the sale's
+/// pricing) and forms: only to this origin.
+static CONTENT_SECURITY_POLICY: std::sync::LazyLock<HeaderValue> = std::sync::LazyLock::new(|| {
+    web::headers::PagePolicy::new(&[sales::SALE_SCRIPT], &[], true).header_value()
+});
 
 /// A page answer: HTML, never cached (it shows a signed-in user's data), framed by nobody.
 pub fn page(markup: Markup) -> Response {
@@ -122,7 +130,7 @@ pub fn page(markup: Markup) -> Response {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        CONTENT_SECURITY_POLICY.clone(),
     );
     response
 }
@@ -480,6 +488,21 @@ fn head(branding: &EffectiveBranding, title: &str) -> Markup {
             title { (title) " · " (branding.display_name) }
             link rel="stylesheet" href="/assets/app.css";
             style { (PreEscaped(brand_css)) }
+        }
+    }
+}
+
+/// A page for someone not signed in (sign-in, password reset, joining): the workspace's bar —
+/// its logo and name on its colour, as on every signed-in page — above one narrow card.
+pub(crate) fn signed_out(branding: &EffectiveBranding, title: &str, content: Markup) -> Markup {
+    html! {
+        (head(branding, title))
+        body {
+            header class="topbar" id="brand" {
+                @if let Some(logo) = &branding.logo_url { img src=(logo) alt=""; }
+                span class="name" { (branding.display_name) }
+            }
+            main class="narrow card" { (content) }
         }
     }
 }

@@ -19,7 +19,7 @@ use web::{ApiError, ErrorCode};
 
 use super::form::{Input, Problems};
 use super::sign_in::start_session;
-use super::{form_with_problems, head, origin, page, token_page};
+use super::{form_with_problems, origin, page, signed_out, token_page};
 
 use crate::branding::EffectiveBranding;
 use crate::invitations::new_password_problem;
@@ -47,25 +47,22 @@ fn forgot_page(
     };
     let focus = problems.first(&["email"]).or(Some("email"));
     html! {
-        (head(branding, "Forgot password"))
-        body {
-            main class="narrow card" {
-                h1 { "Reset your password for " (branding.display_name) }
-                @if sent {
-                    p class="notice" role="status" id="reset-sent" {
-                        "If an account uses that email, a link to set a new password is on its \
-                         way. It works once, for 30 minutes."
-                    }
-                } @else {
-                    p { "Type the email you sign in with; we will mail you a link to set a new password." }
-                    form class="stacked" method="post" action="/password/forgot" novalidate {
-                        (email.render(problems, focus))
-                        button class="primary" type="submit" { "Send the link" }
-                    }
+        (signed_out(branding, "Forgot password", html! {
+            h1 { "Reset your password for " (branding.display_name) }
+            @if sent {
+                p class="notice" role="status" id="reset-sent" {
+                    "If an account uses that email, a link to set a new password is on its \
+                     way. It works once, for 30 minutes."
                 }
-                p { a href="/" { "Back to sign in" } }
+            } @else {
+                p { "Type the email you sign in with; we will mail you a link to set a new password." }
+                form class="stacked" method="post" action="/password/forgot" novalidate {
+                    (email.render(problems, focus))
+                    button class="primary" type="submit" { "Send the link" }
+                }
             }
-        }
+            p { a href="/" { "Back to sign in" } }
+        }))
     }
 }
 
@@ -127,20 +124,17 @@ fn reset_page(branding: &EffectiveBranding, token: &str, problems: &Problems) ->
     let password = Input::new_password("New password");
     let focus = problems.first(&["password"]).or(Some("password"));
     html! {
-        (head(branding, "Set a new password"))
-        body {
-            main class="narrow card" {
-                h1 { "Set a new password for " (branding.display_name) }
-                @if let Some(problem) = &problems.general {
-                    p class="notice error" role="alert" { (problem) }
-                }
-                form class="stacked" method="post" action="/password/reset" novalidate {
-                    input type="hidden" name="token" value=(token);
-                    (password.render(problems, focus))
-                    button class="primary" type="submit" { "Set password and sign in" }
-                }
+        (signed_out(branding, "Set a new password", html! {
+            h1 { "Set a new password for " (branding.display_name) }
+            @if let Some(problem) = &problems.general {
+                p class="notice error" role="alert" { (problem) }
             }
-        }
+            form class="stacked" method="post" action="/password/reset" novalidate {
+                input type="hidden" name="token" value=(token);
+                (password.render(problems, focus))
+                button class="primary" type="submit" { "Set password and sign in" }
+            }
+        }))
     }
 }
 

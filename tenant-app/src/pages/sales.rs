@@ -1,7 +1,9 @@
 //! The quick sale screen: a branch and a few lines of "item (name, SKU or barcode) ×
-//! quantity". "Check" finds each item, prices the lines, keeps a running total and says on the
-//! line when the branch has too little stock; "Record sale" records it through the API's own
-//! sale handler (stock checked under lock, all or nothing). Works without any script.
+//! quantity" (1 when left empty). "Check" finds each item, prices the lines, keeps a running
+//! total and says on the line when the branch has too little stock; "Record sale" records it
+//! through the API's own sale handler (stock checked under lock, all or nothing). Works without
+//! any script; with the page's one script (`sale.js`, allowed by its hash) the lines are priced
+//! as they are typed, through `GET /sales/price`, which prices exactly as "Check" does.
 
 use std::collections::BTreeMap;
 
@@ -9,8 +11,8 @@ use axum::Json;
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Form, Query};
 use axum::response::{IntoResponse, Redirect, Response};
-use maud::{Markup, html};
-use serde::Deserialize;
+use maud::{Markup, PreEscaped, html};
+use serde::{Deserialize, Serialize};
 use web::{ApiError, ErrorCode};
 
 use super::form::Problems;
@@ -67,6 +69,12 @@ async fn price(
         if typed.trim().is_empty() && quantity.trim().is_empty() {
             continue;
         }
+        // A line with an item and no quantity sells one.
+        let quantity = if quantity.trim().is_empty() {
+            "1"
+        } else {
+            quantity
+        };
         let quantity = match quantity.trim().parse::<f64>() {
             Ok(quantity) if quantity.is_finite() && quantity > 0.0 && quantity < 1e9 => quantity,
             _ => {
@@ -304,29 +312,122 @@ fn sale_form(
                                 input id=(item_name) name=(item_name) value=(typed) autocomplete="off"
                                     autofocus[focus == Some(item_name.as_str())]
                                     aria-invalid=[problem(&item_name).map(|_| "true")];
-                                @if let Some(line) = line { div class="muted found" { (line.name) } }
-                                @if let Some(error) = problem(&item_name) { p class="field-error" id={ (item_name) "-error" } { (error) "." } }
+                                div class="muted found" id={ "found-" (index) } { @if let Some(line) = line { (line.name) } }
+                                (field_error(&item_name, problem(&item_name)))
                             }
                             td class="number" data-label="Quantity" {
                                 label class="visually-hidden" for=(quantity_name) { "Quantity " (index + 1) }
                                 input id=(quantity_name) name=(quantity_name) value=(quantity) inputmode="decimal" size="6"
+                                    placeholder="1"
                                     autofocus[focus == Some(quantity_name.as_str())]
                                     aria-invalid=[problem(&quantity_name).map(|_| "true")];
-                                @if let Some(line) = line { div class="muted" { (line.stock) " in stock" } }
-                                @if let Some(error) = problem(&quantity_name) { p class="field-error" id={ (quantity_name) "-error" } { (error) "." } }
+                                div class="muted" id={ "stock-" (index) } { @if let Some(line) = line { (in_stock(line)) } }
+                                (field_error(&quantity_name, problem(&quantity_name)))
                             }
-                            td class="number" data-label="Price" { @if let Some(line) = line { (money(line.unit_cents)) } }
-                            td class="number" data-label="Line total" { @if let Some(line) = line { (money(line_total(line))) } }
+                            td class="number" data-label="Price" id={ "price-" (index) } { @if let Some(line) = line { (money(line.unit_cents)) } }
+                            td class="number" data-label="Line total" id={ "line-total-" (index) } { @if let Some(line) = line { (money(line_total(line))) } }
                         }
                     }
                 }
             }
-            p class="running-total" { "Total: " strong id="total" { (money(total)) } }
+            p class="running-total" aria-live="polite" { "Total: " strong id="total" { (money(total)) } }
             div class="actions" {
                 button type="submit" name="action" value="check" { "Check" }
                 " "
                 button class="primary" type="submit" name="action" value="record" { "Record sale" }
             }
         }
+        script { (PreEscaped(SALE_SCRIPT)) }
     }
+}
+
+/// The page's one script: prices the lines as they are typed (see the module's doc).
+pub(super) const SALE_SCRIPT: &str = include_str!("sale.js");
+
+/// A line field's problem, in a paragraph that is always there (hidden while empty) so the
+/// script can fill and clear it.
+fn field_error(field: &str, problem: Option<&str>) -> Markup {
+    html! {
+        @match problem {
+            Some(problem) => p class="field-error" id={ (field) "-error" } { (problem) "." },
+            None => p class="field-error" id={ (field) "-error" } hidden {},
+        }
+    }
+}
+
+fn in_stock(line: &Priced) -> String {
+    format!("{} in stock", line.stock)
+}
+
+/// One screen line as [`price_lines`] answers it.
+#[derive(Debug, Serialize)]
+struct PricedLine {
+    index: usize,
+    name: String,
+    stock: String,
+    price: String,
+    line_total: String,
+}
+
+/// What the script shows: each priced line, the problems by field (`item_N`, `quantity_N`),
+/// and the total.
+#[derive(Debug, Serialize)]
+struct Pricing {
+    lines: Vec<PricedLine>,
+    problems: BTreeMap<String, String>,
+    total: String,
+}
+
+/// `GET /sales/price?branch_id=&item_0=&quantity_0=…` (the form as typed): the lines priced
+/// exactly as "Check" prices them, as JSON for the page's script. Reads only.
+pub async fn price_lines(
+    signed: Signed,
+    form: Result<Query<SaleForm>, QueryRejection>,
+) -> Response {
+    let frame = signed.frame();
+    let Query(form) = form.unwrap_or_default();
+    let branches = match allowed(&signed, &frame).await {
+        Ok(branches) => branches,
+        Err(response) => return response,
+    };
+    let Some(branch_id) = form
+        .branch_id
+        .parse::<i64>()
+        .ok()
+        .filter(|id| branches.iter().any(|branch| branch.id == *id))
+    else {
+        return ApiError::new(ErrorCode::ValidationFailed, "No such branch.").into_response();
+    };
+    let mut problems = Problems::default();
+    let priced = match price(signed.0.client(), &form, branch_id, &mut problems).await {
+        Ok(priced) => priced,
+        Err(error) => return error.into_response(),
+    };
+    let total: i64 = priced.values().map(line_total).sum();
+    let pricing = Pricing {
+        lines: priced
+            .iter()
+            .map(|(index, line)| PricedLine {
+                index: *index,
+                name: line.name.clone(),
+                stock: in_stock(line),
+                price: money(line.unit_cents),
+                line_total: money(line_total(line)),
+            })
+            .collect(),
+        problems: (0..LINES)
+            .flat_map(|index| [format!("item_{index}"), format!("quantity_{index}")])
+            .filter_map(|field| {
+                let problem = problems.problem(&field)?.to_owned();
+                Some((field, format!("{problem}.")))
+            })
+            .collect(),
+        total: money(total),
+    };
+    let mut response = Json(pricing).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    response
 }

@@ -14,7 +14,7 @@ use web::client::ClientAddr;
 use web::{ApiError, ErrorCode};
 
 use super::form::{Input, Problems};
-use super::{Signed, head, page, session_cookie, token_page};
+use super::{Signed, page, session_cookie, signed_out, token_page};
 use crate::auth;
 use crate::branding::EffectiveBranding;
 use crate::{AppState, ResolvedOnly, TenantConnection};
@@ -58,21 +58,18 @@ fn sign_in_page(branding: &EffectiveBranding, email: &str, problems: &Problems) 
         ..Input::text("password", "Password", "").required()
     };
     html! {
-        (head(branding, "Sign in"))
-        body {
-            main class="narrow card" {
-                h1 { "Sign in to " (branding.display_name) }
-                @if let Some(problem) = &problems.general {
-                    p class="notice error" role="alert" id="sign-in-problem" { (problem) }
-                }
-                form class="stacked" method="post" action="/sign-in" novalidate {
-                    (email.render(problems, focus))
-                    (password.render(problems, focus))
-                    button class="primary" type="submit" { "Sign in" }
-                }
-                p { a href="/password/forgot" { "Forgot password?" } }
+        (signed_out(branding, "Sign in", html! {
+            h1 { "Sign in to " (branding.display_name) }
+            @if let Some(problem) = &problems.general {
+                p class="notice error" role="alert" id="sign-in-problem" { (problem) }
             }
-        }
+            form class="stacked" method="post" action="/sign-in" novalidate {
+                (email.render(problems, focus))
+                (password.render(problems, focus))
+                button class="primary" type="submit" { "Sign in" }
+            }
+            p { a href="/password/forgot" { "Forgot password?" } }
+        }))
     }
 }
 

@@ -1,5 +1,5 @@
-//! Suppliers in a browser: the list, and a form to add one (staff and owners), through the
-//! API's own handlers.
+//! Suppliers in a browser: the list, a form to add one and a page to change one (staff and
+//! owners), through the API's own handlers.
 
 use axum::Json;
 use axum::extract::Form;
@@ -12,7 +12,7 @@ use super::form::{Input, Problems};
 use super::{Frame, Signed};
 use crate::auth::Role;
 use crate::catalog::{self, Supplier, SupplierFields};
-use crate::common::{Body, Page, Params};
+use crate::common::{Body, Id, Page, Params};
 
 const CURRENT: &str = "/suppliers";
 const ORDER: &[&str] = &["name", "contact_name", "email", "phone"];
@@ -31,6 +31,7 @@ pub struct SupplierForm {
 }
 
 impl SupplierForm {
+    /// The fields of a new supplier: an empty field is left out.
     fn fields(&self) -> SupplierFields {
         let optional = |text: &str| Some(text.trim().to_owned()).filter(|text| !text.is_empty());
         SupplierFields {
@@ -40,10 +41,30 @@ impl SupplierForm {
             phone: optional(&self.phone),
         }
     }
+
+    /// The change the edit form asks for: every field as typed, so an emptied field clears it.
+    fn change(&self) -> SupplierFields {
+        let typed = |text: &str| Some(text.trim().to_owned());
+        SupplierFields {
+            name: Some(self.name.clone()),
+            contact_name: typed(&self.contact_name),
+            email: typed(&self.email),
+            phone: typed(&self.phone),
+        }
+    }
+
+    fn of(supplier: &Supplier) -> Self {
+        let text = |value: &Option<String>| value.clone().unwrap_or_default();
+        Self {
+            name: supplier.name.clone(),
+            contact_name: text(&supplier.contact_name),
+            email: text(&supplier.email),
+            phone: text(&supplier.phone),
+        }
+    }
 }
 
 fn content(suppliers: &[Supplier], role: Role, form: &SupplierForm, problems: &Problems) -> Markup {
-    let focus = problems.first(ORDER);
     html! {
         section class="card" {
             @if suppliers.is_empty() {
@@ -53,8 +74,14 @@ fn content(suppliers: &[Supplier], role: Role, form: &SupplierForm, problems: &P
                     thead { tr { th { "Name" } th { "Contact" } th { "Email" } th { "Phone" } } }
                     tbody {
                         @for supplier in suppliers {
-                            tr {
-                                td data-label="Name" { (supplier.name) }
+                            tr data-supplier=(supplier.id) {
+                                td data-label="Name" {
+                                    @if role >= Role::Staff {
+                                        a href={ "/suppliers/" (supplier.id) } { (supplier.name) }
+                                    } @else {
+                                        (supplier.name)
+                                    }
+                                }
                                 td data-label="Contact" { (supplier.contact_name.as_deref().unwrap_or("")) }
                                 td data-label="Email" { (supplier.email.as_deref().unwrap_or("")) }
                                 td data-label="Phone" { (supplier.phone.as_deref().unwrap_or("")) }
@@ -70,16 +97,73 @@ fn content(suppliers: &[Supplier], role: Role, form: &SupplierForm, problems: &P
                 @if let Some(general) = &problems.general {
                     p class="notice error" role="alert" { (general) }
                 }
-                form class="stacked" method="post" action="/suppliers" novalidate {
-                    (Input::text("name", "Name", &form.name).required().render(problems, focus))
-                    (Input::text("contact_name", "Contact person", &form.contact_name).render(problems, focus))
-                    (Input { kind: "email", ..Input::text("email", "Email", &form.email) }.render(problems, focus))
-                    (Input { kind: "tel", ..Input::text("phone", "Phone", &form.phone) }.render(problems, focus))
-                    button class="primary" type="submit" { "Add supplier" }
-                }
+                (supplier_form("/suppliers", form, problems, "Add supplier"))
             }
         }
     }
+}
+
+/// The supplier's fields as a form posting to `action`.
+fn supplier_form(action: &str, form: &SupplierForm, problems: &Problems, submit: &str) -> Markup {
+    let focus = problems.first(ORDER);
+    html! {
+        form class="stacked" method="post" action=(action) novalidate {
+            (Input::text("name", "Name", &form.name).required().render(problems, focus))
+            (Input::text("contact_name", "Contact person", &form.contact_name).render(problems, focus))
+            (Input { kind: "email", ..Input::text("email", "Email", &form.email) }.render(problems, focus))
+            (Input { kind: "tel", ..Input::text("phone", "Phone", &form.phone) }.render(problems, focus))
+            button class="primary" type="submit" { (submit) }
+        }
+    }
+}
+
+/// The edit page's content: the form, any refusal of the whole change above it.
+fn edit_content(id: i64, form: &SupplierForm, problems: &Problems) -> Markup {
+    html! {
+        section class="card" {
+            @if let Some(general) = &problems.general {
+                p class="notice error" role="alert" { (general) }
+            }
+            (supplier_form(&format!("/suppliers/{id}"), form, problems, "Save"))
+            p { a href=(CURRENT) { "Back to suppliers" } }
+        }
+    }
+}
+
+/// `GET /suppliers/{id}` (staff and owners): the supplier's form.
+pub async fn edit(signed: Signed, id: Id) -> Response {
+    let frame = signed.frame();
+    let supplier_id = id.0;
+    if let Err(error) = signed.0.require(Role::Staff) {
+        return frame.refusal("Supplier", CURRENT, error);
+    }
+    match catalog::get_supplier(signed.0, id).await {
+        Ok(Json(supplier)) => frame.render(
+            &supplier.name.clone(),
+            CURRENT,
+            edit_content(
+                supplier_id,
+                &SupplierForm::of(&supplier),
+                &Problems::default(),
+            ),
+        ),
+        Err(error) => frame.refusal("Supplier", CURRENT, error),
+    }
+}
+
+/// `POST /suppliers/{id}`: saves the change, then back to the list; problems beside their fields.
+pub async fn update(
+    signed: Signed,
+    id: Id,
+    form: Result<Form<SupplierForm>, FormRejection>,
+) -> Response {
+    let frame = signed.frame();
+    let supplier_id = id.0;
+    let form = form.map(|Form(form)| form).unwrap_or_default();
+    let result = catalog::update_supplier(signed.0, id, Body(form.change())).await;
+    frame.after_change(("Supplier", CURRENT), CURRENT, result, |problems| {
+        edit_content(supplier_id, &form, problems)
+    })
 }
 
 /// Every supplier (the list is short for a pharmacy; the API pages at 200).

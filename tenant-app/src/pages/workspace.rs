@@ -44,6 +44,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/branches", get(branches::show).post(branches::add))
         .route("/branches/{id}", post(branches::rename))
+        .route("/branches/{id}/active", post(branches::set_active))
         .route("/billing", get(billing::show))
         .route("/billing/checkout", post(billing::checkout))
         .route("/billing/portal", post(billing::portal))

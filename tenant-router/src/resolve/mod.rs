@@ -69,7 +69,42 @@ pub struct ResolvedTenant {
     sealed_database_url: Option<Sealed>,
 }
 
+/// `tenant` if it may be served now, else the error its clients should see.
+pub(crate) fn admit(tenant: Arc<ResolvedTenant>) -> Result<Arc<ResolvedTenant>, ApiError> {
+    match control_plane::access::decide(tenant.status, tenant.entitlements.billing.as_ref()) {
+        Access::Serve(_) => Ok(tenant),
+        Access::Provisioning => Err(ApiError::new(
+            ErrorCode::TenantProvisioning,
+            "This workspace is being set up. It will be ready in a few seconds.",
+        )
+        .retry_after(2)),
+        Access::Suspended => Err(ApiError::new(
+            ErrorCode::TenantSuspended,
+            "This workspace is suspended. Its owner can contact support to reactivate it.",
+        )),
+        Access::Unavailable => Err(tenant_unavailable()),
+        Access::Gone => Err(ApiError::new(
+            ErrorCode::TenantCancelled,
+            "This workspace was closed. Its owner can ask support for the export of its data.",
+        )),
+    }
+}
+
 impl ResolvedTenant {
+    /// The workspace as its error pages show it: its own name, colour and logo, or the defaults.
+    pub fn page_brand(&self) -> web::negotiate::PageBrand {
+        let own = self.branding.clone().unwrap_or_default();
+        web::negotiate::PageBrand {
+            name: own
+                .display_name
+                .unwrap_or_else(|| self.display_name.clone()),
+            color: own
+                .primary_color
+                .unwrap_or_else(|| control_plane::branding::DEFAULT_PRIMARY_COLOR.to_owned()),
+            logo_url: own.logo_url,
+        }
+    }
+
     fn new(
         record: TenantRecord,
         entitlements: Entitlements,
@@ -451,6 +486,21 @@ impl RouterState {
 
     /// Resolves a verified custom domain to its tenant, like [`Self::resolve`] a slug.
     pub async fn resolve_domain(&self, domain: &str) -> Result<Arc<ResolvedTenant>, ApiError> {
+        let tenant = self.look_up_domain(domain).await?;
+        admit(tenant)
+    }
+
+    /// Resolves a slug to a tenant that may be served, or the error the client should see.
+    pub async fn resolve(&self, slug: &str) -> Result<Arc<ResolvedTenant>, ApiError> {
+        let tenant = self.look_up(slug).await?;
+        admit(tenant)
+    }
+
+    /// The tenant a verified custom domain names, served or not (see [`Self::look_up`]).
+    pub(crate) async fn look_up_domain(
+        &self,
+        domain: &str,
+    ) -> Result<Arc<ResolvedTenant>, ApiError> {
         let (_, slug) = self
             .read_through(
                 &self.inner.domain_cache,
@@ -458,11 +508,12 @@ impl RouterState {
                 self.inner.store.tenant_by_domain(domain),
             )
             .await?;
-        self.resolve(&slug).await
+        self.look_up(&slug).await
     }
 
-    /// Resolves a slug to a tenant that may be served, or the error the client should see.
-    pub async fn resolve(&self, slug: &str) -> Result<Arc<ResolvedTenant>, ApiError> {
+    /// The tenant a slug names, whatever its state (`tenant_not_found` when none): what its
+    /// refusal pages need (its branding) before [`admit`] decides whether it is served.
+    pub(crate) async fn look_up(&self, slug: &str) -> Result<Arc<ResolvedTenant>, ApiError> {
         let store = &self.inner.store;
         let read = async {
             let Some(record) = store.tenant_by_slug(slug).await? else {
@@ -478,26 +529,8 @@ impl RouterState {
                 requests,
             ))))
         };
-        let tenant = self
-            .read_through(&self.inner.tenant_cache, slug, read)
-            .await?;
-        match control_plane::access::decide(tenant.status, tenant.entitlements.billing.as_ref()) {
-            Access::Serve(_) => Ok(tenant),
-            Access::Provisioning => Err(ApiError::new(
-                ErrorCode::TenantProvisioning,
-                "This workspace is being set up. It will be ready in a few seconds.",
-            )
-            .retry_after(2)),
-            Access::Suspended => Err(ApiError::new(
-                ErrorCode::TenantSuspended,
-                "This workspace is suspended. Its owner can contact support to reactivate it.",
-            )),
-            Access::Unavailable => Err(tenant_unavailable()),
-            Access::Gone => Err(ApiError::new(
-                ErrorCode::TenantCancelled,
-                "This workspace was closed. Its owner can ask support for the export of its data.",
-            )),
-        }
+        self.read_through(&self.inner.tenant_cache, slug, read)
+            .await
     }
 
     /// Counts one request against one of the tenant's budgets (see [`crate::limits`]): its

@@ -705,3 +705,303 @@ async fn a_stock_take_counts_shows_variances_and_posting_sets_stock_to_the_count
     assert_eq!(stock().await, json!(8.0));
     app.finish().await;
 }
+
+/// The quick sale with its script: lines are priced as they are typed (no "Check"), too little
+/// stock shows on its line at once, the script is one the page's CSP allows; and every page of
+/// the navigation is usable at a phone's width.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quick_sale_prices_as_it_is_typed_and_every_page_fits_a_phone() {
+    let app = TestApp::spawn().await;
+    let (owner, _) = Session::owner_on_plan(&app, "livetill", "enterprise").await;
+    stocked_item(&owner, "ZINC", "Zinc tablets", 3).await;
+    let host = app.tenant_host("livetill");
+    let page = app
+        .request(Method::GET, &host, "/sales/new")
+        .header(COOKIE, format!("silo_session={}", owner.token))
+        .send()
+        .await
+        .unwrap();
+    let policy = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let html = page.text().await.unwrap();
+    assert_eq!(
+        crate::csp::assert_inline_code_allowed(Some(&policy), &html),
+        1,
+        "the sale page has its one script, allowed by the policy"
+    );
+
+    let browser = Browser::start().await;
+    let base = format!("http://livetill.localhost:{}/", app.address.port());
+    sign_in_in_browser(&browser, &base, "owner@livetill.test").await;
+    browser.click("nav.main a[href='/sales/new']").await;
+    browser.fill("#item_0", "zinc").await;
+    browser.fill("#quantity_0", "2").await;
+    browser.wait_for_text("#total", |text| text == "5.00").await;
+    browser
+        .wait_for_text("#found-0", |text| text == "Zinc tablets")
+        .await;
+    browser.fill("#quantity_0", "4").await;
+    let short = browser
+        .wait_for_text("#quantity_0-error", |text| !text.is_empty())
+        .await;
+    assert!(short.starts_with("Not enough stock"), "{short}");
+    // An item without a quantity sells one.
+    browser.fill("#quantity_0", "").await;
+    browser.wait_for_text("#total", |text| text == "2.50").await;
+    let no_error = browser
+        .client
+        .execute(
+            "return document.getElementById('quantity_0-error').hidden",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(no_error, json!(true), "the problem is cleared");
+    // Pricing as typed records nothing.
+    let sales = owner
+        .expect(Method::GET, "/api/v1/sales", None, StatusCode::OK)
+        .await;
+    assert_eq!(sales["data"].as_array().unwrap().len(), 0);
+    browser.click("button[value='record']").await;
+    browser
+        .wait_for_text("#recorded", |text| text.contains("2.50"))
+        .await;
+
+    // At a phone's width no page of the navigation scrolls sideways.
+    browser.client.set_window_size(390, 844).await.unwrap();
+    for path in [
+        "",
+        "items",
+        "sales/new",
+        "purchases/new",
+        "suppliers",
+        "stock-takes",
+        "reports",
+        "branches",
+        "billing",
+        "workspace",
+        "workspace/users",
+        "workspace/api-keys",
+        "workspace/branding",
+        "workspace/domains",
+        "workspace/integrations",
+        "items/import",
+    ] {
+        browser.client.goto(&format!("{base}{path}")).await.unwrap();
+        browser.wait_for_text("h1", |text| !text.is_empty()).await;
+        let overflow = browser
+            .client
+            .execute(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if overflow != json!(0) {
+            let shot = browser.screenshot(&format!("phone-{path}")).await;
+            panic!("/{path} scrolls sideways at 390 px by {overflow} (screenshot: {shot})");
+        }
+    }
+    browser.finish().await;
+    app.finish().await;
+}
+
+/// Suppliers are changed on their own page (a bad email beside its field, nothing saved; an
+/// emptied field cleared); branches are closed and reopened, and the last open one stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suppliers_are_changed_and_branches_closed_and_reopened_in_the_pages() {
+    let app = TestApp::spawn().await;
+    let (owner, _) = Session::owner_on_plan(&app, "chain", "enterprise").await;
+    owner
+        .expect(
+            Method::POST,
+            "/api/v1/users",
+            Some(json!({"email": "viewer@chain.test", "password": PASSWORD, "role": "read_only"})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let viewer = Session::sign_in(&app, "chain", "viewer@chain.test", PASSWORD).await;
+    let supplier = owner
+        .expect(
+            Method::POST,
+            "/api/v1/suppliers",
+            Some(json!({"name": "Wholesale", "contact_name": "Ann", "email": "ann@w.test"})),
+            StatusCode::CREATED,
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let host = app.tenant_host("chain");
+    let get = |session: &Session<'_>, path: String| {
+        app.request(Method::GET, &host, &path)
+            .header(COOKIE, format!("silo_session={}", session.token))
+            .header(ACCEPT, "text/html")
+            .send()
+    };
+    let post = |path: String, fields: Vec<(&'static str, String)>| {
+        app.request(Method::POST, &host, &path)
+            .header(COOKIE, format!("silo_session={}", owner.token))
+            .header("origin", format!("http://{host}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(fields).unwrap())
+            .send()
+    };
+    let stored = || async {
+        owner
+            .expect(
+                Method::GET,
+                &format!("/api/v1/suppliers/{supplier}"),
+                None,
+                StatusCode::OK,
+            )
+            .await
+    };
+
+    let list = get(&owner, "/suppliers".into()).await.unwrap();
+    let html = list.text().await.unwrap();
+    assert!(
+        html.contains(&format!(r#"href="/suppliers/{supplier}""#)),
+        "{html}"
+    );
+    let viewer_list = get(&viewer, "/suppliers".into()).await.unwrap();
+    assert!(
+        !viewer_list
+            .text()
+            .await
+            .unwrap()
+            .contains(&format!(r#"href="/suppliers/{supplier}""#)),
+        "no edit link for read-only"
+    );
+    let refused = get(&viewer, format!("/suppliers/{supplier}"))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let form = get(&owner, format!("/suppliers/{supplier}"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(form.contains(r#"value="ann@w.test""#), "{form}");
+
+    let bad = post(
+        format!("/suppliers/{supplier}"),
+        vec![
+            ("name", "Wholesale Ltd".into()),
+            ("contact_name", "".into()),
+            ("email", "not an email".into()),
+            ("phone", "".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = bad.text().await.unwrap();
+    assert!(
+        html.contains(r#"id="email-error""#) && html.contains(r#"value="Wholesale Ltd""#),
+        "{html}"
+    );
+    assert_eq!(stored().await["name"], "Wholesale");
+
+    let saved = post(
+        format!("/suppliers/{supplier}"),
+        vec![
+            ("name", "Wholesale Ltd".into()),
+            ("contact_name", " ".into()),
+            ("email", "orders@w.test".into()),
+            ("phone", "0123".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    let supplier_now = stored().await;
+    assert_eq!(supplier_now["name"], "Wholesale Ltd");
+    assert_eq!(supplier_now["contact_name"], json!(null), "{supplier_now}");
+    assert_eq!(supplier_now["email"], "orders@w.test");
+    assert_eq!(supplier_now["phone"], "0123");
+
+    // Branches: a second one, the main one closed (gone from the sale form), the last open one
+    // refused with the reason on the page, the main one reopened.
+    let main = owner
+        .expect(Method::GET, "/api/v1/branches", None, StatusCode::OK)
+        .await["data"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let north = owner
+        .expect(
+            Method::POST,
+            "/api/v1/branches",
+            Some(json!({"code": "NORTH", "name": "North shop"})),
+            StatusCode::CREATED,
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let active = |id: i64| {
+        let owner = &owner;
+        async move {
+            owner
+                .expect(
+                    Method::GET,
+                    &format!("/api/v1/branches/{id}"),
+                    None,
+                    StatusCode::OK,
+                )
+                .await["is_active"]
+                .as_bool()
+                .unwrap()
+        }
+    };
+    let closed = post(
+        format!("/branches/{main}/active"),
+        vec![("active", "false".into())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(closed.status(), StatusCode::SEE_OTHER);
+    assert!(!active(main).await);
+    let html = get(&owner, "/branches".into())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Closed") && html.contains("Reopen"), "{html}");
+    let sale_form = get(&owner, "/sales/new".into())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !sale_form.contains(&format!(r#"<option value="{main}""#))
+            && sale_form.contains(&format!(r#"<option value="{north}""#)),
+        "{sale_form}"
+    );
+    let last = post(
+        format!("/branches/{north}/active"),
+        vec![("active", "false".into())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(last.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = last.text().await.unwrap();
+    assert!(
+        html.contains(r#"id="branch-status-problem""#)
+            && html.contains("the last open branch cannot be closed"),
+        "{html}"
+    );
+    assert!(active(north).await);
+    let reopened = post(
+        format!("/branches/{main}/active"),
+        vec![("active", "true".into())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(reopened.status(), StatusCode::SEE_OTHER);
+    assert!(active(main).await);
+    app.finish().await;
+}

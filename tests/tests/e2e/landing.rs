@@ -305,8 +305,57 @@ async fn browsers_get_error_pages_and_api_clients_get_json() {
         assert_eq!(error_code(json).await, (status, code.to_owned()));
     }
 
-    // A suspended workspace: its end users' browsers get a page saying so.
+    // The workspace's branding (name, colour, logo) is on its signed-out pages and its error
+    // pages: the sign-in page, an unknown path, and the page saying it is suspended.
     let id = app.store.tenant_by_slug("pages").await.unwrap().unwrap().id;
+    let logo = "https://cdn.example.test/pages-logo.png";
+    app.store
+        .set_branding(
+            id,
+            &control_plane::branding::Branding {
+                display_name: Some("Pages Pharmacy".to_owned()),
+                logo_url: Some(logo.to_owned()),
+                primary_color: Some("#0a7d54".to_owned()),
+            },
+            "test",
+        )
+        .await
+        .unwrap();
+    let branded = |html: &str| {
+        html.contains("Pages Pharmacy")
+            && html.contains(&format!(r#"src="{logo}""#))
+            && html.contains("#0a7d54")
+    };
+    let mut shown = String::new();
+    for _ in 0..100 {
+        shown = get(app.tenant_host("pages"), "/", BROWSER_ACCEPT)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if branded(&shown) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        branded(&shown) && shown.contains("Sign in to Pages Pharmacy"),
+        "the sign-in page shows the branding: {shown}"
+    );
+    let missing = get(app.tenant_host("pages"), "/no/such/page", BROWSER_ACCEPT)
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let csp = missing.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("img-src 'self' https:"), "{csp}");
+    let html = missing.text().await.unwrap();
+    assert!(branded(&html) && html.contains("Page not found"), "{html}");
+
+    // A suspended workspace: its end users' browsers get a page saying so, in its branding.
     app.store
         .set_status(id, control_plane::model::TenantStatus::Suspended)
         .await
@@ -318,7 +367,10 @@ async fn browsers_get_error_pages_and_api_clients_get_json() {
         .unwrap();
     assert_eq!(page.status(), StatusCode::FORBIDDEN);
     let html = page.text().await.unwrap();
-    assert!(html.contains("This workspace is suspended"), "{html}");
+    assert!(
+        html.contains("This workspace is suspended") && branded(&html),
+        "{html}"
+    );
     app.finish().await;
 }
 

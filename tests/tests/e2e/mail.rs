@@ -474,8 +474,10 @@ async fn a_forgotten_password_is_reset_from_the_mailed_link_once() {
     app.finish().await;
 }
 
+/// The store's one-time links, for both kinds a person follows: a mailed password reset and the
+/// sign-in link the signup page sends a new owner through.
 #[tokio::test]
-async fn reset_links_are_refused_replayed_elsewhere_expired_altered_or_for_another_purpose() {
+async fn one_time_links_are_refused_replayed_elsewhere_expired_altered_or_for_another_purpose() {
     let app = TestApp::spawn().await;
     app.active_tenant("linksa").await;
     app.active_tenant("linksb").await;
@@ -483,76 +485,96 @@ async fn reset_links_are_refused_replayed_elsewhere_expired_altered_or_for_anoth
     let tenant_a = store.tenant_by_slug("linksa").await.unwrap().unwrap().id;
     let tenant_b = store.tenant_by_slug("linksb").await.unwrap().unwrap().id;
     let subject = password_reset_subject(1);
-    let lifetime = control_plane::one_time_links::PASSWORD_RESET_LIFETIME;
-    let reset = LinkPurpose::PasswordReset;
-    let token = store
-        .create_link(reset, tenant_a, &subject, lifetime)
-        .await
-        .unwrap();
-    // Another tenant, another purpose, an altered token: nothing.
-    assert_eq!(
-        store.peek_link(reset, tenant_b, &token).await.unwrap(),
-        None
-    );
-    assert_eq!(store.use_link(reset, tenant_b, &token).await.unwrap(), None);
-    assert_eq!(
-        store
-            .use_link(LinkPurpose::SignIn, tenant_a, &token)
+    let kinds = [
+        (
+            LinkPurpose::PasswordReset,
+            LinkPurpose::SignIn,
+            control_plane::one_time_links::PASSWORD_RESET_LIFETIME,
+        ),
+        (
+            LinkPurpose::SignIn,
+            LinkPurpose::PasswordReset,
+            control_plane::one_time_links::SIGN_IN_LINK_LIFETIME,
+        ),
+    ];
+    for (purpose, other, lifetime) in kinds {
+        let token = store
+            .create_link(purpose, tenant_a, &subject, lifetime)
             .await
-            .unwrap(),
-        None
-    );
-    let mut altered = token.expose_secret().to_owned();
-    let last = altered.pop().unwrap();
-    altered.push(if last == 'A' { 'B' } else { 'A' });
-    let altered = SecretString::from(altered);
-    assert_eq!(
-        store.use_link(reset, tenant_a, &altered).await.unwrap(),
-        None
-    );
-    // Its own tenant and purpose: once.
-    assert_eq!(
-        store
-            .use_link(reset, tenant_a, &token)
+            .unwrap();
+        // Another tenant, another purpose, an altered token: nothing.
+        assert_eq!(
+            store.peek_link(purpose, tenant_b, &token).await.unwrap(),
+            None,
+            "{purpose:?}"
+        );
+        assert_eq!(
+            store.use_link(purpose, tenant_b, &token).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store.use_link(other, tenant_a, &token).await.unwrap(),
+            None,
+            "{purpose:?} as {other:?}"
+        );
+        let mut altered = token.expose_secret().to_owned();
+        let last = altered.pop().unwrap();
+        altered.push(if last == 'A' { 'B' } else { 'A' });
+        let altered = SecretString::from(altered);
+        assert_eq!(
+            store.use_link(purpose, tenant_a, &altered).await.unwrap(),
+            None
+        );
+        // Its own tenant and purpose: once.
+        assert_eq!(
+            store
+                .use_link(purpose, tenant_a, &token)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(subject.as_str()),
+            "{purpose:?}"
+        );
+        assert_eq!(
+            store.use_link(purpose, tenant_a, &token).await.unwrap(),
+            None,
+            "{purpose:?} replayed"
+        );
+        assert_eq!(
+            store.peek_link(purpose, tenant_a, &token).await.unwrap(),
+            None
+        );
+        // Expired: refused though never used.
+        let expiring = store
+            .create_link(purpose, tenant_a, &subject, Duration::from_millis(200))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .peek_link(purpose, tenant_a, &expiring)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            store.use_link(purpose, tenant_a, &expiring).await.unwrap(),
+            None,
+            "{purpose:?} expired"
+        );
+        // Only the hash is stored.
+        let stored: i64 = app
+            .control_plane()
+            .await
+            .query_one(
+                "SELECT count(*) FROM one_time_links WHERE position(convert_to($1, 'UTF8') IN token_hash) > 0",
+                &[&token.expose_secret()],
+            )
             .await
             .unwrap()
-            .as_deref(),
-        Some(subject.as_str())
-    );
-    assert_eq!(store.use_link(reset, tenant_a, &token).await.unwrap(), None);
-    assert_eq!(
-        store.peek_link(reset, tenant_a, &token).await.unwrap(),
-        None
-    );
-    // Expired: refused though never used.
-    let expiring = store
-        .create_link(reset, tenant_a, &subject, Duration::from_millis(200))
-        .await
-        .unwrap();
-    assert!(
-        store
-            .peek_link(reset, tenant_a, &expiring)
-            .await
-            .unwrap()
-            .is_some()
-    );
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(
-        store.use_link(reset, tenant_a, &expiring).await.unwrap(),
-        None
-    );
-    // Only the hash is stored.
-    let stored: i64 = app
-        .control_plane()
-        .await
-        .query_one(
-            "SELECT count(*) FROM one_time_links WHERE position(convert_to($1, 'UTF8') IN token_hash) > 0",
-            &[&token.expose_secret()],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(stored, 0);
+            .get(0);
+        assert_eq!(stored, 0);
+    }
     app.finish().await;
 }
 
