@@ -35,6 +35,7 @@ pub struct Settings {
     pub migrations: MigrationSettings,
     pub domains: DomainSettings,
     pub mail: MailSettings,
+    pub imports: ImportSettings,
     /// Signups one client address may make per minute (a burst of this many, then refilled
     /// evenly). The client address is the peer's, or the one forwarded by trusted proxies.
     pub signups_per_client_per_minute: u32,
@@ -167,6 +168,20 @@ impl Default for MailSettings {
             retry_max_backoff: Duration::from_secs(10 * 60),
             concurrency: 8,
         }
+    }
+}
+
+/// CSV item imports (`[imports]`): jobs of one tenant each, run by the workers.
+#[derive(Debug, Clone)]
+pub struct ImportSettings {
+    /// Imports one worker process runs at once, each of a different tenant (a tenant's imports
+    /// run one at a time, so one tenant's files never take every slot).
+    pub concurrency: usize,
+}
+
+impl Default for ImportSettings {
+    fn default() -> Self {
+        Self { concurrency: 2 }
     }
 }
 
@@ -314,6 +329,7 @@ impl Default for Settings {
             migrations: MigrationSettings::default(),
             domains: DomainSettings::default(),
             mail: MailSettings::default(),
+            imports: ImportSettings::default(),
             signups_per_client_per_minute: 10,
         }
     }
@@ -360,6 +376,14 @@ struct FileSettings {
     domains: FileDomains,
     #[serde(default)]
     mail: FileMail,
+    #[serde(default)]
+    imports: FileImports,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileImports {
+    concurrency: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -682,6 +706,12 @@ impl Settings {
         m.max_attempts = f.max_attempts.unwrap_or(m.max_attempts);
         m.retry_max_backoff = f.retry_max_backoff.unwrap_or(m.retry_max_backoff);
         m.concurrency = f.concurrency.unwrap_or(m.concurrency).max(1);
+        let imports = &mut self.imports;
+        imports.concurrency = file
+            .imports
+            .concurrency
+            .unwrap_or(imports.concurrency)
+            .max(1);
         let u = &mut self.usage;
         u.flush_interval = file.usage.flush_interval.unwrap_or(u.flush_interval);
         u.sample_interval = file.usage.sample_interval.unwrap_or(u.sample_interval);
@@ -964,6 +994,14 @@ mod file_tests {
         assert!(settings.billing.stripe_webhook_secret.is_none());
         assert!(settings.billing.stripe_secret_key.is_none());
         assert_eq!(settings.billing.trial, Duration::from_secs(14 * 24 * 3600));
+        assert_eq!(settings.imports.concurrency, 2);
+        // Imports at once: as written, and never none.
+        for (written, taken) in [("5", 5), ("0", 1)] {
+            let file = dir.join("imports.toml");
+            std::fs::write(&file, format!("[imports]\nconcurrency = {written}\n")).unwrap();
+            let settings = Settings::load(&dir, Some(&file), |_| None).unwrap();
+            assert_eq!(settings.imports.concurrency, taken, "{written}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

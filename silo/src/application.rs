@@ -19,9 +19,6 @@ use tokio::sync::watch;
 /// `tenant_app::MAX_UPLOAD_BYTES` in memory until whole.
 const UPLOADS_AT_ONCE: usize = 4;
 
-/// How many imports a worker process runs at once (each one tenant's; a tenant has one at a time).
-const IMPORTS_AT_ONCE: usize = 2;
-
 /// What an application is built from.
 #[derive(Debug, Clone)]
 pub struct ApplicationOptions {
@@ -289,6 +286,7 @@ impl Application {
             ));
             let pool = options.store.pool().clone();
             let heartbeat = options.settings.provisioning.heartbeat_interval;
+            let imports_at_once = options.settings.imports.concurrency;
             background.tasks.spawn(supervise(
                 "imports",
                 stop_receiver.clone(),
@@ -296,7 +294,7 @@ impl Application {
                     crate::imports::run_import_worker(
                         importer.clone(),
                         pool.clone(),
-                        IMPORTS_AT_ONCE,
+                        imports_at_once,
                         heartbeat,
                         stopped,
                     )

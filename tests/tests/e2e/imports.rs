@@ -203,6 +203,43 @@ async fn a_file_with_problems_imports_nothing_and_a_good_one_imports_every_row()
     app.finish().await;
 }
 
+/// The rows written that the import page first shows between none and all of them, read while
+/// the import runs (`Refresh: 2` on each such page); 0 if the import ended before any showed.
+async fn progress_seen(app: &TestApp, owner: &Session<'_>) -> u64 {
+    let host = app.tenant_host(&owner.slug);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(120) {
+        let page = app
+            .request(Method::GET, &host, "/items/import")
+            .header(
+                reqwest::header::COOKIE,
+                format!("silo_session={}", owner.token),
+            )
+            .send()
+            .await
+            .unwrap();
+        let refresh = page.headers().get("refresh").cloned();
+        let html = page.text().await.unwrap();
+        if html.contains(r#"data-state="imported""#) {
+            return 0;
+        }
+        let shown = html
+            .split_once("<progress value=\"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .and_then(|(value, _)| value.parse::<u64>().ok());
+        if let Some(value) = shown.filter(|value| *value > 0) {
+            assert_eq!(
+                refresh.as_ref().map(|value| value.as_bytes()),
+                Some(&b"2"[..])
+            );
+            assert!(html.contains(r#"max="100000""#), "{html}");
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    0
+}
+
 /// The issue's fairness test: while one tenant imports 100,000 items, another tenant's mail
 /// arrives and its small import finishes within a second; the big one is all there after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,6 +300,13 @@ async fn a_100k_row_import_holds_up_neither_another_tenants_mail_nor_its_import(
     assert!(
         mail_waited < Duration::from_secs(1) && import_waited < Duration::from_secs(1),
         "the quiet tenant waited {mail_waited:?} for its mail and {import_waited:?} for its import"
+    );
+
+    // While it runs, its page shows how far it got and asks the browser to come back.
+    let progress = progress_seen(&app, &big).await;
+    assert!(
+        progress > 0 && progress < 100_000,
+        "the page showed {progress} of 100000 rows"
     );
 
     let done = ended(&big, big_id, Duration::from_secs(120)).await;
