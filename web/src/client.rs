@@ -13,6 +13,11 @@
 //!   same `Forwarded` element, or the `X-Forwarded-Host` value at the same place from the right
 //!   (the leftmost when there are fewer values). It is read only with `trust_forwarded_host`.
 //!
+//! - Whether the client reached us over https is what the outermost trusted proxy received:
+//!   `proto=` of the same `Forwarded` element, or the `X-Forwarded-Proto` value at the same place
+//!   from the right. [`identify_client`] leaves the request an `X-Forwarded-Proto` only then
+//!   (`https`), so a client's own claim never reaches HSTS, `Secure` cookies or mailed links.
+//!
 //! `X-Forwarded-For` is preferred when both headers come, since it is what most proxies write
 //! while passing a client's own `Forwarded` through; a proxy that writes `Forwarded` must drop
 //! a client's `X-Forwarded-For`.
@@ -22,7 +27,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts, OptionalFromRequestParts, Request, State};
-use axum::http::{Extensions, HeaderMap, header, request::Parts};
+use axum::http::{Extensions, HeaderMap, HeaderValue, header, request::Parts};
 use axum::middleware::Next;
 use axum::response::Response;
 use ipnet::IpNet;
@@ -50,6 +55,8 @@ pub struct ForwardedHost(pub String);
 pub struct Forwarding {
     pub client: IpAddr,
     pub host: Option<String>,
+    /// The outermost trusted proxy received the request over https.
+    pub https: bool,
 }
 
 /// One element of a forwarding chain: whom a proxy received from, and the host it was asked for.
@@ -57,6 +64,7 @@ pub struct Forwarding {
 struct Hop {
     address: Option<IpAddr>,
     host: Option<String>,
+    proto: Option<String>,
 }
 
 impl TrustedProxies {
@@ -79,6 +87,7 @@ impl TrustedProxies {
         let untouched = Forwarding {
             client: peer.to_canonical(),
             host: None,
+            https: false,
         };
         if !self.trusts(peer) {
             return untouched;
@@ -95,20 +104,28 @@ impl TrustedProxies {
                     .into_iter()
                     .map(|entry| Hop {
                         address: parse_node(entry),
-                        host: None,
+                        ..Hop::default()
                     })
                     .collect();
-                let hosts: Vec<String> = header_text(headers, "x-forwarded-host")
-                    .map(|list| list.split(',').filter_map(non_empty).collect())
-                    .unwrap_or_default();
-                // Hosts line up with addresses from the right; fewer hosts: the leftmost serves.
-                if hops.is_empty() && !hosts.is_empty() {
+                let list = |name: &str| -> Vec<String> {
+                    header_text(headers, name)
+                        .map(|list| list.split(',').filter_map(non_empty).collect())
+                        .unwrap_or_default()
+                };
+                let (hosts, protos) = (list("x-forwarded-host"), list("x-forwarded-proto"));
+                // Hosts and protocols line up with addresses from the right; fewer of them: the
+                // leftmost serves.
+                if hops.is_empty() && !(hosts.is_empty() && protos.is_empty()) {
                     hops.push(Hop::default());
                 }
-                let count = hops.len();
+                let at = |values: &[String], from_right: usize| {
+                    values
+                        .get(values.len().saturating_sub(1 + from_right))
+                        .cloned()
+                };
                 for (from_right, hop) in hops.iter_mut().rev().enumerate() {
-                    let index = hosts.len().saturating_sub(1 + from_right.min(count));
-                    hop.host = hosts.get(index).cloned();
+                    hop.host = at(&hosts, from_right);
+                    hop.proto = at(&protos, from_right);
                 }
                 hops
             }
@@ -131,9 +148,14 @@ impl TrustedProxies {
             host: outermost
                 .and_then(|hop| hop.host.clone())
                 .filter(|_| self.forwarded_host),
+            https: outermost
+                .and_then(|hop| hop.proto.as_deref())
+                .is_some_and(|proto| proto.eq_ignore_ascii_case("https")),
         }
     }
 }
+
+const X_FORWARDED_PROTO: header::HeaderName = header::HeaderName::from_static("x-forwarded-proto");
 
 /// Middleware (with [`TrustedProxies`] as its state): puts [`ClientAddr`] and, when trusted,
 /// [`ForwardedHost`] into the request's extensions, once, for everything after it.
@@ -146,14 +168,22 @@ pub async fn identify_client(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(peer)| peer.ip());
+    let mut https = false;
     if let Some(peer) = peer {
         let forwarding = proxies.forwarding(peer, request.headers());
+        https = forwarding.https;
         request
             .extensions_mut()
             .insert(ClientAddr(forwarding.client));
         if let Some(host) = forwarding.host {
             request.extensions_mut().insert(ForwardedHost(host));
         }
+    }
+    // From here on, `X-Forwarded-Proto` is the trusted proxies' word or absent.
+    let headers = request.headers_mut();
+    headers.remove(X_FORWARDED_PROTO);
+    if https {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
     }
     next.run(request).await
 }
@@ -247,6 +277,7 @@ fn parse_forwarded(text: &str) -> Vec<Hop> {
                 match name.trim().to_ascii_lowercase().as_str() {
                     "for" => hop.address = parse_node(&value),
                     "host" => hop.host = non_empty(&value),
+                    "proto" => hop.proto = non_empty(&value),
                     _ => {}
                 }
             }
@@ -297,7 +328,6 @@ fn parse_node(node: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
     fn proxies(networks: &[&str]) -> TrustedProxies {
         TrustedProxies::new(
@@ -430,6 +460,80 @@ mod tests {
             ],
         );
         assert_eq!(seen.client, ip("198.51.100.1"));
+    }
+
+    #[test]
+    fn https_is_what_the_outermost_trusted_proxy_received_and_no_client_claim() {
+        // (peer, headers, https)
+        let cases: [(&str, &[(&str, &str)], bool); 7] = [
+            ("10.0.0.2", &[("x-forwarded-proto", "https")], true),
+            // A client talking to us directly cannot claim it.
+            ("198.51.100.1", &[("x-forwarded-proto", "https")], false),
+            (
+                "10.0.0.2",
+                &[
+                    ("x-forwarded-for", "198.51.100.1"),
+                    ("x-forwarded-proto", "https"),
+                ],
+                true,
+            ),
+            // The client's own value stands left of the proxy's.
+            (
+                "10.0.0.2",
+                &[
+                    ("x-forwarded-for", "198.51.100.1"),
+                    ("x-forwarded-proto", "https, http"),
+                ],
+                false,
+            ),
+            // Two proxies: the outer one received https, the inner one plain http from it.
+            (
+                "10.0.0.2",
+                &[
+                    ("x-forwarded-for", "198.51.100.1, 10.0.0.3"),
+                    ("x-forwarded-proto", "https, http"),
+                ],
+                true,
+            ),
+            (
+                "10.0.0.2",
+                &[("forwarded", "for=198.51.100.1;proto=https")],
+                true,
+            ),
+            ("10.0.0.2", &[("forwarded", "for=198.51.100.1")], false),
+        ];
+        for (peer, headers, https) in cases {
+            assert_eq!(forwarding(peer, headers).https, https, "{peer} {headers:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_middleware_leaves_only_the_trusted_proxies_word_on_https() {
+        use axum::extract::ConnectInfo;
+        use tower::ServiceExt as _;
+        let app = axum::Router::new()
+            .route(
+                "/",
+                axum::routing::get(|headers: HeaderMap| async move {
+                    crate::headers::reached_over_https(&headers).to_string()
+                }),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                proxies(&["10.0.0.0/8"]),
+                identify_client,
+            ));
+        for (peer, https) in [("10.0.0.2:4000", "true"), ("198.51.100.1:4000", "false")] {
+            let mut request = axum::http::Request::get("/")
+                .header("x-forwarded-proto", "https")
+                .body(axum::body::Body::empty())
+                .unwrap();
+            request
+                .extensions_mut()
+                .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+            let answer = app.clone().oneshot(request).await.unwrap();
+            let body = axum::body::to_bytes(answer.into_body(), 64).await.unwrap();
+            assert_eq!(&body[..], https.as_bytes(), "from {peer}");
+        }
     }
 
     #[test]

@@ -33,9 +33,9 @@ pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a 
 /// A year: what browsers remember that this host is https-only, once told over https.
 const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000";
 
-/// Whether the browser reached us over https. A TLS-terminating proxy says so in
-/// `X-Forwarded-Proto`; a client claiming it gets only stricter answers (a `Secure` cookie it
-/// cannot send back over plain http, an HSTS header browsers ignore on plain http).
+/// Whether the browser reached us over https: a trusted TLS-terminating proxy said so.
+/// `client::identify_client` runs first and leaves `X-Forwarded-Proto` only when a trusted proxy
+/// received https (a client's own claim is removed).
 pub fn reached_over_https(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")

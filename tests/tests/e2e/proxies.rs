@@ -51,6 +51,22 @@ async fn guess_until_limited(app: &TestApp, forwarded_for: impl Fn(usize) -> Str
     panic!("twenty bad logins were never limited");
 }
 
+/// Whether an answer to a request claiming `X-Forwarded-Proto: https` (after whatever
+/// `X-Forwarded-For` says) carries HSTS: only when a trusted proxy made the claim.
+async fn hsts_for_claimed_https(app: &TestApp, forwarded_for: Option<&str>) -> bool {
+    let mut request = app
+        .request(Method::GET, &app.apex_host(), "/healthz")
+        .header("x-forwarded-proto", "https");
+    if let Some(forwarded_for) = forwarded_for {
+        request = request.header("x-forwarded-for", forwarded_for);
+    }
+    let response = request.send().await.unwrap();
+    assert!(response.status().is_success());
+    response
+        .headers()
+        .contains_key(reqwest::header::STRICT_TRANSPORT_SECURITY)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_a_trusted_proxy_one_clients_bad_logins_do_not_lock_out_another() {
     let app = TestApp::spawn_with(TestOptions {
@@ -78,6 +94,20 @@ async fn behind_a_trusted_proxy_one_clients_bad_logins_do_not_lock_out_another()
             "{forwarded_for}"
         );
     }
+    // The proxy's word on https is taken (HSTS); a client's own, left of the proxy's, is not.
+    assert!(hsts_for_claimed_https(&app, Some("198.51.100.3")).await);
+    let client_claim = app
+        .request(Method::GET, &app.apex_host(), "/healthz")
+        .header("x-forwarded-for", "198.51.100.3")
+        .header("x-forwarded-proto", "https, http")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !client_claim
+            .headers()
+            .contains_key(reqwest::header::STRICT_TRANSPORT_SECURITY)
+    );
     app.finish().await;
 }
 
@@ -110,6 +140,8 @@ async fn a_forwarded_for_from_an_untrusted_peer_is_ignored() {
         StatusCode::NOT_FOUND,
         "the apex answered, not the tenant"
     );
+    // Nor its claim to have come over https: no HSTS, no `Secure` cookie.
+    assert!(!hsts_for_claimed_https(&app, None).await);
     app.finish().await;
 }
 
