@@ -465,7 +465,8 @@ mod tests {
     #[test]
     fn https_is_what_the_outermost_trusted_proxy_received_and_no_client_claim() {
         // (peer, headers, https)
-        let cases: [(&str, &[(&str, &str)], bool); 7] = [
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], bool);
+        let cases: [Case<'_>; 7] = [
             ("10.0.0.2", &[("x-forwarded-proto", "https")], true),
             // A client talking to us directly cannot claim it.
             ("198.51.100.1", &[("x-forwarded-proto", "https")], false),

@@ -165,6 +165,49 @@ async fn readiness_needs_every_control_plane_migration_and_liveness_does_not() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_whose_control_plane_does_not_answer_is_not_ready_but_alive_until_it_does() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.apex_get("/readyz").await.status(), StatusCode::OK);
+    // The control-plane database stops taking connections and loses every one it had.
+    let admin = superuser_client("postgres").await;
+    let shut = format!(
+        "ALTER DATABASE \"{0}\" ALLOW_CONNECTIONS false; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{0}'",
+        app.database
+    );
+    admin.batch_execute(&shut).await.unwrap();
+    let asked = Instant::now();
+    let (status, code) = error_code(app.apex_get("/readyz").await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "a load balancer waited {:?} for the answer",
+        asked.elapsed()
+    );
+    assert_eq!(app.apex_get("/livez").await.status(), StatusCode::OK);
+    // Back: ready again, without a restart.
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{}\" ALLOW_CONNECTIONS true",
+            app.database
+        ))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while app.apex_get("/readyz").await.status() != StatusCode::OK {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "still not ready once the control plane answers"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draining_process_is_not_ready_but_alive() {
     use tower::ServiceExt as _;
     let app = TestApp::spawn().await;
