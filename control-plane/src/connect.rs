@@ -78,6 +78,13 @@ pub enum ConnectError {
     #[error("cannot set up TLS: {0}")]
     TlsSetup(String),
     #[error(
+        "sslmode=verify-ca (or require with sslrootcert) cannot be kept on the control-plane \
+         database: its driver, sqlx, trusts the public root CAs beside sslrootcert, so a publicly \
+         trusted certificate for any host name would pass. Use sslmode=verify-full there (tenant \
+         and host connections keep verify-ca exactly)"
+    )]
+    VerifyCaOnControlPlane,
+    #[error(
         "TLS with the PostgreSQL server at {server} failed: {detail}; check the URL's sslmode \
          and sslrootcert"
     )]
@@ -105,6 +112,7 @@ impl ConnectError {
             ConnectError::UnknownSslMode(_) => "unknown_sslmode",
             ConnectError::NoRootCert(_) | ConnectError::RootCert { .. } => "bad_sslrootcert",
             ConnectError::TlsSetup(_) => "tls_setup",
+            ConnectError::VerifyCaOnControlPlane => "control_plane_verify_ca",
             ConnectError::Tls { .. } => "tls_failed",
             ConnectError::Postgres(_) => "database_unreachable",
         }
@@ -118,6 +126,7 @@ impl ConnectError {
                 | ConnectError::UnknownSslMode(_)
                 | ConnectError::NoRootCert(_)
                 | ConnectError::RootCert { .. }
+                | ConnectError::VerifyCaOnControlPlane
         )
     }
 }

@@ -123,6 +123,17 @@ pub fn connect_options(url: &SecretString) -> StoreResult<PgConnectOptions> {
     })
 }
 
+/// [`connect_options`] for a connection sqlx makes to the control-plane server (the store's
+/// pool, creating its database). sqlx's TLS always adds the public root CAs to `sslrootcert`:
+/// with `verify-full` a public CA's certificate still has to name the host, but with
+/// `verify-ca` any name would pass, so that mode is refused here rather than quietly weaker.
+fn control_plane_options(url: &SecretString) -> StoreResult<PgConnectOptions> {
+    if TlsSettings::of_url(url)?.effective_mode() == SslMode::VerifyCa {
+        return Err(StoreError::Connect(ConnectError::VerifyCaOnControlPlane));
+    }
+    connect_options(url)
+}
+
 /// A pool on `options`; a TLS failure names the server (sqlx's own error does not).
 async fn connect_pool(pool: PgPoolOptions, options: PgConnectOptions) -> StoreResult<PgPool> {
     let server = format!("{}:{}", options.get_host(), options.get_port());
@@ -146,7 +157,7 @@ async fn connect_pool(pool: PgPoolOptions, options: PgConnectOptions) -> StoreRe
 
 /// Creates `database` on the server behind `admin_url` unless it exists.
 pub async fn ensure_database(admin_url: &SecretString, database: &str) -> StoreResult<()> {
-    let options = connect_options(admin_url)?.database("postgres");
+    let options = control_plane_options(admin_url)?.database("postgres");
     let pool = connect_pool(
         PgPoolOptions::new()
             .max_connections(1)
@@ -211,7 +222,7 @@ pub const DEFAULT_DOMAIN_CLAIM_TTL: Duration = Duration::from_secs(7 * 24 * 3600
 impl Store {
     /// Connects to the control-plane database (creating it if the server lacks it).
     pub async fn connect(url: &SecretString, max_connections: u32) -> StoreResult<Self> {
-        let options = connect_options(url)?;
+        let options = control_plane_options(url)?;
         if let Some(database) = options.get_database() {
             ensure_database(url, database).await?;
         }

@@ -177,6 +177,20 @@ async fn a_wrong_ca_names_the_server_and_plain_text_is_refused() {
     .unwrap();
     assert!(store.ping().await);
     store.pool().close().await;
+    // On the control-plane store, verify-ca (and require with a CA) is refused before any
+    // connection: sqlx would trust the public CAs beside the given one for any host name.
+    for mode in ["verify-ca", "require"] {
+        let url = tls.url("silo_tls_store", &tls.parameters(mode, &tls.ca_file));
+        let refused = Store::connect(&url, 1).await.unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                StoreError::Connect(ConnectError::VerifyCaOnControlPlane)
+            ),
+            "{mode}: {refused}"
+        );
+        assert!(refused.to_string().contains("verify-full"), "{refused}");
+    }
 
     // A certificate that does not name the host: verify-full refuses, verify-ca does not check
     // names. (TCP to 127.0.0.1, TLS name `db.invalid`.)
