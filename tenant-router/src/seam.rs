@@ -67,11 +67,15 @@ async fn resolve_tenant(
     };
     // A workspace that is not served (suspended, closed, being set up) still shows its own
     // branding on the page that says so.
+    // (Only browsers get pages, so only they pay for the branding.)
+    let wants_page = web::negotiate::wants_html(request.headers());
     let tenant = match crate::resolve::admit(tenant.clone()) {
         Ok(tenant) => tenant,
         Err(error) => {
             let mut response = error.into_response();
-            response.extensions_mut().insert(tenant.page_brand());
+            if wants_page {
+                response.extensions_mut().insert(tenant.page_brand());
+            }
             return response;
         }
     };
@@ -83,7 +87,7 @@ async fn resolve_tenant(
     let brand = tenant.clone();
     request.extensions_mut().insert(Resolved(tenant));
     let mut response = next.run(request).await;
-    if response.status().is_client_error() || response.status().is_server_error() {
+    if wants_page && (response.status().is_client_error() || response.status().is_server_error()) {
         response.extensions_mut().insert(brand.page_brand());
     }
     if let Some(warning) = warning

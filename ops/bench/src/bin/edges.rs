@@ -13,7 +13,9 @@
 //!    half their body, then nothing;
 //! 4. anonymous flood: `--flood-rate` anonymous requests a second at the attacked tenant;
 //! 5. bad logins: `--bad-logins` concurrent wrong-password sign-ins over `--tenants` tenants,
-//!    again as soon as each is answered.
+//!    again as soon as each is answered — sent by a second process (this binary, re-run as the
+//!    generator), so the server's runtime does not also run the 100 login loops (earlier runs
+//!    ran them in this process).
 //!
 //! Memory is this process's resident set (Silo runs in it, beside the load generator).
 //! Targets: quiet p99 within 1.5× of alone, every signed-in request answered 200, memory within
@@ -58,6 +60,13 @@ struct Args {
     /// Keep the benchmark cluster directory afterwards.
     #[arg(long)]
     keep: bool,
+    /// (Internal) run only as the bad-login generator against `--target`: these tenant hosts,
+    /// for `--seconds`; prints the answers by status as JSON.
+    #[arg(long, hide = true, value_delimiter = ',')]
+    generate_bad_logins: Option<Vec<String>>,
+    /// (Internal) the server the generator sends to.
+    #[arg(long, hide = true)]
+    target: Option<std::net::SocketAddr>,
 }
 
 const PASSWORD: &str = "violet tram oyster gravel";
@@ -65,6 +74,9 @@ const PASSWORD: &str = "violet tram oyster gravel";
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let (Some(victims), Some(address)) = (&args.generate_bad_logins, args.target) {
+        return generate_bad_logins(&args, address, victims).await;
+    }
     let options = ClusterOptions {
         max_connections: 200,
         ephemeral: true,
@@ -216,39 +228,30 @@ async fn run(args: &Args, cluster: &EmbeddedPostgres) -> anyhow::Result<()> {
         ),
     );
 
-    // Wrong-password sign-ins, each again as soon as it is answered.
-    let stop = Arc::new(AtomicBool::new(false));
-    let answers = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
-    let logins = (0..args.bad_logins)
-        .map(|index| {
-            let victim = target.victims[index % target.victims.len()].clone();
-            tokio::spawn(bad_logins(
-                target.address,
-                victim,
-                stop.clone(),
-                answers.clone(),
-            ))
-        })
-        .collect::<Vec<_>>();
+    // Wrong-password sign-ins, each again as soon as it is answered: from another process.
+    let generator = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("--generate-bad-logins")
+        .arg(target.victims.join(","))
+        .arg("--target")
+        .arg(target.address.to_string())
+        .arg("--seconds")
+        .arg(args.seconds.to_string())
+        .arg("--bad-logins")
+        .arg(args.bad_logins.to_string())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
     let probed = probe(&target, phase).await?;
-    stop.store(true, Ordering::Release);
-    for login in logins {
-        let _ = login.await;
-    }
-    let answers = answers
-        .lock()
-        .map(|answers| {
-            answers
-                .iter()
-                .map(|(status, count)| format!("{count}× {status}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default();
+    let output = generator.wait_with_output().await?;
+    let counted: std::collections::BTreeMap<u16, u64> =
+        serde_json::from_slice(&output.stdout).context("the generator's answers")?;
     print(
-        &format!("{} concurrent bad logins", args.bad_logins),
+        &format!(
+            "{} concurrent bad logins (from another process)",
+            args.bad_logins
+        ),
         &probed,
-        format!("answers: {answers}"),
+        format!("answers: {}", answers_text(&counted)),
     );
 
     let _ = silo.stop.send(());
@@ -356,14 +359,15 @@ async fn paced(
 }
 
 /// One slow-loris socket: half a request head, then a byte a second, until the server closes
-/// it (how long it lived) or `give_up` passes (`None`).
+/// it (how long it lived since its first bytes were sent — when the header timeout starts) or
+/// `give_up` passes (`None`).
 async fn slow_loris(address: std::net::SocketAddr, give_up: Duration) -> Option<Duration> {
-    let opened = Instant::now();
     let mut socket = TcpStream::connect(address).await.ok()?;
     socket
         .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: edge-quiet.localhost\r\n")
         .await
         .ok()?;
+    let opened = Instant::now();
     let mut buffer = [0_u8; 1024];
     while opened.elapsed() < give_up {
         tokio::select! {
@@ -424,6 +428,46 @@ async fn flood(
         while requests.try_join_next().is_some() {}
     }
     while requests.join_next().await.is_some() {}
+}
+
+fn answers_text(answers: &std::collections::BTreeMap<u16, u64>) -> String {
+    answers
+        .iter()
+        .map(|(status, count)| format!("{count}× {status}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The generator process: `--bad-logins` loops of wrong-password sign-ins over `victims` at
+/// `address` for `--seconds`, then the answers by status as JSON on stdout.
+async fn generate_bad_logins(
+    args: &Args,
+    address: std::net::SocketAddr,
+    victims: &[String],
+) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let answers = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+    let logins = (0..args.bad_logins)
+        .map(|index| {
+            tokio::spawn(bad_logins(
+                address,
+                victims[index % victims.len()].clone(),
+                stop.clone(),
+                answers.clone(),
+            ))
+        })
+        .collect::<Vec<_>>();
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    stop.store(true, Ordering::Release);
+    for login in logins {
+        let _ = login.await;
+    }
+    let answers = answers
+        .lock()
+        .map(|answers| answers.clone())
+        .unwrap_or_default();
+    println!("{}", serde_json::to_string(&answers)?);
+    Ok(())
 }
 
 /// Wrong-password sign-ins at `host`, one after another, until `stop`; counts answers by status.
