@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult, WeakPool};
@@ -32,6 +32,10 @@ pub struct HostState {
     pub breaker: CircuitBreaker,
     /// The tenant pools on this host, so a full budget can take idle connections from them.
     pools: Mutex<HashMap<Uuid, WeakPool<BudgetedManager>>>,
+    /// Checkouts that skipped the session reset: the last request finished in the tenant app.
+    pub quick_recycles: AtomicU64,
+    /// Checkouts that reset the session in full (a request cut off, or no request known).
+    pub full_resets: AtomicU64,
 }
 
 impl HostState {
@@ -42,6 +46,8 @@ impl HostState {
             budget: ConnectionBudget::new(share_of_fleet(fleet_budget, routers), wait),
             breaker,
             pools: Mutex::new(HashMap::new()),
+            quick_recycles: AtomicU64::new(0),
+            full_resets: AtomicU64::new(0),
         }
     }
 
@@ -323,6 +329,20 @@ const BACKEND_EXIT_GRACE: Duration = Duration::from_millis(20);
 pub struct BudgetedClient {
     client: ClientWrapper,
     permit: Option<OwnedSemaphorePermit>,
+    /// The request this checkout serves, when the seam lent it to one (see
+    /// [`BudgetedClient::serve`]): set once that request's handler ran to its end.
+    served: Option<Arc<AtomicBool>>,
+}
+
+impl BudgetedClient {
+    /// Lends this checkout to a request of the tenant app, whose handler sets `finished` when it
+    /// ran to its end. Such a connection comes back clean by construction (the tenant app keeps
+    /// no session state and ends every transaction it opens: `tidy` checks its SQL), so its next
+    /// checkout skips the session reset. A request cut off half-way (its client gone), a
+    /// checkout never lent, or one whose request had not finished yet is reset in full.
+    pub fn serve(&mut self, finished: Arc<AtomicBool>) {
+        self.served = Some(finished);
+    }
 }
 
 impl Deref for BudgetedClient {
@@ -375,6 +395,7 @@ impl managed::Manager for BudgetedManager {
         Ok(BudgetedClient {
             client,
             permit: Some(permit),
+            served: None,
         })
     }
 
@@ -383,6 +404,20 @@ impl managed::Manager for BudgetedManager {
         object: &mut BudgetedClient,
         metrics: &Metrics,
     ) -> RecycleResult<ConnectError> {
+        let finished = object
+            .served
+            .take()
+            .is_some_and(|finished| finished.load(Ordering::Acquire));
+        if finished {
+            // Nothing of the last request can be left on it: only check it is still open.
+            self.host.quick_recycles.fetch_add(1, Ordering::Relaxed);
+            return if object.client.is_closed() {
+                Err(RecycleError::message("Connection closed"))
+            } else {
+                Ok(())
+            };
+        }
+        self.host.full_resets.fetch_add(1, Ordering::Relaxed);
         managed::Manager::recycle(&self.inner, &mut object.client, metrics)
             .await
             .map_err(|error| match error {

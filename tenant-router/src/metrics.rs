@@ -43,6 +43,8 @@ pub struct RouterMetrics {
     pub(crate) host_budget_waits: Family<HostLabels, Gauge>,
     pub(crate) host_budget_refusals: Family<HostLabels, Gauge>,
     pub(crate) host_breaker_trips: Family<HostLabels, Gauge>,
+    pub(crate) host_quick_checkouts: Family<HostLabels, Gauge>,
+    pub(crate) host_session_resets: Family<HostLabels, Gauge>,
     pub(crate) host_breaker_open: Family<HostLabels, Gauge>,
 }
 
@@ -60,6 +62,8 @@ impl Default for RouterMetrics {
             host_budget_waits: Family::default(),
             host_budget_refusals: Family::default(),
             host_breaker_trips: Family::default(),
+            host_quick_checkouts: Family::default(),
+            host_session_resets: Family::default(),
             host_breaker_open: Family::default(),
         }
     }
@@ -122,6 +126,18 @@ impl RouterMetrics {
             "host_breaker_trips",
             "Times the host's circuit breaker opened (total)",
             self.host_breaker_trips.clone(),
+        );
+        registry.register(
+            "host_quick_checkouts",
+            "Checkouts of an idle connection whose last request finished in the tenant app: no \
+             session reset needed (total)",
+            self.host_quick_checkouts.clone(),
+        );
+        registry.register(
+            "host_session_resets",
+            "Checkouts of an idle connection that reset its session in full: its last request \
+             was cut off, or it was not lent to one (total)",
+            self.host_session_resets.clone(),
         );
         registry.register(
             "host_breaker_open",

@@ -41,6 +41,16 @@ pub async fn serve_metrics(State(state): State<RouterState>) -> Response {
             host.breaker.trips.load(Ordering::Relaxed),
         );
         set(
+            &metrics.host_quick_checkouts,
+            &host_id,
+            host.quick_recycles.load(Ordering::Relaxed),
+        );
+        set(
+            &metrics.host_session_resets,
+            &host_id,
+            host.full_resets.load(Ordering::Relaxed),
+        );
+        set(
             &metrics.host_breaker_open,
             &host_id,
             u64::from(host.breaker.is_open()),

@@ -8,6 +8,7 @@
 //! Host named; nothing else in the router or the app opens tenant connections.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
@@ -86,7 +87,11 @@ async fn resolve_tenant(
     let warning = billing_warning(&tenant);
     let brand = tenant.clone();
     request.extensions_mut().insert(Resolved(tenant));
-    let mut response = next.run(request).await;
+    let finished = Arc::new(AtomicBool::new(false));
+    let mut response = REQUEST_FINISHED
+        .scope(finished.clone(), next.run(request))
+        .await;
+    finished.store(true, Ordering::Release);
     if wants_page && (response.status().is_client_error() || response.status().is_server_error()) {
         response.extensions_mut().insert(brand.page_brand());
     }
@@ -206,9 +211,21 @@ impl TenantConnection {
     /// handler that takes the connection only once it has checked what needs no database, so
     /// a request that fails those checks never holds one.
     pub async fn open(state: &RouterState, tenant: Arc<ResolvedTenant>) -> Result<Self, ApiError> {
-        let client = state.connection(&tenant).await?;
+        let mut client = state.connection(&tenant).await?;
+        // Lent to the request being served (see `resolve_tenant`), if this is one.
+        if let Ok(finished) = REQUEST_FINISHED.try_with(Arc::clone) {
+            client.serve(finished);
+        }
         Ok(Self { tenant, client })
     }
+}
+
+tokio::task_local! {
+    /// Set by [`resolve_tenant`] once the tenant app's handler ran to its end: the connections
+    /// it took come back clean (see `BudgetedClient::serve`). A request cut off half-way (its
+    /// client gone) drops its handler first, so this stays unset and the next checkout of its
+    /// connections resets them in full.
+    static REQUEST_FINISHED: Arc<AtomicBool>;
 }
 
 #[tracing::instrument(name = "tenant_health", skip_all, fields(tenant = %connection.tenant.slug))]

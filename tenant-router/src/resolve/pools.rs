@@ -1,6 +1,6 @@
 //! Per-tenant connection pools: tenant id → a deadpool-postgres pool built from the tenant's
-//! own sealed URL, under its host's connection budget and circuit breaker; each checkout resets
-//! the session. The budget's default is a share of the host's usable connections.
+//! own sealed URL, under its host's connection budget and circuit breaker; a checkout resets the
+//! session unless the last request ran to its end in the tenant app. The budget's default is a share of the host's usable connections.
 
 use control_plane::connect::{self, ConnectOptions};
 use std::sync::Arc;
@@ -16,9 +16,10 @@ use crate::budget::{
 
 use super::{CachedPool, ResolvedTenant, RouterState};
 
-/// Run before a pooled connection is handed to the next request: ends any transaction left
-/// open or aborted, then resets every session setting, prepared statement, temporary table,
-/// advisory lock and LISTEN, so nothing of one request reaches the next.
+/// Run before a pooled connection is handed on, unless its last request ran to its end in the
+/// tenant app (see `BudgetedClient::serve`): ends any transaction left open or aborted, then
+/// resets every session setting, temporary table, advisory lock and LISTEN, so nothing of one
+/// request reaches the next.
 /// (deadpool's `Clean`, plus a last statement that fails — so the connection is dropped — when
 /// the connection came back inside a transaction: only then does `now()`, the transaction's
 /// start, differ from this statement's start. An aborted transaction fails the first statement.)

@@ -783,3 +783,153 @@ async fn routers_on_one_control_plane_share_each_hosts_budget() {
     wait_for_host_budget(&first, 4.0, "the crashed router dropped out").await;
     first.finish().await;
 }
+
+/// A request of the tenant app that ran to its end hands its connection on without a session
+/// reset (the app leaves nothing on it: `tidy` checks its SQL); one cut off half-way — here a
+/// sale waiting on a row lock inside its transaction when its client goes away — never records
+/// anything, and its connection is reset in full before anyone else gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_cut_off_mid_query_never_hands_its_connection_on_dirty() {
+    use reqwest::Method;
+    use serde_json::json;
+    use tokio::io::AsyncWriteExt as _;
+    let app = TestApp::spawn_with(TestOptions {
+        // One connection, so the next request surely gets the cut-off one's.
+        configure: Some(|settings: &mut Settings| settings.router.pool_max_size = 1),
+        ..Default::default()
+    })
+    .await;
+    app.active_tenant("cutoff").await;
+    let owner = crate::session::Session::owner(&app, "cutoff").await;
+    let branch = owner
+        .expect(Method::GET, "/api/v1/branches", None, StatusCode::OK)
+        .await["data"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let supplier = owner
+        .expect(
+            Method::POST,
+            "/api/v1/suppliers",
+            Some(json!({"name": "Wholesale"})),
+            StatusCode::CREATED,
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let item = owner
+        .expect(
+            Method::POST,
+            "/api/v1/items",
+            Some(json!({"sku": "CUT", "name": "Cut item", "sale_price_cents": 100})),
+            StatusCode::CREATED,
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    owner
+        .expect(
+            Method::POST,
+            "/api/v1/purchases",
+            Some(json!({"branch_id": branch, "supplier_id": supplier,
+                        "lines": [{"item_id": item, "quantity": 5, "unit_cost_cents": 50}]})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let counters = || async {
+        let metrics = app.apex_get("/metrics").await.text().await.unwrap();
+        (
+            metric(&metrics, "silo_router_host_quick_checkouts{"),
+            metric(&metrics, "silo_router_host_session_resets{"),
+        )
+    };
+    // Finished requests: each next checkout skips the reset.
+    let (quick_before, _) = counters().await;
+    for _ in 0..5 {
+        owner
+            .expect(Method::GET, "/api/v1/me", None, StatusCode::OK)
+            .await;
+    }
+    let (quick, resets_before) = counters().await;
+    assert!(
+        quick >= quick_before + 5.0,
+        "five finished requests, {} quick checkouts",
+        quick - quick_before
+    );
+
+    // The item's row locked from outside: a sale of it waits inside its transaction.
+    let database = database_names(&app, &["cutoff".to_owned()]).await.remove(0);
+    let locker = superuser_client(&database).await;
+    locker
+        .batch_execute(&format!(
+            "BEGIN; SELECT id FROM items WHERE id = {item} FOR UPDATE"
+        ))
+        .await
+        .unwrap();
+    let body =
+        json!({"branch_id": branch, "lines": [{"item_id": item, "quantity": 1}]}).to_string();
+    let mut socket = tokio::net::TcpStream::connect(app.address).await.unwrap();
+    let head = format!(
+        "POST /api/v1/sales HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        app.tenant_host("cutoff"),
+        owner.token,
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let observer = superuser_client(&database).await;
+    let waiting = || async {
+        observer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'silo-router' \
+                 AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let started = Instant::now();
+    while waiting().await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the sale never reached the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Its client goes away mid-query; then the lock is let go.
+    drop(socket);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    locker.batch_execute("ROLLBACK").await.unwrap();
+
+    // The next request gets the connection reset, not the cut-off transaction: no sale was
+    // recorded, and the tenant's database holds no open transaction of the router's.
+    let sales = owner
+        .expect(Method::GET, "/api/v1/sales", None, StatusCode::OK)
+        .await;
+    assert_eq!(sales["data"].as_array().unwrap().len(), 0, "{sales}");
+    let (_, resets) = counters().await;
+    assert!(
+        resets > resets_before,
+        "the cut-off request's connection was reset in full"
+    );
+    let open: i64 = observer
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'silo-router' \
+             AND state LIKE 'idle in transaction%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(open, 0);
+    let stock = owner
+        .expect(
+            Method::GET,
+            &format!("/api/v1/stock?item_id={item}"),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(stock["data"][0]["quantity"], json!(5.0), "{stock}");
+    app.finish().await;
+}

@@ -371,6 +371,66 @@ fn only_the_seam_opens_tenant_connections_for_the_tenant_app() {
     );
 }
 
+/// The router skips the session reset for a connection whose request finished in the tenant
+/// app (`BudgetedClient::serve`): that is safe only while the tenant app's SQL leaves nothing on
+/// a session. So it sets nothing beyond its transaction (`SET LOCAL` is fine), takes no
+/// session-level advisory lock, makes no temporary table, cursor or prepared statement by SQL,
+/// listens to nothing, reads no sequence's session value, and opens transactions only through
+/// the client's `transaction()` (which ends them, even when dropped) — never by raw SQL or a
+/// multi-statement script.
+#[test]
+fn the_tenant_app_leaves_no_session_state_on_its_connections() {
+    let forbidden = [
+        "\"set ",
+        "; set ",
+        "set_config(",
+        "session authorization",
+        "set role",
+        "listen ",
+        "create temp",
+        "temporary table",
+        "pg_advisory_lock",
+        "pg_try_advisory_lock",
+        "pg_advisory_unlock",
+        "\"prepare ",
+        "\"declare ",
+        "currval(",
+        "lastval(",
+        "\"begin",
+        "\"start transaction",
+        "\"commit",
+        "\"rollback",
+        "batch_execute(",
+        "simple_query(",
+    ];
+    let mut found = Vec::new();
+    for (path, text) in sources(&workspace_root().join("tenant-app/src")) {
+        let code = production_part(&text).to_lowercase();
+        for needle in forbidden {
+            for (at, _) in code.match_indices(needle) {
+                let after = &code[at + needle.len()..];
+                // `SET name = …` / `SET name TO …` (not `SET LOCAL`, not page text).
+                if needle.ends_with("set ") {
+                    let name = identifier(after);
+                    let rest = after[name.len()..].trim_start();
+                    let a_setting = !name.is_empty()
+                        && name != "local"
+                        && (rest.starts_with('=') || rest.starts_with("to "));
+                    if !a_setting {
+                        continue;
+                    }
+                }
+                found.push(format!("{}: {needle}", path.display()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "the tenant app's SQL may leave session state on a pooled connection:\n{}",
+        found.join("\n")
+    );
+}
+
 #[test]
 fn every_error_code_is_documented_where_it_is_answered() {
     use silo::openapi::{OPERATIONS, responses_of};
