@@ -7,7 +7,11 @@
 //! 1. cold: the first request of tenants never seen, beside the floor — a bare PostgreSQL
 //!    connect (SCRAM) plus the same query, for other never-touched tenants;
 //! 2. one tenant at full speed, then `--tenants` tenants round robin (all pools warm): the
-//!    multi-tenant tax; router memory per cached idle tenant is measured while warming them;
+//!    multi-tenant tax; router memory per cached idle tenant is measured while warming them.
+//!    Beside them, a *single-tenant baseline app*: what a team would write without Silo — one
+//!    axum service with one deadpool-postgres pool (as many connections as a Silo tenant's)
+//!    answering the same endpoint with the same query from the same database, driven by the
+//!    same load generator;
 //! 3. a noisy tenant at full speed beside 100 quiet ones, against the quiet ones alone (default
 //!    router settings, so the per-tenant rate limit applies);
 //! 4. `--crowd` tenants on a second server with `max_connections = 50`, round robin: errors and
@@ -225,6 +229,54 @@ async fn drive_bare(
 
 const HEALTH_QUERY: &str = "SELECT coalesce(max(version), 0) FROM silo_schema_history";
 
+/// The single-tenant baseline app (see the module's doc) on a loopback port, until `stop` is
+/// sent or dropped.
+async fn single_tenant_app(
+    url: &secrecy::SecretString,
+    pool_size: usize,
+) -> anyhow::Result<(std::net::SocketAddr, tokio::sync::oneshot::Sender<()>)> {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse as _;
+    let config: tokio_postgres::Config = url.expose_secret().parse()?;
+    let manager = deadpool_postgres::Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    );
+    let pool = deadpool_postgres::Pool::builder(manager)
+        .max_size(pool_size)
+        .build()?;
+    let health = |axum::extract::State(pool): axum::extract::State<deadpool_postgres::Pool>| async move {
+        let Ok(client) = pool.get().await else {
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        };
+        match client.query_one(HEALTH_QUERY, &[]).await {
+            Ok(row) => axum::Json(serde_json::json!({
+                "tenant": "baseline",
+                "schema_version": row.get::<_, i32>(0),
+            }))
+            .into_response(),
+            Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        }
+    };
+    let app = axum::Router::new()
+        .route("/api/v1/health", axum::routing::get(health))
+        .with_state(pool);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    Ok((address, stop))
+}
+
 /// A tenant's own database URL, opened from the control plane.
 async fn tenant_url(
     store: &control_plane::Store,
@@ -422,6 +474,23 @@ async fn run(args: &Args, big: &EmbeddedPostgres, small: &EmbeddedPostgres) -> a
     let pool_size = defaults.router.pool_max_size;
     let one_bare = Arc::new(bare_clients(&store, &keyring, &round_robin[..1], pool_size).await?);
     let single_floor = drive_bare(one_bare, args.workers, duration).await;
+    eprintln!("single-tenant baseline app");
+    let (baseline_address, baseline_stop) = single_tenant_app(
+        &tenant_url(&store, &keyring, &round_robin[0]).await?,
+        pool_size,
+    )
+    .await?;
+    let only = Arc::new(vec![host_of(&round_robin[0])]);
+    drive(
+        &http,
+        baseline_address,
+        only.clone(),
+        args.workers,
+        Duration::from_secs(1),
+    )
+    .await;
+    let baseline = drive(&http, baseline_address, only, args.workers, duration).await;
+    let _ = baseline_stop.send(());
     let all_bare = Arc::new(bare_clients(&store, &keyring, &round_robin, 1).await?);
     let many_floor = drive_bare(all_bare.clone(), args.workers, duration).await;
     drop(all_bare);
@@ -549,6 +618,13 @@ async fn run(args: &Args, big: &EmbeddedPostgres, small: &EmbeddedPostgres) -> a
             "same query, no HTTP, no router"
         )
     );
+    println!(
+        "{}",
+        baseline.row(
+            "baseline: a single-tenant app",
+            "axum + one deadpool pool, same query, same database, no Silo"
+        )
+    );
     println!("{}", single.row("1 tenant", "one warm pool"));
     println!(
         "{}",
@@ -613,6 +689,17 @@ async fn run(args: &Args, big: &EmbeddedPostgres, small: &EmbeddedPostgres) -> a
          {floor_throughput:.2}× one tenant's throughput and {floor_p99:.2}× its p99."
     );
     println!("\n| target | measured | met |\n|---|---|---|");
+    let against_baseline = ratio(single.per_second(), baseline.per_second());
+    let against_floor = ratio(many.per_second(), many_floor.per_second());
+    let p99_against_floor = ratio(many.quantile_ms(0.99), many_floor.quantile_ms(0.99));
+    println!(
+        "| 1 tenant ≥ 0.85× the single-tenant baseline app | {against_baseline:.2}× | {} |",
+        yes(against_baseline >= 0.85)
+    );
+    println!(
+        "| {tenants} tenants ≥ 0.8× the bare {tenants}-connection floor, p99 ≤ 1.5× the floor's | {against_floor:.2}×, p99 {p99_against_floor:.2}× | {} |",
+        yes(against_floor >= 0.8 && p99_against_floor <= 1.5)
+    );
     println!(
         "| {tenants} tenants ≥ 0.9× one tenant's throughput | {throughput:.2}× | {} |",
         yes(throughput >= 0.9)
