@@ -34,12 +34,14 @@ impl<K: std::hash::Hash + Eq + Clone> RateLimit<K> {
 
     /// `Err(seconds to wait)` when the key is over its quota.
     pub fn check(&self, key: &K) -> Result<(), u32> {
-        use governor::clock::{Clock as _, DefaultClock};
+        use governor::clock::Clock as _;
         if self.limiter.len() > 100_000 {
             self.limiter.retain_recent();
         }
         self.limiter.check_key(key).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            // The limiter's own clock: making a new one (`DefaultClock::default()`) probes the
+            // CPU and calibrates each time, which made every refusal cost as much as an answer.
+            let wait = not_until.wait_time_from(self.limiter.clock().now());
             u32::try_from(wait.as_secs().saturating_add(1)).unwrap_or(u32::MAX)
         })
     }
