@@ -13,7 +13,12 @@ use crate::session::Session;
 const PASSWORD: &str = "violet tram oyster gravel";
 
 /// The tenant's main branch and a new item priced 2.50 with `stock` received into it.
-async fn stocked_item(owner: &Session<'_>, sku: &str, name: &str, stock: u32) -> (i64, i64) {
+pub(crate) async fn stocked_item(
+    owner: &Session<'_>,
+    sku: &str,
+    name: &str,
+    stock: u32,
+) -> (i64, i64) {
     let branch = owner
         .expect(Method::GET, "/api/v1/branches", None, StatusCode::OK)
         .await["data"][0]["id"]

@@ -801,40 +801,8 @@ async fn a_request_cut_off_mid_query_never_hands_its_connection_on_dirty() {
     .await;
     app.active_tenant("cutoff").await;
     let owner = crate::session::Session::owner(&app, "cutoff").await;
-    let branch = owner
-        .expect(Method::GET, "/api/v1/branches", None, StatusCode::OK)
-        .await["data"][0]["id"]
-        .as_i64()
-        .unwrap();
-    let supplier = owner
-        .expect(
-            Method::POST,
-            "/api/v1/suppliers",
-            Some(json!({"name": "Wholesale"})),
-            StatusCode::CREATED,
-        )
-        .await["id"]
-        .as_i64()
-        .unwrap();
-    let item = owner
-        .expect(
-            Method::POST,
-            "/api/v1/items",
-            Some(json!({"sku": "CUT", "name": "Cut item", "sale_price_cents": 100})),
-            StatusCode::CREATED,
-        )
-        .await["id"]
-        .as_i64()
-        .unwrap();
-    owner
-        .expect(
-            Method::POST,
-            "/api/v1/purchases",
-            Some(json!({"branch_id": branch, "supplier_id": supplier,
-                        "lines": [{"item_id": item, "quantity": 5, "unit_cost_cents": 50}]})),
-            StatusCode::CREATED,
-        )
-        .await;
+    // An item priced 2.50 with 5 in the main branch.
+    let (branch, item) = crate::app_pages::stocked_item(&owner, "CUT", "Cut item", 5).await;
     let counters = || async {
         let metrics = app.apex_get("/metrics").await.text().await.unwrap();
         (
