@@ -25,6 +25,28 @@ pub struct Branding {
     pub primary_color: Option<String>,
 }
 
+/// A branding with every default filled in: what pages show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrandingInForce {
+    pub display_name: String,
+    pub logo_url: Option<String>,
+    pub primary_color: String,
+}
+
+impl Branding {
+    /// These settings with the defaults for what is unset: the tenant's own name
+    /// (`tenant_name`, its company name) and [`DEFAULT_PRIMARY_COLOR`]; no logo.
+    pub fn in_force(self, tenant_name: &str) -> BrandingInForce {
+        BrandingInForce {
+            display_name: self.display_name.unwrap_or_else(|| tenant_name.to_owned()),
+            logo_url: self.logo_url,
+            primary_color: self
+                .primary_color
+                .unwrap_or_else(|| DEFAULT_PRIMARY_COLOR.to_owned()),
+        }
+    }
+}
+
 /// Validates and normalises branding input (display name trimmed, colour lower-cased).
 /// Returns every problem at once, by field name.
 pub fn validate_branding(input: &Branding) -> Result<Branding, BTreeMap<String, String>> {

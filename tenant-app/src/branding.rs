@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use control_plane::branding::{Branding, DEFAULT_PRIMARY_COLOR, validate_branding};
+use control_plane::branding::{Branding, validate_branding};
 use control_plane::model::TenantChanged;
 use serde::Serialize;
 use web::ApiError;
@@ -35,15 +35,11 @@ impl EffectiveBranding {
     /// `own`: the tenant's own settings, if any, with the tenant's defaults for what is unset.
     fn from_parts(tenant: &ResolvedTenant, own: Option<Branding>) -> Self {
         let custom = own.is_some();
-        let own = own.unwrap_or_default();
+        let in_force = own.unwrap_or_default().in_force(&tenant.display_name);
         Self {
-            display_name: own
-                .display_name
-                .unwrap_or_else(|| tenant.display_name.clone()),
-            logo_url: own.logo_url,
-            primary_color: own
-                .primary_color
-                .unwrap_or_else(|| DEFAULT_PRIMARY_COLOR.to_owned()),
+            display_name: in_force.display_name,
+            logo_url: in_force.logo_url,
+            primary_color: in_force.primary_color,
             custom,
         }
     }

@@ -130,14 +130,9 @@ async fn tenant_of(
     extensions: &axum::http::Extensions,
     state: &RouterState,
 ) -> Result<Arc<ResolvedTenant>, ApiError> {
-    if let Some(Resolved(tenant)) = extensions.get::<Resolved>() {
-        Ok(tenant.clone())
-    } else if let Some(slug) = extensions.get::<TenantSlug>() {
-        state.resolve(&slug.0).await
-    } else if let Some(domain) = extensions.get::<CustomDomain>() {
-        state.resolve_domain(&domain.0).await
-    } else {
-        Err(ApiError::tenant_not_found())
+    match extensions.get::<Resolved>() {
+        Some(Resolved(tenant)) => Ok(tenant.clone()),
+        None => crate::resolve::admit(look_up(extensions, state).await?),
     }
 }
 

@@ -38,6 +38,14 @@ pub struct SaleForm {
 }
 
 impl SaleForm {
+    /// The branch chosen, if it is one of `branches`.
+    fn branch(&self, branches: &[Branch]) -> Option<i64> {
+        self.branch_id
+            .parse::<i64>()
+            .ok()
+            .filter(|id| branches.iter().any(|branch| branch.id == *id))
+    }
+
     fn line(&self, index: usize) -> (&str, &str) {
         let get = |name: String| self.rest.get(&name).map(String::as_str).unwrap_or("");
         (
@@ -177,12 +185,7 @@ pub async fn submit(signed: Signed, form: Result<Form<SaleForm>, FormRejection>)
         Err(response) => return response,
     };
     let mut problems = Problems::default();
-    let branch_id = form
-        .branch_id
-        .parse::<i64>()
-        .ok()
-        .filter(|id| branches.iter().any(|b| b.id == *id));
-    let Some(branch_id) = branch_id else {
+    let Some(branch_id) = form.branch(&branches) else {
         problems.add("branch_id", "must be one of the branches");
         return again(&frame, &branches, &form, &BTreeMap::new(), &problems);
     };
@@ -390,12 +393,7 @@ pub async fn price_lines(
         Ok(branches) => branches,
         Err(response) => return response,
     };
-    let Some(branch_id) = form
-        .branch_id
-        .parse::<i64>()
-        .ok()
-        .filter(|id| branches.iter().any(|branch| branch.id == *id))
-    else {
+    let Some(branch_id) = form.branch(&branches) else {
         return ApiError::new(ErrorCode::ValidationFailed, "No such branch.").into_response();
     };
     let mut problems = Problems::default();

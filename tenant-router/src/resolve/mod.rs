@@ -93,15 +93,15 @@ pub(crate) fn admit(tenant: Arc<ResolvedTenant>) -> Result<Arc<ResolvedTenant>, 
 impl ResolvedTenant {
     /// The workspace as its error pages show it: its own name, colour and logo, or the defaults.
     pub fn page_brand(&self) -> web::negotiate::PageBrand {
-        let own = self.branding.clone().unwrap_or_default();
+        let in_force = self
+            .branding
+            .clone()
+            .unwrap_or_default()
+            .in_force(&self.display_name);
         web::negotiate::PageBrand {
-            name: own
-                .display_name
-                .unwrap_or_else(|| self.display_name.clone()),
-            color: own
-                .primary_color
-                .unwrap_or_else(|| control_plane::branding::DEFAULT_PRIMARY_COLOR.to_owned()),
-            logo_url: own.logo_url,
+            name: in_force.display_name,
+            color: in_force.primary_color,
+            logo_url: in_force.logo_url,
         }
     }
 
